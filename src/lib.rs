@@ -1,0 +1,3 @@
+//! skewtail: catch load-balancer traffic skew from access logs.
+#![warn(missing_docs)]
+pub mod parse;

@@ -1,0 +1,121 @@
+//! Parse: one log line in, one [`Record`] (or a counted [`ParseError`]) out.
+//!
+//! Architecture invariant: this module does no IO, reads no clock and never allocates per line.
+//! A [`Record`] borrows its text fields from the line; a [`ParseError`] is a small `Copy` value
+//! that names the column and what was expected there, and [`Parser::explain`] turns it into
+//! words only when a human will read it.
+
+mod nginx;
+mod patterns;
+pub mod time;
+
+pub use nginx::{CompileError, NginxFormat};
+pub use patterns::{Pattern, PatternError, PatternSet};
+
+/// One request, as the balancer logged it. Text fields borrow from the line.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Record<'a> {
+    /// Event time, Unix milliseconds UTC.
+    pub timestamp_ms: i64,
+    /// The server that produced the final response (the last entry of a retry list);
+    /// `None` when the request never reached a backend (`-`).
+    pub backend: Option<&'a [u8]>,
+    /// The pool (upstream group) this line names, when the format carries one.
+    pub pool: Option<&'a [u8]>,
+    /// How many backends were tried: 1 for a plain request, more when the balancer retried,
+    /// 0 when no backend was involved.
+    pub attempts: u16,
+    /// Status sent to the client.
+    pub status: Option<u16>,
+    /// Status the final backend returned.
+    pub upstream_status: Option<u16>,
+    /// Total request time as the balancer measured it, in seconds.
+    pub latency_s: Option<f64>,
+    /// Time spent in the final backend, in seconds.
+    pub upstream_latency_s: Option<f64>,
+    /// Bytes sent to the client.
+    pub bytes: Option<u64>,
+    /// Request method, as logged.
+    pub method: Option<&'a [u8]>,
+    /// Request target, as logged (not decoded).
+    pub path: Option<&'a [u8]>,
+    /// Protocol from the request line (`HTTP/1.1`).
+    pub protocol: Option<&'a [u8]>,
+}
+
+impl Record<'_> {
+    /// Whether the client saw a server error, preferring the status sent to the client.
+    pub fn is_server_error(&self) -> bool {
+        matches!(self.status.or(self.upstream_status), Some(500..=599))
+    }
+
+    /// The latency to attribute to the backend: its own time when logged, else the total.
+    pub fn backend_latency_s(&self) -> Option<f64> {
+        self.upstream_latency_s.or(self.latency_s)
+    }
+}
+
+/// Why a line did not parse. `Copy` and allocation-free: bad lines are normal input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseError {
+    /// Byte offset in the line where matching stopped.
+    pub column: u32,
+    /// Index of the format segment that failed (see [`Parser::explain`]).
+    pub segment: u16,
+    /// What went wrong there.
+    pub kind: ParseErrorKind,
+}
+
+/// The kinds of [`ParseError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The fixed text of the format was not found at this column.
+    LiteralMismatch,
+    /// The text that ends a field never appeared.
+    MissingDelimiter,
+    /// The timestamp field did not hold a timestamp in the expected layout.
+    BadTimestamp,
+    /// A numeric field (status, bytes, time) held something else.
+    BadNumber,
+    /// The format has no timestamp field, or it was empty.
+    NoTimestamp,
+}
+
+/// A compiled line parser for one input. An enum rather than a trait object so the per-line
+/// call is a direct, inlinable match; later formats add variants.
+#[derive(Debug, Clone)]
+pub enum Parser {
+    /// An nginx `log_format`, compiled.
+    Nginx(NginxFormat),
+}
+
+impl Parser {
+    /// Parses one line (without its newline).
+    #[inline]
+    pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Record<'a>, ParseError> {
+        match self {
+            Parser::Nginx(format) => format.parse(line),
+        }
+    }
+
+    /// Describes a parse error for a human: the field, the column and what was expected.
+    pub fn explain(&self, error: &ParseError) -> String {
+        match self {
+            Parser::Nginx(format) => format.explain(error),
+        }
+    }
+
+    /// Whether records from this parser carry their own pool name.
+    pub fn has_pool_field(&self) -> bool {
+        match self {
+            Parser::Nginx(format) => format.has_pool_field(),
+        }
+    }
+
+    /// Whether records from this parser can name a backend at all.
+    pub fn has_backend_field(&self) -> bool {
+        match self {
+            Parser::Nginx(format) => format.has_backend_field(),
+        }
+    }
+}

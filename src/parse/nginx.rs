@@ -1,0 +1,737 @@
+//! The nginx `log_format` compiler.
+//!
+//! nginx's format is whatever `log_format` the user wrote, so instead of shipping a fixed regex we
+//! compile the user's directive into a list of segments: fixed text ("literals") and variables.
+//! Matching walks the segments left to right. A variable's value runs up to the next literal,
+//! found with `memchr`'s SIMD searchers; no regex, no backtracking, no allocation.
+//!
+//! Two nginx habits need care:
+//! - `$upstream_*` variables hold lists (`a:80, b:80 : c:80`) whose separators contain spaces, so
+//!   a variable followed by a space does not end at a space that belongs to the list.
+//! - With `escape=json` a quoted value can contain `\"`; a quote preceded by an odd number of
+//!   backslashes is therefore never taken as the end of a value. (With the default escaping a
+//!   quote is written `\x22` and a backslash `\x5C`, so the check never triggers there.)
+
+use memchr::memmem;
+
+use super::time::{parse_epoch_seconds, parse_iso8601, parse_time_local};
+use super::{ParseError, ParseErrorKind, Record};
+
+/// What a variable feeds into the [`Record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    TimeLocal,
+    TimeIso8601,
+    Msec,
+    Request,
+    RequestMethod,
+    RequestUri,
+    ServerProtocol,
+    Status,
+    BodyBytesSent,
+    BytesSent,
+    RequestTime,
+    UpstreamAddr,
+    UpstreamStatus,
+    UpstreamResponseTime,
+    Pool,
+    /// A known variable skewtail does not use; a list-valued one when `list` is set.
+    Ignored {
+        list: bool,
+    },
+}
+
+impl Field {
+    fn is_list(self) -> bool {
+        matches!(
+            self,
+            Field::UpstreamAddr
+                | Field::UpstreamStatus
+                | Field::UpstreamResponseTime
+                | Field::Ignored { list: true }
+        )
+    }
+
+    fn is_timestamp(self) -> bool {
+        matches!(self, Field::TimeLocal | Field::TimeIso8601 | Field::Msec)
+    }
+}
+
+/// Exact variable names that feed the record or are known and skipped.
+const MAPPED_VARIABLES: &[(&str, Field)] = &[
+    ("time_local", Field::TimeLocal),
+    ("time_iso8601", Field::TimeIso8601),
+    ("msec", Field::Msec),
+    ("request", Field::Request),
+    ("request_method", Field::RequestMethod),
+    ("request_uri", Field::RequestUri),
+    ("server_protocol", Field::ServerProtocol),
+    ("status", Field::Status),
+    ("body_bytes_sent", Field::BodyBytesSent),
+    ("bytes_sent", Field::BytesSent),
+    ("request_time", Field::RequestTime),
+    ("upstream_addr", Field::UpstreamAddr),
+    ("upstream_status", Field::UpstreamStatus),
+    ("upstream_response_time", Field::UpstreamResponseTime),
+    // ingress-nginx names the Kubernetes service here; proxy_pass's host is the upstream group.
+    ("proxy_upstream_name", Field::Pool),
+    ("proxy_host", Field::Pool),
+];
+
+/// Known nginx (and ingress-nginx) variables that skewtail reads past without using.
+const SKIPPED_VARIABLES: &[&str] = &[
+    "args",
+    "binary_remote_addr",
+    "connection",
+    "connection_requests",
+    "connection_time",
+    "content_length",
+    "content_type",
+    "document_root",
+    "document_uri",
+    "gzip_ratio",
+    "host",
+    "hostname",
+    "https",
+    "is_args",
+    "limit_rate",
+    "nginx_version",
+    "pid",
+    "pipe",
+    "proxy_add_x_forwarded_for",
+    "proxy_alternative_upstream_name",
+    "proxy_port",
+    "proxy_protocol_addr",
+    "proxy_protocol_port",
+    "proxy_protocol_server_addr",
+    "proxy_protocol_server_port",
+    "query_string",
+    "realip_remote_addr",
+    "realip_remote_port",
+    "realpath_root",
+    "remote_addr",
+    "remote_port",
+    "remote_user",
+    "req_id",
+    "request_body",
+    "request_completion",
+    "request_filename",
+    "request_id",
+    "request_length",
+    "scheme",
+    "server_addr",
+    "server_name",
+    "server_port",
+    "ssl_cipher",
+    "ssl_client_s_dn",
+    "ssl_client_verify",
+    "ssl_early_data",
+    "ssl_protocol",
+    "ssl_server_name",
+    "ssl_session_id",
+    "ssl_session_reused",
+    "tcpinfo_rcv_space",
+    "tcpinfo_rtt",
+    "tcpinfo_rttvar",
+    "tcpinfo_snd_cwnd",
+    "the_real_ip",
+    "uri",
+    "upstream_cache_status",
+    "namespace",
+    "ingress_name",
+    "service_name",
+    "service_port",
+];
+
+/// Variable families: any name with one of these prefixes is a known, skipped variable.
+const SKIPPED_PREFIXES: &[&str] =
+    &["http_", "sent_http_", "sent_trailer_", "cookie_", "arg_", "geoip_", "jwt_claim_"];
+
+/// `$upstream_*` variables that carry one item per attempt, skipped but list-aware.
+const SKIPPED_UPSTREAM_LISTS: &[&str] = &[
+    "upstream_bytes_received",
+    "upstream_bytes_sent",
+    "upstream_connect_time",
+    "upstream_header_time",
+    "upstream_queue_time",
+    "upstream_response_length",
+    "upstream_first_byte_time",
+    "upstream_session_time",
+];
+
+/// `$upstream_*` families that also carry one item per attempt.
+const SKIPPED_UPSTREAM_PREFIXES: &[&str] =
+    &["upstream_http_", "upstream_cookie_", "upstream_trailer_"];
+
+fn lookup_variable(name: &str, custom: &[String]) -> Option<Field> {
+    if let Some((_, field)) = MAPPED_VARIABLES.iter().find(|(known, _)| *known == name) {
+        return Some(*field);
+    }
+    if SKIPPED_UPSTREAM_LISTS.contains(&name)
+        || SKIPPED_UPSTREAM_PREFIXES.iter().any(|p| name.starts_with(p))
+    {
+        return Some(Field::Ignored { list: true });
+    }
+    if SKIPPED_VARIABLES.contains(&name)
+        || SKIPPED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || custom.iter().any(|c| c == name)
+    {
+        return Some(Field::Ignored { list: false });
+    }
+    None
+}
+
+fn closest_known_variable(name: &str) -> Option<&'static str> {
+    MAPPED_VARIABLES
+        .iter()
+        .map(|(known, _)| *known)
+        .chain(SKIPPED_VARIABLES.iter().copied())
+        .chain(SKIPPED_UPSTREAM_LISTS.iter().copied())
+        .map(|known| (strsim::levenshtein(name, known), known))
+        .filter(|(distance, _)| *distance <= 3)
+        .min()
+        .map(|(_, known)| known)
+}
+
+/// Why a `log_format` could not be compiled. Each message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// A `$variable` nginx (as far as skewtail knows) does not have.
+    #[error(
+        "unknown variable `${name}` at column {column} of the log_format{hint}; if it comes from a \
+         `map` or `set` in your nginx config, list it in `custom_variables` for this input"
+    )]
+    UnknownVariable {
+        /// The variable's name, without `$`.
+        name: String,
+        /// 1-based column in the log_format text.
+        column: usize,
+        /// ", did you mean `$x`?" or empty.
+        hint: String,
+    },
+    /// Two variables with nothing between them cannot be told apart.
+    #[error(
+        "`${first}` and `${second}` follow each other with no text between them at column \
+         {column}, so skewtail cannot tell where one ends; nginx logs them glued together too - \
+         put a separator (a space, quote or `|`) between them in the log_format"
+    )]
+    AdjacentVariables {
+        /// The first variable.
+        first: String,
+        /// The second variable.
+        second: String,
+        /// 1-based column of the second one.
+        column: usize,
+    },
+    /// Without a time variable there is no event time to window on.
+    #[error(
+        "the log_format has no time variable; add `$time_local`, `$time_iso8601` or `$msec` to it"
+    )]
+    NoTimestamp,
+    /// A `${` without its `}`, or a `$` with no name.
+    #[error("malformed variable at column {column} of the log_format: {problem}")]
+    Malformed {
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// The format is empty.
+    #[error("the log_format is empty; pass the text of your nginx `log_format` directive")]
+    Empty,
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Literal { text: Box<[u8]>, finder: memmem::Finder<'static> },
+    Variable { name: Box<str>, field: Field },
+}
+
+/// A compiled nginx `log_format`.
+#[derive(Debug, Clone)]
+pub struct NginxFormat {
+    segments: Vec<Segment>,
+    /// Index of the first time variable when everything before it is skipped text (remote
+    /// address, user...). Lines whose prefix differs from the format (a vhost or an
+    /// X-Forwarded-For list in front, a missing ident column) are then re-synchronised on the
+    /// literal just before the time, as robust combined-log parsers do.
+    resync_anchor: Option<usize>,
+    has_pool: bool,
+    has_backend: bool,
+    /// The last timestamp text parsed and its value: consecutive lines nearly always share
+    /// the same second, so this skips most timestamp parsing.
+    last_time_text: [u8; 40],
+    last_time_len: usize,
+    last_time_ms: i64,
+}
+
+/// Turns the text a user may paste (a whole `log_format name escape=json '...' '...';`
+/// directive, a run of quoted strings, or the bare format) into the bare format.
+fn unwrap_directive(text: &str) -> String {
+    let mut rest = text.trim();
+    if let Some(after) = rest.strip_prefix("log_format") {
+        // Drop the format name and any `escape=`/`if=` parameters: everything before the
+        // first quote.
+        rest = after.find(['\'', '"']).map_or(after, |i| &after[i..]);
+    }
+    let rest = rest.trim().trim_end_matches(';').trim();
+    if !rest.starts_with(['\'', '"']) {
+        return rest.to_string();
+    }
+    // A run of nginx-quoted strings: concatenate their contents.
+    let mut out = String::with_capacity(rest.len());
+    let mut chars = rest.chars().peekable();
+    while let Some(quote) = chars.next() {
+        if quote != '\'' && quote != '"' {
+            if quote.is_whitespace() {
+                continue;
+            }
+            // Not a quoted run after all: use the text verbatim.
+            return rest.to_string();
+        }
+        loop {
+            match chars.next() {
+                None => return rest.to_string(),
+                Some(c) if c == quote => break,
+                Some('\\') => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(c @ ('\'' | '"' | '\\')) => out.push(c),
+                    Some(c) => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    None => out.push('\\'),
+                },
+                Some(c) => out.push(c),
+            }
+        }
+    }
+    out
+}
+
+/// Parses an unsigned decimal number (`0.050`, `12`) without allocation.
+fn parse_decimal(bytes: &[u8]) -> Option<f64> {
+    let (whole, fraction) = match memchr::memchr(b'.', bytes) {
+        Some(dot) => (&bytes[..dot], &bytes[dot + 1..]),
+        None => (bytes, &b""[..]),
+    };
+    if whole.is_empty() || whole.len() > 15 || fraction.len() > 9 {
+        return None;
+    }
+    let mut value = 0u64;
+    for &b in whole {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u64::from(b - b'0');
+    }
+    let mut frac = 0u64;
+    for &b in fraction {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        frac = frac * 10 + u64::from(b - b'0');
+    }
+    const SCALE: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+    #[allow(clippy::cast_precision_loss)] // whole and fraction are capped at 15 and 9 digits
+    Some(value as f64 + frac as f64 / SCALE[fraction.len()])
+}
+
+fn parse_uint(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 19 {
+        return None;
+    }
+    let mut value = 0u64;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u64::from(b - b'0');
+    }
+    Some(value)
+}
+
+/// nginx writes `-` for an unset variable (and `""` under `escape=json`).
+fn is_unset(value: &[u8]) -> bool {
+    value.is_empty() || value == b"-"
+}
+
+/// The last item of an upstream list (`a, b : c` gives `c`) and the number of items.
+fn last_list_item(value: &[u8]) -> (&[u8], u16) {
+    let mut n_items: u16 = 1;
+    let mut last_start = 0;
+    for (i, &b) in value.iter().enumerate() {
+        // `,` separates attempts within a group; ` : ` separates groups after an internal
+        // redirect. A `:` inside `ip:port` or `unix:/path` has no space before it.
+        let is_separator = b == b',' || (b == b':' && i > 0 && value[i - 1] == b' ');
+        if is_separator {
+            n_items = n_items.saturating_add(1);
+            last_start = i + 1;
+        }
+    }
+    (value[last_start..].trim_ascii(), n_items)
+}
+
+/// Splits a request line into method, target and protocol. Anything that is not
+/// `METHOD target [HTTP/x]` (an empty request, binary garbage) yields no fields at all.
+#[allow(clippy::type_complexity)]
+fn split_request(value: &[u8]) -> (Option<&[u8]>, Option<&[u8]>, Option<&[u8]>) {
+    let Some(first_space) = memchr::memchr(b' ', value) else {
+        return (None, None, None);
+    };
+    let method = &value[..first_space];
+    if method.is_empty() || !method.iter().all(u8::is_ascii_alphabetic) {
+        return (None, None, None);
+    }
+    let rest = &value[first_space + 1..];
+    match memchr::memrchr(b' ', rest) {
+        Some(last_space) if rest[last_space + 1..].starts_with(b"HTTP/") => {
+            (Some(method), Some(&rest[..last_space]), Some(&rest[last_space + 1..]))
+        }
+        // HTTP/0.9 style: no protocol.
+        None if !rest.is_empty() => (Some(method), Some(rest), None),
+        _ => (None, None, None),
+    }
+}
+
+impl NginxFormat {
+    /// Compiles a `log_format`. `custom_variables` names variables defined by the user's own
+    /// `map`/`set` blocks, which are then accepted and skipped.
+    pub fn compile(log_format: &str, custom_variables: &[String]) -> Result<Self, CompileError> {
+        let text = unwrap_directive(log_format);
+        if text.is_empty() {
+            return Err(CompileError::Empty);
+        }
+        let bytes = text.as_bytes();
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut literal: Vec<u8> = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] != b'$' {
+                literal.push(bytes[i]);
+                i += 1;
+                continue;
+            }
+            let column = i + 1;
+            let (name, next) = if bytes.get(i + 1) == Some(&b'{') {
+                let close = bytes[i + 2..].iter().position(|&b| b == b'}').ok_or(
+                    CompileError::Malformed { column, problem: "`${` has no closing `}`" },
+                )?;
+                (&text[i + 2..i + 2 + close], i + 3 + close)
+            } else {
+                let len = bytes[i + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                    .count();
+                (&text[i + 1..i + 1 + len], i + 1 + len)
+            };
+            if name.is_empty() {
+                return Err(CompileError::Malformed {
+                    column,
+                    problem: "`$` is not followed by a variable name",
+                });
+            }
+            let field = lookup_variable(name, custom_variables).ok_or_else(|| {
+                CompileError::UnknownVariable {
+                    name: name.to_string(),
+                    column,
+                    hint: closest_known_variable(name)
+                        .map(|k| format!(", did you mean `${k}`?"))
+                        .unwrap_or_default(),
+                }
+            })?;
+            if literal.is_empty() {
+                if let Some(Segment::Variable { name: first, .. }) = segments.last() {
+                    return Err(CompileError::AdjacentVariables {
+                        first: first.to_string(),
+                        second: name.to_string(),
+                        column,
+                    });
+                }
+            } else {
+                segments.push(Self::literal_segment(std::mem::take(&mut literal)));
+            }
+            segments.push(Segment::Variable { name: name.into(), field });
+            i = next;
+        }
+        if !literal.is_empty() {
+            segments.push(Self::literal_segment(literal));
+        }
+        let fields = || {
+            segments.iter().filter_map(|s| {
+                if let Segment::Variable { field, .. } = s { Some(*field) } else { None }
+            })
+        };
+        if !fields().any(Field::is_timestamp) {
+            return Err(CompileError::NoTimestamp);
+        }
+        let has_pool = fields().any(|f| f == Field::Pool);
+        let has_backend = fields().any(|f| f == Field::UpstreamAddr);
+        let resync_anchor = segments
+            .iter()
+            .position(|s| matches!(s, Segment::Variable { field, .. } if field.is_timestamp()))
+            .filter(|&anchor| {
+                anchor > 1
+                    && matches!(segments[anchor - 1], Segment::Literal { .. })
+                    && segments[..anchor].iter().all(|s| {
+                        matches!(
+                            s,
+                            Segment::Literal { .. }
+                                | Segment::Variable { field: Field::Ignored { .. }, .. }
+                        )
+                    })
+            });
+        Ok(NginxFormat {
+            segments,
+            resync_anchor,
+            has_pool,
+            has_backend,
+            last_time_text: [0; 40],
+            last_time_len: usize::MAX,
+            last_time_ms: 0,
+        })
+    }
+
+    fn literal_segment(text: Vec<u8>) -> Segment {
+        let finder = memmem::Finder::new(&text).into_owned();
+        Segment::Literal { text: text.into_boxed_slice(), finder }
+    }
+
+    /// Whether the format carries a pool name (`$proxy_upstream_name`, `$proxy_host`).
+    pub fn has_pool_field(&self) -> bool {
+        self.has_pool
+    }
+
+    /// Whether the format names the backend (`$upstream_addr`).
+    pub fn has_backend_field(&self) -> bool {
+        self.has_backend
+    }
+
+    /// Parses one line.
+    #[inline]
+    pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Record<'a>, ParseError> {
+        let mut record = Record::default();
+        match self.match_segments(line, 0, 0, &mut record) {
+            Ok(()) => Ok(record),
+            Err(error) => match self.resync_anchor {
+                Some(anchor) if usize::from(error.segment) < anchor => {
+                    self.resync(line, anchor, error)
+                }
+                _ => Err(error),
+            },
+        }
+    }
+
+    /// Retries a line whose prefix did not match by searching for the literal before the time
+    /// variable, at most a few times.
+    #[cold]
+    fn resync<'a>(
+        &mut self,
+        line: &'a [u8],
+        anchor: usize,
+        error: ParseError,
+    ) -> Result<Record<'a>, ParseError> {
+        const MAX_TRIES: usize = 8;
+        let mut from = 0;
+        for _ in 0..MAX_TRIES {
+            let Segment::Literal { text, finder } = &self.segments[anchor - 1] else {
+                return Err(error);
+            };
+            let Some(at) = finder.find(&line[from..]) else {
+                return Err(error);
+            };
+            let start = from + at + text.len();
+            let mut record = Record::default();
+            if self.match_segments(line, start, anchor, &mut record).is_ok() {
+                return Ok(record);
+            }
+            from = from + at + 1;
+        }
+        Err(error)
+    }
+
+    fn match_segments<'a>(
+        &mut self,
+        line: &'a [u8],
+        mut pos: usize,
+        first_segment: usize,
+        record: &mut Record<'a>,
+    ) -> Result<(), ParseError> {
+        let mut has_time = false;
+        for index in first_segment..self.segments.len() {
+            #[allow(clippy::cast_possible_truncation)]
+            // formats have far fewer than 65536 segments, lines < 4 GiB
+            let error = |kind, column: usize| ParseError {
+                column: column as u32,
+                segment: index as u16,
+                kind,
+            };
+            match &self.segments[index] {
+                Segment::Literal { text, .. } => {
+                    if !line[pos..].starts_with(text) {
+                        return Err(error(ParseErrorKind::LiteralMismatch, pos));
+                    }
+                    pos += text.len();
+                }
+                Segment::Variable { field, .. } => {
+                    let field = *field;
+                    let end = match self.segments.get(index + 1) {
+                        Some(Segment::Literal { text, finder }) => {
+                            find_value_end(&line[pos..], text, finder, field.is_list())
+                                .ok_or_else(|| error(ParseErrorKind::MissingDelimiter, pos))?
+                                + pos
+                        }
+                        _ => line.len(),
+                    };
+                    let value = &line[pos..end];
+                    if field.is_timestamp() {
+                        record.timestamp_ms = self
+                            .parse_time(field, value)
+                            .ok_or_else(|| error(ParseErrorKind::BadTimestamp, pos))?;
+                        has_time = true;
+                    } else {
+                        apply_field(field, value, record)
+                            .ok_or_else(|| error(ParseErrorKind::BadNumber, pos))?;
+                    }
+                    pos = end;
+                }
+            }
+        }
+        if has_time {
+            Ok(())
+        } else {
+            #[allow(clippy::cast_possible_truncation)]
+            Err(ParseError {
+                column: pos as u32,
+                segment: self.segments.len() as u16,
+                kind: ParseErrorKind::NoTimestamp,
+            })
+        }
+    }
+
+    fn parse_time(&mut self, field: Field, value: &[u8]) -> Option<i64> {
+        if value.len() == self.last_time_len && self.last_time_text[..value.len()] == *value {
+            return Some(self.last_time_ms);
+        }
+        let ms = match field {
+            Field::TimeLocal => parse_time_local(value),
+            Field::TimeIso8601 => parse_iso8601(value),
+            _ => parse_epoch_seconds(value),
+        }?;
+        if value.len() <= self.last_time_text.len() {
+            self.last_time_text[..value.len()].copy_from_slice(value);
+            self.last_time_len = value.len();
+            self.last_time_ms = ms;
+        }
+        Some(ms)
+    }
+
+    /// Describes a [`ParseError`] in words: the column, the field and what was expected.
+    pub fn explain(&self, error: &ParseError) -> String {
+        let column = error.column + 1;
+        let describe = |index: usize| match self.segments.get(index) {
+            Some(Segment::Literal { text, .. }) => {
+                format!("the text `{}`", String::from_utf8_lossy(text))
+            }
+            Some(Segment::Variable { name, .. }) => format!("`${name}`"),
+            None => "the end of the line".to_string(),
+        };
+        let segment = usize::from(error.segment);
+        match error.kind {
+            ParseErrorKind::LiteralMismatch => {
+                format!("column {column}: expected {}", describe(segment))
+            }
+            ParseErrorKind::MissingDelimiter => format!(
+                "column {column}: {} never ends: expected {} after it",
+                describe(segment),
+                describe(segment + 1)
+            ),
+            ParseErrorKind::BadTimestamp => format!(
+                "column {column}: {} is not a timestamp in nginx's layout",
+                describe(segment)
+            ),
+            ParseErrorKind::BadNumber => {
+                format!("column {column}: {} is not a number or `-`", describe(segment))
+            }
+            ParseErrorKind::NoTimestamp => format!("column {column}: the line has no timestamp"),
+        }
+    }
+}
+
+/// Finds where a value ends: the next occurrence of the literal that follows it, skipping
+/// quotes escaped with a backslash and, for list variables, the spaces inside `, ` and ` : `.
+fn find_value_end(
+    rest: &[u8],
+    literal: &[u8],
+    finder: &memmem::Finder<'_>,
+    is_list: bool,
+) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let at = from + finder.find(&rest[from..])?;
+        let escaped_quote = literal[0] == b'"'
+            && rest[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1;
+        let inside_list = is_list
+            && literal[0] == b' '
+            && (rest[..at].ends_with(b",")
+                || rest[..at].ends_with(b" :")
+                || rest[at..].starts_with(b" : ")
+                || rest[at..].starts_with(b" , "));
+        if !escaped_quote && !inside_list {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+}
+
+/// Stores one variable's value into the record. `None` means the value is malformed.
+fn apply_field<'a>(field: Field, value: &'a [u8], record: &mut Record<'a>) -> Option<()> {
+    match field {
+        Field::Request => {
+            (record.method, record.path, record.protocol) = split_request(value);
+        }
+        Field::RequestMethod => record.method = (!is_unset(value)).then_some(value),
+        Field::RequestUri => record.path = (!is_unset(value)).then_some(value),
+        Field::ServerProtocol => record.protocol = (!is_unset(value)).then_some(value),
+        Field::Status => record.status = parse_status(value)?,
+        Field::BodyBytesSent => record.bytes = parse_optional(value, parse_uint)?,
+        Field::BytesSent => {
+            // $body_bytes_sent is preferred when both are logged.
+            if record.bytes.is_none() {
+                record.bytes = parse_optional(value, parse_uint)?;
+            }
+        }
+        Field::RequestTime => record.latency_s = parse_optional(value, parse_decimal)?,
+        Field::UpstreamAddr => {
+            if is_unset(value) {
+                record.backend = None;
+                record.attempts = 0;
+            } else {
+                let (last, n_items) = last_list_item(value);
+                record.backend = (!is_unset(last)).then_some(last);
+                record.attempts = n_items;
+            }
+        }
+        Field::UpstreamStatus => record.upstream_status = parse_status(last_list_item(value).0)?,
+        Field::UpstreamResponseTime => {
+            record.upstream_latency_s = parse_optional(last_list_item(value).0, parse_decimal)?;
+        }
+        Field::Pool => record.pool = (!is_unset(value)).then_some(value),
+        Field::Ignored { .. } | Field::TimeLocal | Field::TimeIso8601 | Field::Msec => {}
+    }
+    Some(())
+}
+
+/// `Some(None)` for an unset value, `None` for a malformed one.
+fn parse_optional<T>(value: &[u8], parse: impl Fn(&[u8]) -> Option<T>) -> Option<Option<T>> {
+    if is_unset(value) { Some(None) } else { parse(value).map(Some) }
+}
+
+fn parse_status(value: &[u8]) -> Option<Option<u16>> {
+    #[allow(clippy::cast_possible_truncation)] // at most 3 digits
+    parse_optional(value, |v| (v.len() == 3).then(|| parse_uint(v)).flatten().map(|s| s as u16))
+}
+
+#[cfg(test)]
+mod tests;

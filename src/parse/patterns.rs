@@ -1,0 +1,184 @@
+//! Named formats: data files in `patterns/`, built into the binary, plus any the user drops
+//! into a patterns directory.
+//!
+//! A pattern file is TOML: `name`, `kind` (the compiler to use; `nginx` for now), a one-line
+//! `description`, and the format text (`log_format`). Keeping formats as data means adding
+//! one needs no recompiling and each can be tested on its own.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{NginxFormat, Parser};
+
+/// The pattern files compiled into the binary.
+const BUILTIN: &[(&str, &str)] = &[
+    ("patterns/nginx_combined.toml", include_str!("../../patterns/nginx_combined.toml")),
+    ("patterns/nginx_main.toml", include_str!("../../patterns/nginx_main.toml")),
+    ("patterns/nginx_common.toml", include_str!("../../patterns/nginx_common.toml")),
+    ("patterns/nginx_upstream.toml", include_str!("../../patterns/nginx_upstream.toml")),
+    ("patterns/ingress_nginx.toml", include_str!("../../patterns/ingress_nginx.toml")),
+];
+
+/// One named format.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pattern {
+    /// The name used with `--format` and in the config.
+    pub name: String,
+    /// Which compiler reads `log_format`.
+    pub kind: PatternKind,
+    /// One line for `skewtail patterns` listings.
+    pub description: String,
+    /// The format text.
+    pub log_format: String,
+    /// Where the pattern came from (a file path, or `patterns/...` for built-ins).
+    #[serde(skip)]
+    pub origin: PathBuf,
+}
+
+/// The format languages a pattern can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatternKind {
+    /// An nginx `log_format`.
+    Nginx,
+}
+
+/// A pattern file that could not be used, with the file and line to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    /// Reading the directory or a file failed.
+    #[error("cannot read pattern {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid pattern.
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        /// The pattern file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// All named formats known to this run.
+#[derive(Debug, Clone)]
+pub struct PatternSet {
+    patterns: Vec<Pattern>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+fn parse_pattern_file(path: &Path, text: &str) -> Result<Pattern, PatternError> {
+    let mut pattern: Pattern = toml::from_str(text).map_err(|error| PatternError::Invalid {
+        path: path.to_path_buf(),
+        line: error.span().map_or(1, |span| line_of(text, span.start)),
+        message: error.message().to_string(),
+    })?;
+    pattern.origin = path.to_path_buf();
+    // Compile once now so a broken format is reported at load time with its line.
+    pattern.compile(&[]).map_err(|error| PatternError::Invalid {
+        path: path.to_path_buf(),
+        line: text.find("log_format").map_or(1, |offset| line_of(text, offset)),
+        message: format!("log_format: {error}"),
+    })?;
+    Ok(pattern)
+}
+
+impl Pattern {
+    /// Builds a parser from this pattern.
+    pub fn compile(&self, custom_variables: &[String]) -> Result<Parser, super::CompileError> {
+        match self.kind {
+            PatternKind::Nginx => {
+                NginxFormat::compile(&self.log_format, custom_variables).map(Parser::Nginx)
+            }
+        }
+    }
+}
+
+impl PatternSet {
+    /// The patterns built into the binary.
+    pub fn builtin() -> Self {
+        let patterns = BUILTIN
+            .iter()
+            .map(|(path, text)| {
+                parse_pattern_file(Path::new(path), text)
+                    .unwrap_or_else(|error| unreachable!("built-in pattern is tested: {error}"))
+            })
+            .collect();
+        PatternSet { patterns }
+    }
+
+    /// Adds every `*.toml` file in `dir`; a user pattern with a built-in's name replaces it.
+    pub fn load_dir(&mut self, dir: &Path) -> Result<(), PatternError> {
+        let io_error = |source| PatternError::Io { path: dir.to_path_buf(), source };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io_error)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| PatternError::Io { path: path.clone(), source })?;
+            let pattern = parse_pattern_file(&path, &text)?;
+            self.patterns.retain(|p| p.name != pattern.name);
+            self.patterns.push(pattern);
+        }
+        Ok(())
+    }
+
+    /// Finds a pattern by name.
+    pub fn get(&self, name: &str) -> Option<&Pattern> {
+        self.patterns.iter().find(|p| p.name == name)
+    }
+
+    /// All pattern names, for error messages and listings.
+    pub fn names(&self) -> Vec<&str> {
+        self.patterns.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// All patterns.
+    pub fn iter(&self) -> impl Iterator<Item = &Pattern> {
+        self.patterns.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_pattern_loads() {
+        let set = PatternSet::builtin();
+        assert_eq!(set.names(), ["combined", "main", "common", "upstream", "ingress_nginx"]);
+    }
+
+    #[test]
+    fn broken_user_pattern_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("good.toml"), "name = \"mine\"\nkind = \"nginx\"\ndescription = \"x\"\nlog_format = '[$time_local] $status'\n").unwrap();
+        let mut set = PatternSet::builtin();
+        set.load_dir(dir.path()).unwrap();
+        assert!(set.get("mine").is_some());
+
+        std::fs::write(dir.path().join("zbad.toml"), "name = \"bad\"\nkind = \"nginx\"\ndescription = \"x\"\nlog_format = '[$time_local] $nope'\n").unwrap();
+        let error = set.load_dir(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("zbad.toml:4:"), "{error}");
+        assert!(error.contains("unknown variable `$nope`"), "{error}");
+
+        std::fs::write(dir.path().join("zbad.toml"), "name = \"bad\"\nkind = \"apache\"\n")
+            .unwrap();
+        let error = set.load_dir(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("zbad.toml:2:"), "{error}");
+    }
+}
