@@ -1,0 +1,853 @@
+//! Detect: decides, window by window, whether a backend's share of its pool's traffic is
+//! skewed, and turns that into alert state changes (firing, then resolved, once each).
+//!
+//! For each closed window of a pool with enough traffic, every backend's request count is
+//! tested against its expected share with an exact two-sided binomial test, Bonferroni-corrected
+//! over the pool's backends (statrs). A backend is *anomalous* when that test is significant
+//! **and** the effect is large enough to matter (a ratio floor and a percentage-point floor):
+//! at high volume, significance alone flags operationally irrelevant deviations. An alert fires
+//! once a backend has been anomalous for `for_s` of consecutive windows, and resolves once it
+//! has been back near its expected share for `resolve_for_s` (hysteresis: the resolve
+//! threshold is looser than the firing one, so a borderline backend does not flap).
+//!
+//! Expected shares come from configured weights when the pool has them; otherwise from a
+//! baseline learned during a warm-up period and then updated slowly, only from windows in
+//! which nothing in the pool was anomalous, so an incident is never learned as normal.
+//!
+//! Architecture invariant: no IO, no clock. Time is the windows' event time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF};
+
+use crate::window::WindowSummary;
+
+/// Detector settings. Every field has a default that suits a pool of a few to a few dozen
+/// servers at tens of requests per second or more.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Window length, seconds.
+    pub window_s: u32,
+    /// How far behind the newest line a line may arrive and still count, seconds.
+    pub lateness_s: u32,
+    /// How long a backend must be anomalous before the alert fires, seconds.
+    pub for_s: u32,
+    /// How long a firing backend must look normal before the alert resolves, seconds.
+    pub resolve_for_s: u32,
+    /// A pool window with fewer requests than this is not judged.
+    pub min_requests: u64,
+    /// A pool with fewer backends than this is not judged.
+    pub min_backends: usize,
+    /// Family-wise significance level for the per-backend tests (Bonferroni over backends).
+    pub alpha: f64,
+    /// Fire only when observed/expected share is at least this (or at most its inverse).
+    pub min_ratio: f64,
+    /// Fire only when the share is off by at least this many percentage points (0.05 = 5 pp).
+    pub min_share_delta: f64,
+    /// Resolve once the ratio is back within this factor of expected.
+    pub resolve_ratio: f64,
+    /// Without weights: how long to learn the baseline before judging, seconds.
+    pub warmup_s: u32,
+    /// Without weights: half-life of the learned baseline after warm-up, seconds.
+    pub baseline_half_life_s: u32,
+    /// Observed/expected ratio at which an "over" alert is critical rather than a warning.
+    pub critical_ratio: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            window_s: 10,
+            lateness_s: 5,
+            for_s: 30,
+            resolve_for_s: 30,
+            min_requests: 100,
+            min_backends: 2,
+            alpha: 1e-3,
+            min_ratio: 1.5,
+            min_share_delta: 0.05,
+            resolve_ratio: 1.25,
+            warmup_s: 300,
+            baseline_half_life_s: 3600,
+            critical_ratio: 2.5,
+        }
+    }
+}
+
+/// Alert lifecycle states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// The condition has held for the configured duration.
+    Firing,
+    /// The condition has cleared for the configured duration.
+    Resolved,
+}
+
+/// What kind of anomaly. Later detectors add spike, drop, errors and latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A backend's share of its pool is off its expected share.
+    Skew,
+}
+
+/// Which way a backend is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// More than its share.
+    Over,
+    /// Less than its share.
+    Under,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Info,
+    /// Needs attention soon.
+    Warning,
+    /// Page someone.
+    Critical,
+}
+
+/// Where the expected shares came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedFrom {
+    /// Configured weights.
+    Weights,
+    /// The learned baseline.
+    Baseline,
+}
+
+/// The numbers behind a skew alert, for the on-call and for machines.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkewEvidence {
+    /// The backend's share of the pool's requests in the deciding window.
+    pub observed_share: f64,
+    /// Its expected share.
+    pub expected_share: f64,
+    /// observed / expected.
+    pub ratio: f64,
+    /// Where the expected share came from.
+    pub expected_from: ExpectedFrom,
+    /// Requests the backend served in the deciding window.
+    pub backend_requests: u64,
+    /// Requests the pool served in the deciding window.
+    pub pool_requests: u64,
+    /// Backends in the pool.
+    pub pool_backends: usize,
+    /// Bonferroni-adjusted two-sided binomial p-value for this backend.
+    pub p_value: f64,
+    /// p-value of the G-test of the whole pool's split against the expected shares.
+    pub pool_g_test_p_value: f64,
+    /// The backend's 5xx rate in the deciding window.
+    pub error_rate: f64,
+    /// The other backends' combined 5xx rate.
+    pub peer_error_rate: f64,
+    /// The backend's p99 latency, ms.
+    pub p99_ms: Option<f64>,
+    /// The median of the other backends' p99 latencies, ms.
+    pub peer_p99_ms: Option<f64>,
+    /// Window length, seconds.
+    pub window_s: u32,
+    /// How long the condition had lasted at this state change, seconds.
+    pub duration_s: i64,
+}
+
+/// One alert state change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertEvent {
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// The anomaly kind.
+    pub kind: AlertKind,
+    /// Over or under its share.
+    pub direction: Direction,
+    /// The backend, as logged.
+    pub backend: Arc<str>,
+    /// The pool it belongs to.
+    pub pool: Arc<str>,
+    /// Event time of the end of the window that changed the state, Unix ms.
+    #[serde(rename = "at", serialize_with = "serialize_rfc3339")]
+    pub at_ms: i64,
+    /// Event time the anomaly began, Unix ms.
+    #[serde(rename = "started_at", serialize_with = "serialize_rfc3339")]
+    pub started_at_ms: i64,
+    /// How urgent it is.
+    pub severity: Severity,
+    /// One line for humans.
+    pub summary: String,
+    /// The numbers behind it.
+    pub evidence: SkewEvidence,
+}
+
+impl AlertEvent {
+    /// A stable identity for this anomaly across its firing and resolved events, usable as a
+    /// deduplication key by receivers.
+    pub fn fingerprint(&self) -> String {
+        format!("skewtail/{}/{}/{}/{:?}", self.pool, self.backend, "skew", self.direction)
+            .to_lowercase()
+    }
+}
+
+fn serialize_rfc3339<S: serde::Serializer>(
+    unix_ms: &i64,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::parse::time::format_rfc3339(*unix_ms))
+}
+
+#[derive(Debug, Clone)]
+struct Firing {
+    direction: Direction,
+    started_at_ms: i64,
+    severity: Severity,
+    clear_since_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct BackendState {
+    /// Expected share learned from traffic (unused when the pool has weights).
+    baseline_share: f64,
+    pending: Option<(Direction, i64)>,
+    firing: Option<Firing>,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    backends: BTreeMap<Arc<str>, BackendState>,
+    learned_windows: u32,
+    last_window_end_ms: Option<i64>,
+}
+
+/// The per-backend test result for one window.
+#[derive(Debug, Clone, Copy)]
+struct Judgement {
+    share: f64,
+    expected: f64,
+    ratio: f64,
+    p_value: f64,
+    anomalous: Option<Direction>,
+    /// Whether a firing alert in `direction` may count this window towards resolving.
+    clear_over: bool,
+    clear_under: bool,
+}
+
+/// The skew detector. Feed it closed windows in event-time order per pool.
+#[derive(Debug)]
+pub struct SkewDetector {
+    config: DetectorConfig,
+    weights: FxHashMap<String, BTreeMap<String, f64>>,
+    pools: FxHashMap<Arc<str>, PoolState>,
+}
+
+fn fmt_pct(share: f64) -> String {
+    format!("{:.1}%", share * 100.0)
+}
+
+fn fmt_ms(ms: Option<f64>) -> String {
+    match ms {
+        Some(ms) if ms >= 1000.0 => format!("{:.2} s", ms / 1000.0),
+        Some(ms) => format!("{ms:.0} ms"),
+        None => "n/a".to_string(),
+    }
+}
+
+/// Formats a duration in seconds as `1h02m`, `25m10s` or `40s`.
+pub fn fmt_duration(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn ratio(numerator: u64, denominator: u64) -> f64 {
+    if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
+}
+
+/// Two-sided exact binomial test p-value: P(as or more extreme than `k` of `n` at rate `p`).
+fn binomial_two_sided(k: u64, n: u64, p: f64) -> f64 {
+    let Ok(binomial) = Binomial::new(p.clamp(0.0, 1.0), n) else { return 1.0 };
+    let lower = binomial.cdf(k);
+    let upper = if k == 0 { 1.0 } else { binomial.sf(k - 1) };
+    (2.0 * lower.min(upper)).min(1.0)
+}
+
+/// G-test of observed counts against expected shares: p-value under χ²(k−1).
+#[allow(clippy::cast_precision_loss)]
+fn g_test_p_value(counts: &[u64], expected: &[f64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    let mut g = 0.0;
+    for (&x, &q) in counts.iter().zip(expected) {
+        if x > 0 && q > 0.0 {
+            g += 2.0 * x as f64 * (x as f64 / (n as f64 * q)).ln();
+        }
+    }
+    match ChiSquared::new((counts.len().max(2) - 1) as f64) {
+        Ok(chi) => chi.sf(g.max(0.0)),
+        Err(_) => 1.0,
+    }
+}
+
+impl SkewDetector {
+    /// A detector with per-pool weights (pool → backend → weight); pools without weights use
+    /// a learned baseline.
+    pub fn new(config: DetectorConfig, weights: FxHashMap<String, BTreeMap<String, f64>>) -> Self {
+        SkewDetector { config, weights, pools: FxHashMap::default() }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// Alerts still firing, as (pool, backend, direction, started_at_ms).
+    pub fn firing(&self) -> Vec<(Arc<str>, Arc<str>, Direction, i64)> {
+        let mut out = Vec::new();
+        for (pool, state) in &self.pools {
+            for (backend, backend_state) in &state.backends {
+                if let Some(firing) = &backend_state.firing {
+                    out.push((
+                        pool.clone(),
+                        backend.clone(),
+                        firing.direction,
+                        firing.started_at_ms,
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn warmup_windows(&self) -> u32 {
+        self.config.warmup_s.div_ceil(self.config.window_s.max(1))
+    }
+
+    /// Judges one closed window and appends any alert state changes to `alerts`.
+    pub fn observe(&mut self, window: &WindowSummary, alerts: &mut Vec<AlertEvent>) {
+        let config = self.config.clone();
+        let warmup_windows = self.warmup_windows();
+        let weights = self.weights.get(&*window.pool);
+        let pool = self.pools.entry(window.pool.clone()).or_default();
+        // Persistence counts consecutive windows only: a gap in the log restarts it.
+        if pool.last_window_end_ms != Some(window.start_ms) {
+            for backend in pool.backends.values_mut() {
+                backend.pending = None;
+            }
+        }
+        pool.last_window_end_ms = Some(window.end_ms);
+
+        for summary in &window.backends {
+            if !pool.backends.contains_key(&summary.backend) {
+                // A backend appearing after the baseline was learned starts at an equal share.
+                let n_known = pool.backends.len();
+                let initial = if pool.learned_windows == 0 || n_known == 0 {
+                    0.0
+                } else {
+                    1.0 / (n_known + 1) as f64
+                };
+                #[allow(clippy::cast_precision_loss)]
+                for state in pool.backends.values_mut() {
+                    state.baseline_share *= 1.0 - initial;
+                }
+                pool.backends.insert(
+                    summary.backend.clone(),
+                    BackendState { baseline_share: initial, ..Default::default() },
+                );
+            }
+        }
+        let n = window.total_requests();
+        if n < config.min_requests {
+            return;
+        }
+        let names: Vec<Arc<str>> = pool.backends.keys().cloned().collect();
+        let counts: Vec<u64> = names
+            .iter()
+            .map(|name| {
+                window.backends.iter().find(|b| b.backend == *name).map_or(0, |b| b.requests)
+            })
+            .collect();
+        let shares: Vec<f64> = counts.iter().map(|&c| ratio(c, n)).collect();
+
+        let (expected, expected_from): (Vec<f64>, ExpectedFrom) = match weights {
+            Some(weights) => {
+                let total: f64 = weights.values().sum();
+                (
+                    names
+                        .iter()
+                        .map(|name| weights.get(&**name).map_or(0.0, |w| w / total))
+                        .collect(),
+                    ExpectedFrom::Weights,
+                )
+            }
+            None => {
+                if pool.learned_windows < warmup_windows {
+                    // Warm-up: the baseline is the running mean of the shares seen so far.
+                    pool.learned_windows += 1;
+                    let weight = 1.0 / f64::from(pool.learned_windows);
+                    for (state, share) in pool.backends.values_mut().zip(&shares) {
+                        state.baseline_share += weight * (share - state.baseline_share);
+                    }
+                    return;
+                }
+                let total: f64 = pool.backends.values().map(|b| b.baseline_share).sum();
+                let expected = pool
+                    .backends
+                    .values()
+                    .map(|b| if total > 0.0 { b.baseline_share / total } else { 0.0 })
+                    .collect();
+                (expected, ExpectedFrom::Baseline)
+            }
+        };
+        let n_tested = expected.iter().filter(|&&q| q > 0.0).count();
+        if n_tested < config.min_backends {
+            return;
+        }
+        let judgements = judge(&counts, &expected, &config);
+        let pool_p = g_test_p_value(&counts, &expected);
+
+        let mut pool_is_quiet = true;
+        for (index, name) in names.iter().enumerate() {
+            let judgement = judgements[index];
+            let state = pool
+                .backends
+                .get_mut(name)
+                .unwrap_or_else(|| unreachable!("names come from the map"));
+            let build = |state_change, direction, started_at_ms, severity| {
+                let evidence = evidence(
+                    window,
+                    name,
+                    &judgement,
+                    expected_from,
+                    pool_p,
+                    n,
+                    names.len(),
+                    &config,
+                    window.end_ms - started_at_ms,
+                );
+                AlertEvent {
+                    state: state_change,
+                    kind: AlertKind::Skew,
+                    direction,
+                    backend: name.clone(),
+                    pool: window.pool.clone(),
+                    at_ms: window.end_ms,
+                    started_at_ms,
+                    severity,
+                    summary: summarize(state_change, direction, name, &window.pool, &evidence),
+                    evidence,
+                }
+            };
+            match &mut state.firing {
+                None => match (judgement.anomalous, state.pending) {
+                    (Some(direction), pending) => {
+                        pool_is_quiet = false;
+                        let since = match pending {
+                            Some((pending_direction, since)) if pending_direction == direction => {
+                                since
+                            }
+                            _ => window.start_ms,
+                        };
+                        state.pending = Some((direction, since));
+                        if window.end_ms - since >= i64::from(config.for_s) * 1000 {
+                            let severity = if direction == Direction::Over
+                                && judgement.ratio >= config.critical_ratio
+                            {
+                                Severity::Critical
+                            } else {
+                                Severity::Warning
+                            };
+                            alerts.push(build(AlertState::Firing, direction, since, severity));
+                            state.pending = None;
+                            state.firing = Some(Firing {
+                                direction,
+                                started_at_ms: since,
+                                severity,
+                                clear_since_ms: None,
+                            });
+                        }
+                    }
+                    (None, _) => state.pending = None,
+                },
+                Some(firing) => {
+                    pool_is_quiet = false;
+                    let clear = match firing.direction {
+                        Direction::Over => judgement.clear_over,
+                        Direction::Under => judgement.clear_under,
+                    };
+                    if !clear {
+                        firing.clear_since_ms = None;
+                        continue;
+                    }
+                    let clear_since = *firing.clear_since_ms.get_or_insert(window.start_ms);
+                    if window.end_ms - clear_since >= i64::from(config.resolve_for_s) * 1000 {
+                        let (direction, started_at_ms, severity) =
+                            (firing.direction, firing.started_at_ms, firing.severity);
+                        alerts.push(build(
+                            AlertState::Resolved,
+                            direction,
+                            started_at_ms,
+                            severity,
+                        ));
+                        state.firing = None;
+                    }
+                }
+            }
+        }
+
+        if pool_is_quiet && expected_from == ExpectedFrom::Baseline {
+            // Learn slowly, and only from windows where nothing was off.
+            let half_life_windows =
+                f64::from(config.baseline_half_life_s) / f64::from(config.window_s.max(1));
+            let alpha = 1.0 - 0.5f64.powf(1.0 / half_life_windows.max(1.0));
+            for (state, share) in pool.backends.values_mut().zip(&shares) {
+                state.baseline_share += alpha * (share - state.baseline_share);
+            }
+        }
+    }
+}
+
+/// Tests every backend against its expected share, attributing skew to its cause.
+///
+/// When one backend takes too much, every other backend's share drops with it; testing each
+/// against the whole pool would page for all of them. So the most significant anomalous
+/// backend is flagged first, then removed, and the rest are re-tested against each other with
+/// their expected shares renormalised, until nothing anomalous is left. A backend that drowns
+/// is reported alone; two independent culprits are both found.
+#[allow(clippy::cast_precision_loss)]
+fn judge(counts: &[u64], expected: &[f64], config: &DetectorConfig) -> Vec<Judgement> {
+    let n_total: u64 = counts.iter().sum();
+    let test = |index: usize, remaining: &[bool]| -> Judgement {
+        let (k, q_full) = (counts[index], expected[index]);
+        let share = ratio(k, n_total);
+        if q_full <= 0.0 {
+            // A backend with no expected share (not in the weights) is reported in windows
+            // but never judged: it has nothing to be skewed against.
+            return Judgement {
+                share,
+                expected: 0.0,
+                ratio: 1.0,
+                p_value: 1.0,
+                anomalous: None,
+                clear_over: true,
+                clear_under: true,
+            };
+        }
+        let n: u64 = counts.iter().zip(remaining).filter(|(_, r)| **r).map(|(c, _)| c).sum();
+        let q_sum: f64 = expected.iter().zip(remaining).filter(|(_, r)| **r).map(|(q, _)| q).sum();
+        let n_tested = expected.iter().zip(remaining).filter(|(q, r)| **r && **q > 0.0).count();
+        let q = q_full / q_sum;
+        let conditional_share = ratio(k, n);
+        let p_value = (binomial_two_sided(k, n, q) * n_tested as f64).min(1.0);
+        let r = conditional_share / q;
+        let significant = p_value < config.alpha;
+        let anomalous = if significant
+            && r >= config.min_ratio
+            && conditional_share - q >= config.min_share_delta
+        {
+            Some(Direction::Over)
+        } else if significant
+            && r <= 1.0 / config.min_ratio
+            && q - conditional_share >= config.min_share_delta
+        {
+            Some(Direction::Under)
+        } else {
+            None
+        };
+        Judgement {
+            share,
+            expected: q_full,
+            ratio: share / q_full,
+            p_value,
+            anomalous,
+            clear_over: r < config.resolve_ratio
+                || conditional_share - q < config.min_share_delta / 2.0,
+            clear_under: r > 1.0 / config.resolve_ratio
+                || q - conditional_share < config.min_share_delta / 2.0,
+        }
+    };
+    let mut remaining = vec![true; counts.len()];
+    let mut results: Vec<Option<Judgement>> = vec![None; counts.len()];
+    loop {
+        let n_left = remaining.iter().zip(expected).filter(|(r, q)| **r && **q > 0.0).count();
+        let round: Vec<(usize, Judgement)> =
+            (0..counts.len()).filter(|&i| remaining[i]).map(|i| (i, test(i, &remaining))).collect();
+        let worst = round
+            .iter()
+            .filter(|(_, j)| j.anomalous.is_some())
+            .min_by(|a, b| a.1.p_value.total_cmp(&b.1.p_value))
+            .map(|(i, j)| (*i, *j));
+        match worst {
+            // Keep at least `min_backends` to compare the rest against.
+            Some((index, judgement)) if n_left > config.min_backends => {
+                results[index] = Some(judgement);
+                remaining[index] = false;
+            }
+            _ => {
+                for (index, judgement) in round {
+                    results[index] = Some(judgement);
+                }
+                break;
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|j| j.unwrap_or_else(|| unreachable!("every backend is judged")))
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evidence(
+    window: &WindowSummary,
+    backend: &str,
+    judgement: &Judgement,
+    expected_from: ExpectedFrom,
+    pool_g_test_p_value: f64,
+    pool_requests: u64,
+    pool_backends: usize,
+    config: &DetectorConfig,
+    duration_ms: i64,
+) -> SkewEvidence {
+    let this = window.backends.iter().find(|b| &*b.backend == backend);
+    let (peer_errors, peer_requests) = window
+        .backends
+        .iter()
+        .filter(|b| &*b.backend != backend)
+        .fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests));
+    let mut peer_p99: Vec<f64> = window
+        .backends
+        .iter()
+        .filter(|b| &*b.backend != backend)
+        .filter_map(|b| b.p99_ms)
+        .collect();
+    peer_p99.sort_by(f64::total_cmp);
+    SkewEvidence {
+        observed_share: judgement.share,
+        expected_share: judgement.expected,
+        ratio: judgement.ratio,
+        expected_from,
+        backend_requests: this.map_or(0, |b| b.requests),
+        pool_requests,
+        pool_backends,
+        p_value: judgement.p_value,
+        pool_g_test_p_value,
+        error_rate: this.map_or(0.0, |b| ratio(b.errors, b.requests)),
+        peer_error_rate: ratio(peer_errors, peer_requests),
+        p99_ms: this.and_then(|b| b.p99_ms),
+        peer_p99_ms: peer_p99.get(peer_p99.len() / 2).copied(),
+        window_s: config.window_s,
+        duration_s: duration_ms / 1000,
+    }
+}
+
+fn summarize(
+    state: AlertState,
+    direction: Direction,
+    backend: &str,
+    pool: &str,
+    e: &SkewEvidence,
+) -> String {
+    let mut text = match (state, direction) {
+        (AlertState::Firing, Direction::Over) => format!(
+            "{backend} is taking {} of pool {pool}'s traffic, expected {} ({:.1}x): {} of {} requests in {}s; skewed for {}",
+            fmt_pct(e.observed_share),
+            fmt_pct(e.expected_share),
+            e.ratio,
+            e.backend_requests,
+            e.pool_requests,
+            e.window_s,
+            fmt_duration(e.duration_s)
+        ),
+        (AlertState::Firing, Direction::Under) => format!(
+            "{backend} is getting only {} of pool {pool}'s traffic, expected {}: {} of {} requests in {}s; for {}",
+            fmt_pct(e.observed_share),
+            fmt_pct(e.expected_share),
+            e.backend_requests,
+            e.pool_requests,
+            e.window_s,
+            fmt_duration(e.duration_s)
+        ),
+        (AlertState::Resolved, _) => format!(
+            "{backend} is back to {} of pool {pool}'s traffic (expected {}) after {} of skew",
+            fmt_pct(e.observed_share),
+            fmt_pct(e.expected_share),
+            fmt_duration(e.duration_s)
+        ),
+    };
+    if state == AlertState::Firing
+        && (e.error_rate > 2.0 * e.peer_error_rate + 0.01
+            || e.p99_ms > e.peer_p99_ms.map(|p| p * 2.0))
+    {
+        let _ = write!(
+            text,
+            "; its 5xx rate is {} (peers {}), p99 {} (peers {})",
+            fmt_pct(e.error_rate),
+            fmt_pct(e.peer_error_rate),
+            fmt_ms(e.p99_ms),
+            fmt_ms(e.peer_p99_ms)
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::BackendSummary;
+
+    fn window(start_s: i64, counts: &[u64]) -> WindowSummary {
+        WindowSummary {
+            pool: "api".into(),
+            start_ms: start_s * 1000,
+            end_ms: (start_s + 10) * 1000,
+            backends: counts
+                .iter()
+                .enumerate()
+                .map(|(i, &requests)| BackendSummary {
+                    backend: format!("10.0.0.{i}:80").into(),
+                    requests,
+                    errors: 0,
+                    retried: 0,
+                    p50_ms: Some(10.0),
+                    p99_ms: Some(50.0),
+                })
+                .collect(),
+            no_backend: 0,
+        }
+    }
+
+    fn run(
+        detector: &mut SkewDetector,
+        windows: impl IntoIterator<Item = WindowSummary>,
+    ) -> Vec<AlertEvent> {
+        let mut alerts = Vec::new();
+        for w in windows {
+            detector.observe(&w, &mut alerts);
+        }
+        alerts
+    }
+
+    fn learned() -> SkewDetector {
+        SkewDetector::new(DetectorConfig::default(), FxHashMap::default())
+    }
+
+    #[test]
+    fn binomial_p_values() {
+        assert!(binomial_two_sided(50, 100, 0.5) > 0.9);
+        assert!(binomial_two_sided(90, 100, 0.5) < 1e-15);
+        assert!(binomial_two_sided(0, 100, 0.25) < 1e-9);
+        assert!(g_test_p_value(&[25, 25, 25, 25], &[0.25; 4]) > 0.99);
+        assert!(g_test_p_value(&[70, 10, 10, 10], &[0.25; 4]) < 1e-9);
+    }
+
+    #[test]
+    fn sustained_skew_fires_once_then_resolves_once() {
+        let mut detector = learned();
+        let even = [100, 100, 100, 100];
+        let skewed = [600, 100, 100, 100];
+        let mut t = 0;
+        let mut windows = Vec::new();
+        for counts in std::iter::repeat_n(even, 60)
+            .chain(std::iter::repeat_n(skewed, 20))
+            .chain(std::iter::repeat_n(even, 20))
+        {
+            windows.push(window(t, &counts));
+            t += 10;
+        }
+        let alerts = run(&mut detector, windows);
+        assert_eq!(alerts.len(), 2, "{alerts:#?}");
+        let (fired, resolved) = (&alerts[0], &alerts[1]);
+        assert_eq!(
+            (fired.state, fired.direction, &*fired.backend),
+            (AlertState::Firing, Direction::Over, "10.0.0.0:80")
+        );
+        assert_eq!(fired.started_at_ms, 600_000);
+        assert_eq!(fired.at_ms, 630_000, "fires after for_s = 30 s");
+        assert_eq!(fired.severity, Severity::Critical);
+        assert!((fired.evidence.observed_share - 6.0 / 9.0).abs() < 1e-9);
+        assert!((fired.evidence.expected_share - 0.25).abs() < 1e-9);
+        assert_eq!(resolved.state, AlertState::Resolved);
+        assert_eq!(resolved.at_ms, 830_000);
+        assert!(detector.firing().is_empty());
+    }
+
+    #[test]
+    fn short_blips_and_low_volume_do_not_fire() {
+        let mut detector = learned();
+        let mut windows: Vec<_> = (0..40).map(|i| window(i * 10, &[100, 100, 100, 100])).collect();
+        windows.push(window(400, &[400, 100, 100, 100])); // one window only
+        windows.push(window(410, &[100, 100, 100, 100]));
+        windows.extend((42..60).map(|i| window(i * 10, &[40, 10, 10, 10]))); // 70 requests: too few
+        assert!(run(&mut detector, windows).is_empty());
+    }
+
+    #[test]
+    fn configured_weights_are_normal_and_equal_split_is_not() {
+        let weights: BTreeMap<String, f64> = [
+            ("10.0.0.0:80", 3.0),
+            ("10.0.0.1:80", 1.0),
+            ("10.0.0.2:80", 1.0),
+            ("10.0.0.3:80", 1.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let weights: FxHashMap<String, _> = [("api".to_string(), weights)].into_iter().collect();
+        let mut detector = SkewDetector::new(DetectorConfig::default(), weights.clone());
+        assert!(
+            run(&mut detector, (0..20).map(|i| window(i * 10, &[300, 100, 100, 100]))).is_empty()
+        );
+        let mut detector = SkewDetector::new(DetectorConfig::default(), weights);
+        let alerts = run(&mut detector, (0..20).map(|i| window(i * 10, &[150, 150, 150, 150])));
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            (alerts[0].direction, alerts[0].evidence.expected_from),
+            (Direction::Under, ExpectedFrom::Weights)
+        );
+    }
+
+    #[test]
+    fn starved_backend_fires_under() {
+        let mut detector = learned();
+        let windows = (0..40)
+            .map(|i| window(i * 10, &[100, 100, 100, 100]))
+            .chain((40..50).map(|i| window(i * 10, &[133, 133, 134, 0])));
+        let alerts = run(&mut detector, windows);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!((alerts[0].direction, &*alerts[0].backend), (Direction::Under, "10.0.0.3:80"));
+    }
+
+    #[test]
+    fn a_gap_restarts_persistence() {
+        let mut detector = learned();
+        let mut windows: Vec<_> = (0..40).map(|i| window(i * 10, &[100, 100, 100, 100])).collect();
+        windows.push(window(400, &[400, 100, 100, 100]));
+        windows.push(window(410, &[400, 100, 100, 100]));
+        windows.push(window(1000, &[400, 100, 100, 100])); // after a gap
+        assert!(run(&mut detector, windows).is_empty());
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(fmt_duration(40), "40s");
+        assert_eq!(fmt_duration(1500), "25m");
+        assert_eq!(fmt_duration(1510), "25m10s");
+        assert_eq!(fmt_duration(3720), "1h02m");
+    }
+}

@@ -1,0 +1,453 @@
+//! Window: groups records into event-time windows per pool and backend.
+//!
+//! Windows are keyed by the log's own timestamps, never the wall clock, so a replay and the
+//! live sidecar cut the same windows from the same lines. A window stays open until the newest
+//! event time seen passes its end by the lateness bound; a line older than every open window is
+//! counted as late (and dropped from the statistics, never silently).
+//!
+//! Architecture invariant: no IO, no clock, no allocation per record once a backend has been
+//! seen (backend names are interned on first sight; stats slots are reused).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+/// Latency histogram with 16 log-linear buckets per power of two (about 3% relative error),
+/// from about 1 µs to 17 minutes. Fixed size, so recording never allocates.
+#[derive(Clone)]
+pub struct LatencyHistogram {
+    counts: Box<[u32; Self::N_BUCKETS]>,
+    total: u64,
+}
+
+impl std::fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencyHistogram").field("total", &self.total).finish_non_exhaustive()
+    }
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram { counts: Box::new([0; Self::N_BUCKETS]), total: 0 }
+    }
+}
+
+impl LatencyHistogram {
+    const SUB_BUCKETS: i64 = 16;
+    const MIN_EXPONENT: i64 = -20; // 2^-20 s ≈ 1 µs
+    const MAX_EXPONENT: i64 = 10; // 2^10 s ≈ 17 min
+    const N_BUCKETS: usize =
+        ((Self::MAX_EXPONENT - Self::MIN_EXPONENT) * Self::SUB_BUCKETS) as usize;
+
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to the bucket range
+    fn bucket_of(seconds: f64) -> usize {
+        if seconds.is_nan() || seconds <= 0.0 {
+            return 0;
+        }
+        // The float's exponent and top 4 mantissa bits are the bucket: no logarithm needed.
+        let bits = seconds.to_bits();
+        let exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
+        let sub = ((bits >> 48) & 0xf) as i64;
+        let index = (exponent - Self::MIN_EXPONENT) * Self::SUB_BUCKETS + sub;
+        index.clamp(0, Self::N_BUCKETS as i64 - 1) as usize
+    }
+
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap
+    )]
+    fn bucket_midpoint(index: usize) -> f64 {
+        let exponent = index as i64 / Self::SUB_BUCKETS + Self::MIN_EXPONENT;
+        let sub = (index as i64 % Self::SUB_BUCKETS) as f64;
+        let base = 2f64.powi(exponent as i32);
+        base * (1.0 + (sub + 0.5) / Self::SUB_BUCKETS as f64)
+    }
+
+    /// Records one latency in seconds.
+    #[inline]
+    pub fn record(&mut self, seconds: f64) {
+        self.counts[Self::bucket_of(seconds)] += 1;
+        self.total += 1;
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds, or `None` when nothing was recorded.
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        if self.total == 0 {
+            return None;
+        }
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0u64;
+        for (index, &count) in self.counts.iter().enumerate() {
+            seen += u64::from(count);
+            if seen >= rank {
+                return Some(Self::bucket_midpoint(index) * 1000.0);
+            }
+        }
+        None
+    }
+
+    fn clear(&mut self) {
+        if self.total > 0 {
+            self.counts.fill(0);
+            self.total = 0;
+        }
+    }
+}
+
+/// Counters for one backend in one window.
+#[derive(Debug, Clone, Default)]
+struct BackendStats {
+    requests: u64,
+    errors: u64,
+    retried: u64,
+    latency: LatencyHistogram,
+}
+
+/// One backend's line in a closed window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSummary {
+    /// The backend's name as logged (`10.0.0.3:8080`).
+    pub backend: Arc<str>,
+    /// Requests whose final response came from this backend.
+    pub requests: u64,
+    /// Of those, how many got a 5xx.
+    pub errors: u64,
+    /// Of those, how many were retries after another backend failed.
+    pub retried: u64,
+    /// Median backend latency, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile backend latency, ms.
+    pub p99_ms: Option<f64>,
+}
+
+/// A closed window for one pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowSummary {
+    /// The pool the backends belong to.
+    pub pool: Arc<str>,
+    /// Window start, Unix ms (inclusive).
+    pub start_ms: i64,
+    /// Window end, Unix ms (exclusive).
+    pub end_ms: i64,
+    /// Backends that served requests in this window, in first-seen order.
+    pub backends: Vec<BackendSummary>,
+    /// Requests in this pool that reached no backend (`-`).
+    pub no_backend: u64,
+}
+
+impl WindowSummary {
+    /// Requests that reached a backend.
+    pub fn total_requests(&self) -> u64 {
+        self.backends.iter().map(|b| b.requests).sum()
+    }
+}
+
+#[derive(Debug, Default)]
+struct PoolSlot {
+    backends: Vec<BackendStats>,
+    no_backend: u64,
+}
+
+#[derive(Debug)]
+struct OpenWindow {
+    start_ms: i64,
+    pools: Vec<PoolSlot>,
+}
+
+/// What happened to a record handed to [`Windower::add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Counted in its window.
+    Counted,
+    /// Older than every open window: counted as late, not in any window.
+    Late,
+}
+
+/// Window length and lateness bound.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowConfig {
+    /// Window length, ms.
+    pub window_ms: i64,
+    /// How far behind the newest event time a line may arrive and still be counted, ms.
+    pub lateness_ms: i64,
+}
+
+/// A pool and backend resolved to dense indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pool: u32,
+    backend: Option<u32>,
+}
+
+/// Event-time windows for one input (one clock).
+#[derive(Debug)]
+pub struct Windower {
+    config: WindowConfig,
+    open: VecDeque<OpenWindow>,
+    spare: Vec<OpenWindow>,
+    pools: FxHashMap<Box<[u8]>, u32>,
+    pool_names: Vec<Arc<str>>,
+    /// Key: pool index (4 bytes LE) then the backend name; value: the backend's index in its pool.
+    backends: FxHashMap<Box<[u8]>, u32>,
+    backend_names: Vec<Vec<Arc<str>>>,
+    key_scratch: Vec<u8>,
+    newest_event_ms: i64,
+    late: u64,
+}
+
+/// Windows further apart than this (1 hour of 10 s windows) are not filled with empty ones.
+const MAX_EMPTY_WINDOWS: i64 = 360;
+
+impl Windower {
+    /// A windower with no windows open yet.
+    pub fn new(config: WindowConfig) -> Self {
+        Windower {
+            config,
+            open: VecDeque::new(),
+            spare: Vec::new(),
+            pools: FxHashMap::default(),
+            pool_names: Vec::new(),
+            backends: FxHashMap::default(),
+            backend_names: Vec::new(),
+            key_scratch: Vec::with_capacity(128),
+            newest_event_ms: i64::MIN,
+            late: 0,
+        }
+    }
+
+    /// Lines that arrived after their window had closed.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Interns a pool name (allocates only the first time a name is seen).
+    pub fn pool(&mut self, name: &[u8]) -> u32 {
+        if let Some(&index) = self.pools.get(name) {
+            return index;
+        }
+        #[allow(clippy::cast_possible_truncation)] // pools are few
+        let index = self.pool_names.len() as u32;
+        self.pools.insert(name.into(), index);
+        self.pool_names.push(String::from_utf8_lossy(name).into());
+        self.backend_names.push(Vec::new());
+        index
+    }
+
+    /// Resolves a pool and backend to a [`Slot`].
+    pub fn slot(&mut self, pool: u32, backend: Option<&[u8]>) -> Slot {
+        let Some(name) = backend else { return Slot { pool, backend: None } };
+        self.key_scratch.clear();
+        self.key_scratch.extend_from_slice(&pool.to_le_bytes());
+        self.key_scratch.extend_from_slice(name);
+        if let Some(&index) = self.backends.get(self.key_scratch.as_slice()) {
+            return Slot { pool, backend: Some(index) };
+        }
+        let names = &mut self.backend_names[pool as usize];
+        #[allow(clippy::cast_possible_truncation)] // a pool has far fewer than 2^32 backends
+        let index = names.len() as u32;
+        names.push(String::from_utf8_lossy(name).into());
+        self.backends.insert(self.key_scratch.as_slice().into(), index);
+        Slot { pool, backend: Some(index) }
+    }
+
+    fn window_start(&self, timestamp_ms: i64) -> i64 {
+        timestamp_ms.div_euclid(self.config.window_ms) * self.config.window_ms
+    }
+
+    fn new_window(&mut self, start_ms: i64) -> OpenWindow {
+        match self.spare.pop() {
+            Some(mut window) => {
+                window.start_ms = start_ms;
+                window
+            }
+            None => OpenWindow { start_ms, pools: Vec::new() },
+        }
+    }
+
+    /// Counts one request. Windows that can no longer receive lines are closed into `closed`.
+    pub fn add(
+        &mut self,
+        timestamp_ms: i64,
+        slot: Slot,
+        is_error: bool,
+        retried: bool,
+        latency_s: Option<f64>,
+        closed: &mut Vec<WindowSummary>,
+    ) -> Admission {
+        let start = self.window_start(timestamp_ms);
+        if let Some(back) = self.open.back() {
+            if start - back.start_ms > MAX_EMPTY_WINDOWS * self.config.window_ms {
+                // A long gap in the log: close what is open rather than fill the gap.
+                self.close_all(closed);
+            }
+        }
+        if self.open.is_empty() {
+            let window = self.new_window(start);
+            self.open.push_back(window);
+        }
+        let front_start = self.open.front().map_or(start, |w| w.start_ms);
+        if start < front_start {
+            self.late += 1;
+            return Admission::Late;
+        }
+        while let Some(back_start) = self.open.back().map(|w| w.start_ms).filter(|&s| s < start) {
+            let window = self.new_window(back_start + self.config.window_ms);
+            self.open.push_back(window);
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // start >= front_start
+        let offset = ((start - front_start) / self.config.window_ms) as usize;
+        let window = &mut self.open[offset];
+        let pool_index = slot.pool as usize;
+        if window.pools.len() <= pool_index {
+            window.pools.resize_with(pool_index + 1, PoolSlot::default);
+        }
+        let pool = &mut window.pools[pool_index];
+        match slot.backend {
+            None => pool.no_backend += 1,
+            Some(backend) => {
+                let backend = backend as usize;
+                if pool.backends.len() <= backend {
+                    pool.backends.resize_with(backend + 1, BackendStats::default);
+                }
+                let stats = &mut pool.backends[backend];
+                stats.requests += 1;
+                stats.errors += u64::from(is_error);
+                stats.retried += u64::from(retried);
+                if let Some(latency) = latency_s {
+                    stats.latency.record(latency);
+                }
+            }
+        }
+        if timestamp_ms > self.newest_event_ms {
+            self.newest_event_ms = timestamp_ms;
+            self.close_until(timestamp_ms - self.config.lateness_ms, closed);
+        }
+        Admission::Counted
+    }
+
+    /// Closes every window that ends at or before `watermark_ms`.
+    pub fn close_until(&mut self, watermark_ms: i64, closed: &mut Vec<WindowSummary>) {
+        while self.open.front().is_some_and(|w| w.start_ms + self.config.window_ms <= watermark_ms)
+        {
+            self.close_front(closed);
+        }
+    }
+
+    /// Closes every open window (end of a replay, or an idle live input).
+    pub fn close_all(&mut self, closed: &mut Vec<WindowSummary>) {
+        while !self.open.is_empty() {
+            self.close_front(closed);
+        }
+    }
+
+    /// End of the newest open window, if any.
+    pub fn newest_window_end(&self) -> Option<i64> {
+        self.open.back().map(|w| w.start_ms + self.config.window_ms)
+    }
+
+    fn close_front(&mut self, closed: &mut Vec<WindowSummary>) {
+        let Some(mut window) = self.open.pop_front() else { return };
+        for (pool_index, pool_name) in self.pool_names.iter().enumerate() {
+            let mut summary = WindowSummary {
+                pool: pool_name.clone(),
+                start_ms: window.start_ms,
+                end_ms: window.start_ms + self.config.window_ms,
+                backends: Vec::new(),
+                no_backend: 0,
+            };
+            if let Some(pool) = window.pools.get_mut(pool_index) {
+                summary.no_backend = std::mem::take(&mut pool.no_backend);
+                for (backend_index, stats) in pool.backends.iter_mut().enumerate() {
+                    if stats.requests > 0 {
+                        summary.backends.push(BackendSummary {
+                            backend: self.backend_names[pool_index][backend_index].clone(),
+                            requests: stats.requests,
+                            errors: stats.errors,
+                            retried: stats.retried,
+                            p50_ms: stats.latency.quantile_ms(0.5),
+                            p99_ms: stats.latency.quantile_ms(0.99),
+                        });
+                    }
+                    stats.requests = 0;
+                    stats.errors = 0;
+                    stats.retried = 0;
+                    stats.latency.clear();
+                }
+            }
+            closed.push(summary);
+        }
+        self.spare.push(window);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: WindowConfig = WindowConfig { window_ms: 10_000, lateness_ms: 5_000 };
+
+    #[test]
+    fn histogram_quantiles_are_within_a_few_percent() {
+        let mut histogram = LatencyHistogram::default();
+        for i in 1..=1000 {
+            histogram.record(f64::from(i) / 1000.0); // 1 ms .. 1 s
+        }
+        let p50 = histogram.quantile_ms(0.5).unwrap();
+        let p99 = histogram.quantile_ms(0.99).unwrap();
+        assert!((p50 - 500.0).abs() / 500.0 < 0.04, "p50 {p50}");
+        assert!((p99 - 990.0).abs() / 990.0 < 0.04, "p99 {p99}");
+        assert_eq!(LatencyHistogram::default().quantile_ms(0.5), None);
+        histogram.record(0.0);
+        histogram.record(1e9);
+        histogram.record(f64::NAN);
+    }
+
+    #[test]
+    fn windows_close_after_lateness_and_late_lines_are_counted() {
+        let mut windower = Windower::new(CONFIG);
+        let pool = windower.pool(b"api");
+        let a = windower.slot(pool, Some(b"a:80"));
+        let b = windower.slot(pool, Some(b"b:80"));
+        let mut closed = Vec::new();
+        assert_eq!(
+            windower.add(1_000, a, false, false, Some(0.01), &mut closed),
+            Admission::Counted
+        );
+        assert_eq!(windower.add(12_000, b, true, false, None, &mut closed), Admission::Counted);
+        // 9 s is within lateness: the first window is still open.
+        assert_eq!(windower.add(9_000, b, false, true, None, &mut closed), Admission::Counted);
+        assert!(closed.is_empty());
+        windower.add(15_000, a, false, false, None, &mut closed);
+        assert_eq!(closed.len(), 1);
+        let first = &closed[0];
+        assert_eq!((first.start_ms, first.end_ms, first.total_requests()), (0, 10_000, 2));
+        assert_eq!(first.backends[1].retried, 1);
+        // Now 9 s is too late.
+        assert_eq!(windower.add(9_500, a, false, false, None, &mut closed), Admission::Late);
+        assert_eq!(windower.late(), 1);
+        windower.close_all(&mut closed);
+        assert_eq!(closed.len(), 2);
+        assert_eq!(closed[1].backends.iter().map(|b| b.errors).sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn gaps_emit_empty_windows_but_long_gaps_do_not() {
+        let mut windower = Windower::new(CONFIG);
+        let pool = windower.pool(b"api");
+        let a = windower.slot(pool, Some(b"a:80"));
+        let none = windower.slot(pool, None);
+        let mut closed = Vec::new();
+        windower.add(0, a, false, false, None, &mut closed);
+        windower.add(40_000, none, false, false, None, &mut closed);
+        windower.close_all(&mut closed);
+        assert_eq!(closed.len(), 5);
+        assert_eq!(closed[4].no_backend, 1);
+        closed.clear();
+        windower.add(100_000_000, a, false, false, None, &mut closed);
+        windower.close_all(&mut closed);
+        assert_eq!(closed.len(), 1);
+    }
+}
