@@ -1,0 +1,604 @@
+//! Config: one TOML file for inputs, pools, detector settings and sinks.
+//!
+//! Loading has two steps, as in ripgrep's low/high args: [`ConfigFile`] is the file as written
+//! (serde, `deny_unknown_fields`, so a typo is an error rather than a silently ignored key), and
+//! [`Settings`] is what the pipeline runs on: parsers compiled, weights checked, secrets
+//! resolved. Every error names the file, the line and the fix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::alert::{DEFAULT_QUEUE_CAPACITY, Sink, WebhookSink};
+use crate::detect::DetectorConfig;
+use crate::parse::{Parser, PatternSet};
+
+/// A secret string (a webhook URL, a routing key): usable, but never printed or logged.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where to start reading a live file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// Only lines written after skewtail starts (like `tail -f`).
+    #[default]
+    End,
+    /// The whole file, then what is appended.
+    Beginning,
+}
+
+/// One `[[input]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// A name for messages; defaults to the file name.
+    pub name: Option<String>,
+    /// The log file.
+    pub path: Spanned<PathBuf>,
+    /// A format name (`nginx`, `upstream`, `ingress_nginx`, ...).
+    pub format: Option<Spanned<String>>,
+    /// The text of the nginx `log_format` directive that writes this file.
+    pub log_format: Option<Spanned<String>>,
+    /// Variables from the user's own `map`/`set` blocks used in `log_format`.
+    #[serde(default)]
+    pub custom_variables: Vec<String>,
+    /// The pool this input's backends belong to; defaults to the input's name.
+    pub pool: Option<String>,
+    /// Where `run` starts reading.
+    #[serde(default)]
+    pub start_at: StartAt,
+}
+
+/// One `[pool.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Expected weight per backend, as the balancer is configured (`"10.0.0.1:8080" = 3`).
+    pub weights: Spanned<BTreeMap<String, f64>>,
+}
+
+/// One `[[sink]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// A JSON webhook.
+    Webhook(WebhookConfig),
+    /// NDJSON on standard output (used by `run`; `replay` prints its own report).
+    Stdout,
+}
+
+/// A webhook sink's settings. Give exactly one of `url`, `url_env`, `url_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// A name for logs (the URL never appears in logs).
+    pub name: Option<String>,
+    /// The URL itself. Prefer `url_env` or `url_file`: config files get shared.
+    pub url: Option<Secret>,
+    /// An environment variable holding the URL.
+    pub url_env: Option<String>,
+    /// A file holding the URL (a mounted secret).
+    pub url_file: Option<PathBuf>,
+    /// Total time allowed per HTTP attempt, seconds.
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: f64,
+    /// Retries after the first attempt, for timeouts, 5xx and 429 answers.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: usize,
+    /// Delay before the first retry, ms (doubling, with jitter, up to 30 s).
+    #[serde(default = "default_backoff_ms")]
+    pub min_backoff_ms: u64,
+    /// Pending alerts kept when the receiver is slow or down; the oldest is dropped beyond it.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+fn default_timeout_s() -> f64 {
+    10.0
+}
+fn default_max_retries() -> usize {
+    4
+}
+fn default_backoff_ms() -> u64 {
+    500
+}
+fn default_queue_capacity() -> usize {
+    DEFAULT_QUEUE_CAPACITY
+}
+
+/// The config file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Detector settings.
+    #[serde(default)]
+    pub detector: DetectorConfig,
+    /// Log files to read.
+    #[serde(default, rename = "input")]
+    pub inputs: Vec<InputConfig>,
+    /// Named pools with expected weights.
+    #[serde(default, rename = "pool")]
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Alert destinations.
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<SinkConfig>,
+    /// A directory of extra pattern files.
+    pub patterns_dir: Option<PathBuf>,
+    /// Lines longer than this many bytes are skipped and counted.
+    pub max_line_bytes: Option<usize>,
+}
+
+/// A config problem, located.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}:{line}: {message}")]
+pub struct ConfigError {
+    /// The config file.
+    pub path: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// A fully resolved input.
+#[derive(Debug)]
+pub struct InputSettings {
+    /// Display name.
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The compiled parser.
+    pub parser: Parser,
+    /// The name of the format, for messages.
+    pub format_name: String,
+    /// Default pool for lines that do not name one.
+    pub pool: String,
+    /// Where `run` starts.
+    pub start_at: StartAt,
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug)]
+pub struct Settings {
+    /// Detector settings.
+    pub detector: DetectorConfig,
+    /// Inputs, in config order.
+    pub inputs: Vec<InputSettings>,
+    /// Expected weights per pool.
+    pub weights: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Sinks with their queue capacities; built by [`Settings::build_sinks`].
+    pub sinks: Vec<SinkConfig>,
+    /// Known formats.
+    pub patterns: PatternSet,
+    /// Line length limit.
+    pub max_line_bytes: usize,
+    /// The config file, for messages.
+    pub source: Option<PathBuf>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// Builds a parser from a format name and/or log_format text.
+pub fn build_parser(
+    patterns: &PatternSet,
+    format: Option<&str>,
+    log_format: Option<&str>,
+    custom_variables: &[String],
+) -> Result<(Parser, String), String> {
+    match (format, log_format) {
+        (None | Some("nginx"), Some(text)) => {
+            crate::parse::NginxFormat::compile(text, custom_variables)
+                .map(|f| (Parser::Nginx(f), "nginx (log_format)".to_string()))
+                .map_err(|e| e.to_string())
+        }
+        (Some(name), Some(_)) => Err(format!(
+            "`log_format` only goes with format `nginx`, not `{name}`; drop one of them"
+        )),
+        (None | Some("nginx"), None) => {
+            build_parser(patterns, Some("combined"), None, custom_variables)
+        }
+        (Some(name), None) => match patterns.get(name) {
+            Some(pattern) => pattern
+                .compile(custom_variables)
+                .map(|p| (p, name.to_string()))
+                .map_err(|e| e.to_string()),
+            None => Err(format!(
+                "unknown format `{name}`; known formats: nginx, {}",
+                patterns.names().join(", ")
+            )),
+        },
+    }
+}
+
+/// The message for a format that cannot name backends, used by `replay` and `run`.
+pub fn no_backend_message(format_name: &str) -> String {
+    format!(
+        "format `{format_name}` has no backend field, so skew cannot be judged; use `--format upstream`, \
+         `--format ingress_nginx`, or `--log-format` with your nginx log_format including `$upstream_addr`"
+    )
+}
+
+impl Settings {
+    /// Defaults with no config file.
+    pub fn defaults() -> Self {
+        Settings {
+            detector: DetectorConfig::default(),
+            inputs: Vec::new(),
+            weights: BTreeMap::new(),
+            sinks: Vec::new(),
+            patterns: PatternSet::builtin(),
+            max_line_bytes: crate::source::DEFAULT_MAX_LINE_BYTES,
+            source: None,
+        }
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read the config file: {error}"),
+        })?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Validates config text; `path` is used for messages and relative paths.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let at = |offset: usize, message: String| ConfigError {
+            path: path.to_path_buf(),
+            line: line_of(text, offset),
+            message,
+        };
+        let file: ConfigFile = toml::from_str(text).map_err(|error| {
+            at(
+                error.span().map_or(0, |s| s.start),
+                format!("{} (see README.md, \"Configuration\")", error.message().trim_end()),
+            )
+        })?;
+        let key_offset =
+            |key: &str| text.find(&format!("{key} =")).or_else(|| text.find(key)).unwrap_or(0);
+
+        let detector = file.detector.clone();
+        let checks: [(&str, bool, &str); 7] = [
+            ("window_s", detector.window_s >= 1, "must be at least 1"),
+            (
+                "alpha",
+                detector.alpha > 0.0 && detector.alpha < 1.0,
+                "must be between 0 and 1, e.g. 0.001",
+            ),
+            ("min_ratio", detector.min_ratio > 1.0, "must be above 1, e.g. 1.5"),
+            (
+                "resolve_ratio",
+                detector.resolve_ratio > 1.0 && detector.resolve_ratio <= detector.min_ratio,
+                "must be above 1 and at most min_ratio",
+            ),
+            (
+                "min_share_delta",
+                (0.0..1.0).contains(&detector.min_share_delta),
+                "must be a fraction below 1, e.g. 0.05 for 5 points",
+            ),
+            (
+                "min_backends",
+                detector.min_backends >= 2,
+                "must be at least 2: skew needs peers to compare",
+            ),
+            (
+                "baseline_half_life_s",
+                detector.baseline_half_life_s >= detector.window_s,
+                "must be at least one window",
+            ),
+        ];
+        for (key, ok, fix) in checks {
+            if !ok {
+                return Err(at(key_offset(key), format!("detector.{key} {fix}")));
+            }
+        }
+
+        let mut patterns = PatternSet::builtin();
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(dir) = &file.patterns_dir {
+            patterns
+                .load_dir(&base.join(dir))
+                .map_err(|e| at(key_offset("patterns_dir"), e.to_string()))?;
+        }
+
+        let mut weights = BTreeMap::new();
+        for (pool, config) in &file.pools {
+            let span = config.weights.span().start;
+            if config.weights.get_ref().is_empty() {
+                return Err(at(
+                    span,
+                    format!(
+                        "pool `{pool}` has no weights; list each backend, e.g. \"10.0.0.1:8080\" = 1"
+                    ),
+                ));
+            }
+            for (backend, weight) in config.weights.get_ref() {
+                if !weight.is_finite() || *weight < 0.0 {
+                    return Err(at(
+                        span,
+                        format!("pool `{pool}`: weight of `{backend}` must be a number >= 0"),
+                    ));
+                }
+            }
+            if config.weights.get_ref().values().sum::<f64>() <= 0.0 {
+                return Err(at(
+                    span,
+                    format!(
+                        "pool `{pool}`: weights add up to 0; give at least one backend a positive weight"
+                    ),
+                ));
+            }
+            weights.insert(pool.clone(), config.weights.get_ref().clone());
+        }
+
+        let mut inputs = Vec::new();
+        let mut pools_seen = BTreeMap::new();
+        for input in &file.inputs {
+            let span = input.format.as_ref().map_or(input.path.span().start, |f| f.span().start);
+            let log_format_span = input.log_format.as_ref().map_or(span, |f| f.span().start);
+            let (parser, format_name) = build_parser(
+                &patterns,
+                input.format.as_ref().map(|f| f.get_ref().as_str()),
+                input.log_format.as_ref().map(|f| f.get_ref().as_str()),
+                &input.custom_variables,
+            )
+            .map_err(|message| {
+                at(if input.log_format.is_some() { log_format_span } else { span }, message)
+            })?;
+            let path = base.join(input.path.get_ref());
+            let name = input.name.clone().unwrap_or_else(|| {
+                input
+                    .path
+                    .get_ref()
+                    .file_name()
+                    .map_or_else(|| "input".to_string(), |n| n.to_string_lossy().into_owned())
+            });
+            let pool = input.pool.clone().unwrap_or_else(|| name.clone());
+            if let Some(other) = pools_seen.insert(pool.clone(), name.clone()) {
+                return Err(at(
+                    input.path.span().start,
+                    format!(
+                        "inputs `{other}` and `{name}` both feed pool `{pool}`; each input needs its own pool for now (each input keeps its own event-time clock)"
+                    ),
+                ));
+            }
+            inputs.push(InputSettings {
+                name,
+                path,
+                parser,
+                format_name,
+                pool,
+                start_at: input.start_at,
+            });
+        }
+
+        for sink in &file.sinks {
+            if let SinkConfig::Webhook(webhook) = sink {
+                let n_sources =
+                    [webhook.url.is_some(), webhook.url_env.is_some(), webhook.url_file.is_some()]
+                        .iter()
+                        .filter(|b| **b)
+                        .count();
+                if n_sources != 1 {
+                    return Err(at(
+                        key_offset("webhook"),
+                        "a webhook sink needs exactly one of `url`, `url_env`, `url_file`"
+                            .to_string(),
+                    ));
+                }
+                if !(webhook.timeout_s > 0.0 && webhook.timeout_s <= 300.0) {
+                    return Err(at(
+                        key_offset("timeout_s"),
+                        "a webhook's timeout_s must be between 0 and 300 seconds".to_string(),
+                    ));
+                }
+                resolve_url(webhook, base).map_err(|message| at(key_offset("webhook"), message))?;
+            }
+        }
+
+        Ok(Settings {
+            detector,
+            inputs,
+            weights,
+            sinks: file.sinks,
+            patterns,
+            max_line_bytes: file.max_line_bytes.unwrap_or(crate::source::DEFAULT_MAX_LINE_BYTES),
+            source: Some(path.to_path_buf()),
+        })
+    }
+
+    /// Builds the configured sinks. `with_stdout` is false for `replay`, which prints its own report.
+    pub fn build_sinks(&self, with_stdout: bool) -> anyhow::Result<Vec<(Sink, usize)>> {
+        let base = self.source.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+        let mut sinks = Vec::new();
+        for (index, sink) in self.sinks.iter().enumerate() {
+            match sink {
+                SinkConfig::Stdout if with_stdout => {
+                    sinks.push((Sink::Stdout, DEFAULT_QUEUE_CAPACITY))
+                }
+                SinkConfig::Stdout => {}
+                SinkConfig::Webhook(webhook) => {
+                    let url = resolve_url(webhook, base).map_err(anyhow::Error::msg)?;
+                    let name =
+                        webhook.name.clone().unwrap_or_else(|| format!("webhook#{}", index + 1));
+                    let sink = WebhookSink::new(
+                        name,
+                        url,
+                        Duration::from_secs_f64(webhook.timeout_s),
+                        webhook.max_retries,
+                        Duration::from_millis(webhook.min_backoff_ms),
+                    )?;
+                    sinks.push((Sink::Webhook(sink), webhook.queue_capacity));
+                }
+            }
+        }
+        Ok(sinks)
+    }
+}
+
+/// Finds a webhook's URL without ever putting it in a message.
+fn resolve_url(webhook: &WebhookConfig, base: &Path) -> Result<Secret, String> {
+    let url = if let Some(url) = &webhook.url {
+        url.expose().to_string()
+    } else if let Some(var) = &webhook.url_env {
+        std::env::var(var).map_err(|_| format!("environment variable `{var}` (the webhook URL) is not set; export it before starting skewtail"))?
+    } else if let Some(file) = &webhook.url_file {
+        let path = base.join(file);
+        std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the webhook URL from {}: {e}", path.display()))?
+            .trim()
+            .to_string()
+    } else {
+        return Err("a webhook sink needs one of `url`, `url_env`, `url_file`".to_string());
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err("the webhook URL must start with https:// (or http:// for a local receiver)"
+            .to_string());
+    }
+    Ok(Secret::new(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, String> {
+        Settings::from_toml(Path::new("/etc/skewtail.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_full_config_loads() {
+        let settings = load(
+            r#"
+[detector]
+window_s = 5
+for_s = 20
+
+[[input]]
+path = "/var/log/nginx/access.log"
+format = "upstream"
+pool = "api"
+
+[[input]]
+name = "edge"
+path = "edge.log"
+log_format = '$remote_addr [$time_local] "$request" $status $upstream_addr $my_var'
+custom_variables = ["my_var"]
+
+[pool.api]
+weights = { "10.0.0.1:8080" = 3, "10.0.0.2:8080" = 1 }
+
+[[sink]]
+type = "webhook"
+name = "ops"
+url = "https://hooks.example.com/T000/B000/XXXX"
+
+[[sink]]
+type = "stdout"
+"#,
+        )
+        .unwrap();
+        assert_eq!(settings.detector.window_s, 5);
+        assert_eq!(settings.detector.min_requests, DetectorConfig::default().min_requests);
+        assert_eq!(settings.inputs.len(), 2);
+        assert_eq!(settings.inputs[0].pool, "api");
+        assert_eq!(settings.inputs[1].pool, "edge");
+        assert_eq!(settings.inputs[1].path, Path::new("/etc/edge.log"));
+        assert_eq!(settings.weights["api"]["10.0.0.1:8080"], 3.0);
+        assert!(
+            !format!("{settings:?}").contains("hooks.example.com"),
+            "secrets never reach Debug output"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_fix() {
+        let cases = [
+            ("[detector]\nwindow_s = 10\nwindwo = 3\n", ":3:", "unknown field `windwo`"),
+            (
+                "[[input]]\npath = \"a.log\"\nformat = \"nginks\"\n",
+                ":3:",
+                "unknown format `nginks`; known formats: nginx, combined",
+            ),
+            (
+                "[[input]]\npath = \"a.log\"\nlog_format = '[$time_local] $stauts'\n",
+                ":3:",
+                "did you mean `$status`?",
+            ),
+            ("[detector]\n\nalpha = 2.0\n", ":3:", "detector.alpha must be between 0 and 1"),
+            ("[pool.api]\nweights = { a = -1 }\n", ":2:", "weight of `a` must be a number >= 0"),
+            (
+                "[[sink]]\ntype = \"webhook\"\nurl_env = \"SKEWTAIL_TEST_UNSET_VARIABLE\"\n",
+                ":2:",
+                "is not set; export it",
+            ),
+            (
+                "[[sink]]\ntype = \"webhook\"\nurl = \"ftp://x\"\n",
+                ":2:",
+                "must start with https://",
+            ),
+            ("[[sink]]\ntype = \"pager\"\n", ":2:", "unknown variant `pager`"),
+            (
+                "[[input]]\npath = \"a.log\"\npool = \"p\"\n[[input]]\npath = \"b.log\"\npool = \"p\"\n",
+                ":5:",
+                "both feed pool `p`",
+            ),
+        ];
+        for (text, line, message) in cases {
+            let error = load(text).unwrap_err();
+            assert!(error.starts_with("/etc/skewtail.toml"), "{error}");
+            assert!(error.contains(line), "{error} should be at line {line}");
+            assert!(error.contains(message), "{error} should say {message}");
+        }
+    }
+
+    #[test]
+    fn webhook_url_from_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("url"), "https://hooks.example.com/secret\n").unwrap();
+        let webhook = WebhookConfig {
+            name: None,
+            url: None,
+            url_env: None,
+            url_file: Some("url".into()),
+            timeout_s: 1.0,
+            max_retries: 0,
+            min_backoff_ms: 1,
+            queue_capacity: 1,
+        };
+        assert_eq!(
+            resolve_url(&webhook, dir.path()).unwrap().expose(),
+            "https://hooks.example.com/secret"
+        );
+        let error =
+            resolve_url(&WebhookConfig { url_file: Some("missing".into()), ..webhook }, dir.path())
+                .unwrap_err();
+        assert!(error.contains("cannot read the webhook URL"));
+    }
+}
