@@ -1,8 +1,12 @@
 //! skewtail: catch load-balancer traffic skew from access logs.
 #![warn(missing_docs)]
 pub mod alert;
+pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod parse;
+pub mod pipeline;
+pub mod report;
 pub mod source;
+pub mod synth;
 pub mod window;

@@ -1,3 +1,41 @@
-fn main() {
-    println!("Hello, world!");
+//! The `skewtail` binary: parse the command line, set up logging, run, map the outcome to an
+//! exit code (0 success, 1 alerts with `--fail-on-alert`, 2 usage or config error).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use skewtail::cli::{Cli, Command, Outcome, execute};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SKEWTAIL_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match execute(cli) {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::AlertsFired) => ExitCode::from(1),
+        Err(error) => {
+            // `replay | head` closing the pipe is not a failure (as ripgrep does).
+            let broken_pipe = error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
+            #[allow(clippy::print_stderr)] // the one place errors reach the user
+            {
+                eprintln!("error: {error:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
 }

@@ -29,7 +29,7 @@ pub struct Line<'a> {
     pub offset: u64,
 }
 
-/// What [`LineReader::next`] found.
+/// What [`LineReader::next_line`] found.
 #[derive(Debug)]
 pub enum Next<'a> {
     /// A complete line.
@@ -89,7 +89,7 @@ impl<R: Read> LineReader<R> {
 
     /// The next line. With `final_partial` set, text after the last newline is returned as a
     /// line at the end of input (replay); otherwise it waits for its newline (follow).
-    pub fn next(&mut self, final_partial: bool) -> io::Result<Next<'_>> {
+    pub fn next_line(&mut self, final_partial: bool) -> io::Result<Next<'_>> {
         loop {
             if let Some(at) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
                 let line_start = self.start;
@@ -264,9 +264,9 @@ impl Follower {
     }
 
     /// The next complete line, if one has been written.
-    pub fn next(&mut self) -> io::Result<Next<'_>> {
+    pub fn next_line(&mut self) -> io::Result<Next<'_>> {
         match &mut self.reader {
-            Some(reader) => reader.next(false),
+            Some(reader) => reader.next_line(false),
             None => Ok(Next::End),
         }
     }
@@ -280,7 +280,7 @@ mod tests {
         let mut reader = LineReader::new(input, max_line);
         let mut out = Vec::new();
         for _ in 0..1000 {
-            match reader.next(true).unwrap() {
+            match reader.next_line(true).unwrap() {
                 Next::Line(line) => out.push(format!(
                     "{}@{}:{}",
                     line.number,
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn invalid_utf8_passes_through_as_bytes() {
         let mut reader = LineReader::new(&b"\xff\xfe ok\n"[..], 100);
-        let Next::Line(line) = reader.next(true).unwrap() else { panic!() };
+        let Next::Line(line) = reader.next_line(true).unwrap() else { panic!() };
         assert_eq!(line.bytes, b"\xff\xfe ok");
     }
 
@@ -330,7 +330,7 @@ mod tests {
         let mut follower = Follower::new(path.clone(), false, 1000);
         let read_all = |follower: &mut Follower| {
             let mut lines = Vec::new();
-            while let Next::Line(line) = follower.next().unwrap() {
+            while let Next::Line(line) = follower.next_line().unwrap() {
                 lines.push(String::from_utf8_lossy(line.bytes).into_owned());
             }
             lines

@@ -278,11 +278,11 @@ impl Windower {
         closed: &mut Vec<WindowSummary>,
     ) -> Admission {
         let start = self.window_start(timestamp_ms);
-        if let Some(back) = self.open.back() {
-            if start - back.start_ms > MAX_EMPTY_WINDOWS * self.config.window_ms {
-                // A long gap in the log: close what is open rather than fill the gap.
-                self.close_all(closed);
-            }
+        if let Some(back) = self.open.back()
+            && start - back.start_ms > MAX_EMPTY_WINDOWS * self.config.window_ms
+        {
+            // A long gap in the log: close what is open rather than fill the gap.
+            self.close_all(closed);
         }
         if self.open.is_empty() {
             let window = self.new_window(start);

@@ -241,6 +241,9 @@ pub enum CompileError {
     Empty,
 }
 
+// Boxing the finder would add a pointer chase per literal per line; a format has only a few
+// dozen segments, so the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Segment {
     Literal { text: Box<[u8]>, finder: memmem::Finder<'static> },

@@ -1,0 +1,236 @@
+//! Report: what `replay` and `demo` print: a timeline for humans, or NDJSON for machines.
+//!
+//! The report is an [`Observer`] of the pipeline. It also forwards every alert to the
+//! configured sinks, so a replay delivers exactly the alerts the sidecar would have sent.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::alert::{AlertMessage, DeliveryTotals, Dispatcher};
+use crate::detect::{AlertEvent, AlertState, Direction, Severity, fmt_duration};
+use crate::parse::time::format_rfc3339;
+use crate::pipeline::{Counters, Observer};
+use crate::window::WindowSummary;
+
+/// How many unparsed lines are shown before the rest are only counted.
+pub const UNPARSED_SAMPLES: u64 = 5;
+
+/// Human timeline or NDJSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// A readable timeline.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Writes the replay output and forwards alerts.
+pub struct Report<W: Write> {
+    out: W,
+    style: Style,
+    dispatcher: Option<Dispatcher>,
+    n_unparsed_shown: u64,
+    /// The first write error (a closed pipe, a full disk); reported once at the end.
+    error: Option<io::Error>,
+}
+
+impl<W: Write> std::fmt::Debug for Report<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Report").field("style", &self.style).finish_non_exhaustive()
+    }
+}
+
+/// The closing summary line.
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    counters: Counters,
+    still_firing: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery: Option<&'a DeliveryTotals>,
+}
+
+impl<W: Write> Report<W> {
+    /// A report writing to `out`.
+    pub fn new(out: W, style: Style, dispatcher: Option<Dispatcher>) -> Self {
+        Report { out, style, dispatcher, n_unparsed_shown: 0, error: None }
+    }
+
+    fn emit(&mut self, write: impl FnOnce(&mut W) -> io::Result<()>) {
+        if self.error.is_none()
+            && let Err(error) = write(&mut self.out)
+        {
+            self.error = Some(error);
+        }
+    }
+
+    /// Takes the dispatcher so the caller can drain it before [`Report::finish`].
+    pub fn take_dispatcher(&mut self) -> Option<Dispatcher> {
+        self.dispatcher.take()
+    }
+
+    /// Writes the summary and returns the first write error, if any.
+    pub fn finish(
+        mut self,
+        counters: &Counters,
+        still_firing: &[(std::sync::Arc<str>, std::sync::Arc<str>, Direction, i64)],
+        delivery: Option<&DeliveryTotals>,
+    ) -> io::Result<()> {
+        let style = self.style;
+        self.emit(|out| match style {
+            Style::Json => {
+                let summary = Summary { kind: "summary", counters: *counters, still_firing: still_firing.len(), delivery };
+                serde_json::to_writer(&mut *out, &summary)?;
+                writeln!(out)
+            }
+            Style::Human => {
+                for (pool, backend, direction, started) in still_firing {
+                    writeln!(
+                        out,
+                        "still firing at end of input: skew {} on {backend} in pool {pool}, since {}",
+                        direction_word(*direction),
+                        format_rfc3339(*started)
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "\n{} lines: {} parsed, {} unparsed, {} late, {} too long; {} windows; {} alert(s) fired, {} resolved, {} still firing",
+                    counters.lines,
+                    counters.parsed,
+                    counters.unparsed,
+                    counters.late,
+                    counters.too_long,
+                    counters.windows,
+                    counters.alerts_fired,
+                    counters.alerts_resolved,
+                    still_firing.len()
+                )?;
+                if let Some(d) = delivery {
+                    writeln!(out, "alert delivery: {} delivered, {} failed, {} dropped, {} undelivered", d.delivered, d.failed, d.dropped, d.undelivered)?;
+                }
+                Ok(())
+            }
+        });
+        self.emit(Write::flush);
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+fn direction_word(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Over => "over",
+        Direction::Under => "under",
+    }
+}
+
+fn severity_word(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "CRITICAL",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    }
+}
+
+impl<W: Write> Observer for Report<W> {
+    fn window(&mut self, window: &WindowSummary) {
+        if self.style != Style::Json {
+            return;
+        }
+        let backends: serde_json::Map<String, serde_json::Value> = window
+            .backends
+            .iter()
+            .map(|b| {
+                (
+                    b.backend.to_string(),
+                    json!({"requests": b.requests, "errors": b.errors, "retried": b.retried, "p50_ms": b.p50_ms.map(round3), "p99_ms": b.p99_ms.map(round3)}),
+                )
+            })
+            .collect();
+        let object = json!({
+            "type": "window",
+            "start": format_rfc3339(window.start_ms),
+            "end": format_rfc3339(window.end_ms),
+            "pool": &*window.pool,
+            "backends": backends,
+            "no_backend": window.no_backend,
+        });
+        self.emit(|out| {
+            serde_json::to_writer(&mut *out, &object)?;
+            writeln!(out)
+        });
+    }
+
+    fn alert(&mut self, alert: &AlertEvent) {
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.send(alert);
+        }
+        match self.style {
+            Style::Json => self.emit(|out| {
+                serde_json::to_writer(&mut *out, &AlertMessage::new(alert))?;
+                writeln!(out)
+            }),
+            Style::Human => {
+                let (state, detail) = match alert.state {
+                    AlertState::Firing => ("FIRING  ", severity_word(alert.severity)),
+                    AlertState::Resolved => ("RESOLVED", "after"),
+                };
+                let detail = if alert.state == AlertState::Resolved {
+                    format!("{detail} {}", fmt_duration(alert.evidence.duration_s))
+                } else {
+                    detail.to_string()
+                };
+                self.emit(|out| {
+                    writeln!(
+                        out,
+                        "{}  {state} {detail:<9} skew {:<5} {} / {}\n    {}",
+                        format_rfc3339(alert.at_ms),
+                        direction_word(alert.direction),
+                        alert.pool,
+                        alert.backend,
+                        alert.summary
+                    )
+                });
+            }
+        }
+    }
+
+    fn unparsed(
+        &mut self,
+        input: &str,
+        line_number: u64,
+        line: &[u8],
+        explain: &dyn Fn() -> String,
+    ) {
+        self.n_unparsed_shown += 1;
+        if self.n_unparsed_shown <= UNPARSED_SAMPLES {
+            let shown: String = String::from_utf8_lossy(&line[..line.len().min(160)]).into_owned();
+            tracing::warn!(message = "Unparsed line.", input, line = line_number, reason = %explain(), text = %shown.escape_debug());
+            if self.n_unparsed_shown == UNPARSED_SAMPLES {
+                tracing::warn!(
+                    message = "Further unparsed lines are counted but not shown.",
+                    input
+                );
+            }
+        }
+    }
+
+    fn too_long(&mut self, input: &str, line_number: u64, length: u64) {
+        tracing::warn!(
+            message = "Line longer than max_line_bytes skipped.",
+            input,
+            line = line_number,
+            length
+        );
+    }
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
