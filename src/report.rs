@@ -210,8 +210,8 @@ impl<W: Write> Observer for Report<W> {
     ) {
         self.n_unparsed_shown += 1;
         if self.n_unparsed_shown <= UNPARSED_SAMPLES {
-            let shown: String = String::from_utf8_lossy(&line[..line.len().min(160)]).into_owned();
-            tracing::warn!(message = "Unparsed line.", input, line = line_number, reason = %explain(), text = %shown.escape_debug());
+            let shown = line[..line.len().min(160)].escape_ascii();
+            tracing::warn!(message = "Unparsed line.", input, line = line_number, reason = %explain(), text = %shown);
             if self.n_unparsed_shown == UNPARSED_SAMPLES {
                 tracing::warn!(
                     message = "Further unparsed lines are counted but not shown.",

@@ -1,0 +1,139 @@
+//! Bad input and bad config: a clear message and exit status 2, never a panic.
+
+use crate::util::*;
+
+fn fails_with(args: &[&str], expected: &str) {
+    let output = skewtail().args(args).output().unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+    assert!(text.contains(expected), "{args:?}: expected `{expected}` in: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn missing_unreadable_empty_and_directory_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.log");
+    fails_with(
+        &["replay", "--format", "upstream", missing.to_str().unwrap()],
+        "nope.log: no such file; check the path",
+    );
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    fails_with(
+        &["replay", "--format", "upstream", empty.to_str().unwrap()],
+        "no log lines in the given input",
+    );
+    fails_with(&["replay", "--format", "upstream", dir.path().to_str().unwrap()], "is a directory");
+    let garbage = dir.path().join("garbage.log");
+    std::fs::write(&garbage, "not a log line\n\u{0}\u{1}binary\n").unwrap();
+    fails_with(
+        &["replay", "--format", "upstream", garbage.to_str().unwrap()],
+        "none of the 2 lines matched the format",
+    );
+}
+
+#[test]
+fn format_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.log");
+    std::fs::write(&log, "x\n").unwrap();
+    let log = log.to_str().unwrap();
+    fails_with(
+        &["replay", "--log-format", "[$time_local] $upstream_adr", log],
+        "unknown variable `$upstream_adr`",
+    );
+    fails_with(
+        &["replay", "--log-format", "[$time_local] $upstream_adr", log],
+        "did you mean `$upstream_addr`?",
+    );
+    fails_with(&["replay", log], "has no backend field, so skew cannot be judged");
+    fails_with(
+        &["replay", "--format", "apache", log],
+        "unknown format `apache`; known formats: nginx, combined, main",
+    );
+    fails_with(&["replay", "--format", "upstream"], "nothing to replay");
+}
+
+#[test]
+fn config_errors_name_file_line_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("skewtail.toml");
+    std::fs::write(&config, "[detector]\nwindow_s = 10\nfor = 30\n").unwrap();
+    fails_with(&["check", "--config", config.to_str().unwrap()], "skewtail.toml:3:");
+    fails_with(&["check", "--config", config.to_str().unwrap()], "unknown field `for`");
+    fails_with(
+        &["check", "--config", dir.path().join("missing.toml").to_str().unwrap()],
+        "cannot read the config file",
+    );
+    // A usage error is status 2 too (clap).
+    fails_with(&["replay", "--no-such-flag"], "unexpected argument");
+}
+
+#[test]
+fn check_reports_how_well_each_input_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Vec::new();
+    skewtail::synth::Scenario { duration_s: 2, ..skewtail::synth::Scenario::seed_incident() }
+        .write(&mut log)
+        .unwrap();
+    log.extend_from_slice(b"this line is garbage\n");
+    std::fs::write(dir.path().join("access.log"), &log).unwrap();
+    let config = dir.path().join("skewtail.toml");
+    std::fs::write(&config, "[[input]]\npath = \"access.log\"\nformat = \"upstream\"\n").unwrap();
+    let output = skewtail()
+        .args(["check", "--config", config.to_str().unwrap(), "--lines", "1000"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("config OK (1 input(s)"), "{text}");
+    let n = log.iter().filter(|&&b| b == b'\n').count();
+    assert!(text.contains(&format!("{} of the first {n} line(s) parsed", n - 1)), "{text}");
+    assert!(text.contains(&format!("line {n}: column 1: `$remote_addr` never ends")), "{text}");
+
+    std::fs::write(&config, "[[input]]\npath = \"access.log\"\nformat = \"ingress_nginx\"\n")
+        .unwrap();
+    let output = skewtail().args(["check", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("none of the first 10 lines match format ingress_nginx"));
+}
+
+#[test]
+fn huge_lines_and_invalid_utf8_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Vec::new();
+    skewtail::synth::Scenario { duration_s: 20, ..skewtail::synth::Scenario::seed_incident() }
+        .write(&mut log)
+        .unwrap();
+    log.extend(std::iter::repeat_n(b'a', 3 << 20));
+    log.extend_from_slice(b"\n\xff\xfe\xfd invalid utf-8\n");
+    let path = dir.path().join("a.log");
+    std::fs::write(&path, &log).unwrap();
+    let output =
+        skewtail().args(["replay", "--format", "upstream", "--json"]).arg(&path).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let summary = summary(&objects);
+    assert_eq!(summary["too_long"], 1);
+    assert_eq!(summary["unparsed"], 1);
+    assert!(stderr(&output).contains("Line longer than max_line_bytes skipped."));
+}
+
+#[test]
+fn the_example_config_in_deploy_is_valid() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/skewtail.example.toml");
+    let output = skewtail()
+        .args(["check", "--config"])
+        .arg(&example)
+        .env("SKEWTAIL_WEBHOOK_URL", "https://hooks.example.com/services/T0/B0/x")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("config OK (1 input(s), 1 pool weight set(s), 2 sink(s))"),
+        "{text}{}",
+        stderr(&output)
+    );
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: they run the real `skewtail` binary on real files, against real HTTP
+//! receivers on 127.0.0.1 and a real nginx. Every wait is bounded in count and time.
+
+// Test helpers may unwrap; and waiting on real processes and files needs real (short, bounded) sleeps.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod errors;
+mod live;
+mod nginx;
+mod replay;
+mod util;
+mod webhook;

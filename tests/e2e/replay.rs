@@ -1,0 +1,232 @@
+//! `skewtail replay` on generated nginx logs with known incidents.
+
+use skewtail::synth::{Incident, SEED_INCIDENT_DAY_MS, Scenario};
+
+use crate::util::*;
+
+const INCIDENT_START_S: i64 = SEED_INCIDENT_DAY_MS / 1000 + 15 * 60;
+const INCIDENT_END_S: i64 = INCIDENT_START_S + 15 * 60;
+
+#[test]
+fn injected_skew_gives_exactly_one_firing_and_one_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, n_lines) = write_log(dir.path(), "access.log", &skew_scenario());
+    let output =
+        skewtail().args(["replay", "--format", "upstream", "--json"]).arg(&log).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert");
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    let (fired, resolved) = (alerts[0], alerts[1]);
+    for alert in [fired, resolved] {
+        assert_eq!(alert["kind"], "skew");
+        assert_eq!(alert["direction"], "over");
+        assert_eq!(alert["backend"], "10.0.1.3:8080");
+        assert_eq!(alert["pool"], "access.log");
+    }
+    assert_eq!(fired["state"], "firing");
+    assert_eq!(fired["severity"], "critical");
+    let started = unix_s(&fired["started_at"]);
+    assert!((INCIDENT_START_S..=INCIDENT_START_S + 20).contains(&started), "started {started}");
+    let fired_at = unix_s(&fired["at"]);
+    assert!(
+        fired_at - INCIDENT_START_S <= 60,
+        "detected within a minute: {}",
+        fired_at - INCIDENT_START_S
+    );
+    let share = fired["evidence"]["observed_share"].as_f64().unwrap();
+    assert!((0.3..0.6).contains(&share), "{share}");
+    assert!((fired["evidence"]["expected_share"].as_f64().unwrap() - 0.125).abs() < 0.03);
+    assert!(fired["summary"].as_str().unwrap().contains("10.0.1.3:8080 is taking"));
+    assert!(fired["evidence"]["error_rate"].as_f64().unwrap() > 0.05);
+    assert_eq!(resolved["state"], "resolved");
+    assert_eq!(resolved["started_at"], fired["started_at"]);
+    let resolved_at = unix_s(&resolved["at"]);
+    assert!(
+        (INCIDENT_END_S..=INCIDENT_END_S + 90).contains(&resolved_at),
+        "resolved at {resolved_at}"
+    );
+    assert_eq!(fired["fingerprint"], resolved["fingerprint"]);
+
+    let windows = of_type(&objects, "window");
+    assert_eq!(windows.len(), 40 * 6);
+    assert!(windows[0]["backends"]["10.0.1.1:8080"]["requests"].as_u64().unwrap() > 0);
+    assert!(windows[0]["backends"]["10.0.1.1:8080"]["p99_ms"].as_f64().unwrap() > 0.0);
+    let summary = summary(&objects);
+    assert_eq!(summary["lines"], n_lines);
+    assert_eq!(summary["parsed"], n_lines);
+    assert_eq!(summary["unparsed"], 0);
+    assert_eq!(summary["alerts_fired"], 1);
+    assert_eq!(summary["alerts_resolved"], 1);
+    assert_eq!(summary["still_firing"], 0);
+    assert!(summary["retried"].as_u64().unwrap() > 0, "retries are counted");
+}
+
+#[test]
+fn human_timeline_and_fail_on_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = write_log(dir.path(), "access.log", &skew_scenario());
+    let output = skewtail()
+        .args(["replay", "--format", "upstream", "--fail-on-alert"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("FIRING   CRITICAL  skew over  access.log / 10.0.1.3:8080"), "{text}");
+    assert!(text.contains("RESOLVED after"), "{text}");
+    assert!(text.contains("1 alert(s) fired, 1 resolved, 0 still firing"), "{text}");
+}
+
+#[test]
+fn clean_log_gives_no_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = write_log(dir.path(), "clean.log", &Scenario::clean(40 * 60, 40));
+    let output = skewtail()
+        .args(["replay", "--format", "upstream", "--json", "--fail-on-alert"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    assert!(of_type(&objects, "alert").is_empty());
+    assert_eq!(summary(&objects)["alerts_fired"], 0);
+}
+
+#[test]
+fn ten_percent_garbage_still_detects_and_counts_unparsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario { garbage_fraction: 0.10, ..skew_scenario() };
+    let (log, n_lines) = write_log(dir.path(), "dirty.log", &scenario);
+    let output =
+        skewtail().args(["replay", "--format", "upstream", "--json"]).arg(&log).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert");
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    assert_eq!(alerts[0]["backend"], "10.0.1.3:8080");
+    let summary = summary(&objects);
+    let unparsed = summary["unparsed"].as_u64().unwrap();
+    #[allow(clippy::cast_precision_loss)]
+    let fraction = unparsed as f64 / n_lines as f64;
+    assert!((0.09..0.11).contains(&fraction), "unparsed fraction {fraction}");
+    assert_eq!(summary["parsed"].as_u64().unwrap() + unparsed, n_lines);
+    // The first few are shown with their file line number and the reason; the rest only counted.
+    let log_text = stderr(&output);
+    assert_eq!(log_text.matches("Unparsed line.").count(), 5, "{log_text}");
+    assert!(log_text.contains("line=") && log_text.contains("column"), "{log_text}");
+    assert!(log_text.contains("Further unparsed lines are counted but not shown."));
+}
+
+#[test]
+fn three_hour_log_reports_its_one_incident_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario {
+        duration_s: 3 * 3600,
+        rate_per_s: 25,
+        seed: 7,
+        incident: Some(Incident {
+            start_s: 95 * 60,
+            duration_s: 20 * 60,
+            backend: 5,
+            share: 0.40,
+            error_rate: 0.08,
+            latency_factor: 8.0,
+        }),
+        ..Scenario::seed_incident()
+    };
+    let (log, _) = write_log(dir.path(), "three-hours.log", &scenario);
+    let output =
+        skewtail().args(["replay", "--format", "upstream", "--json"]).arg(&log).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert");
+    let states: Vec<(&str, &str)> = alerts
+        .iter()
+        .map(|a| (a["state"].as_str().unwrap(), a["backend"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("firing", "10.0.1.6:8080"), ("resolved", "10.0.1.6:8080")]);
+    let incident_start = SEED_INCIDENT_DAY_MS / 1000 + 95 * 60;
+    assert!((unix_s(&alerts[0]["at"]) - incident_start) <= 60);
+}
+
+#[test]
+fn stdin_and_several_files_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Vec::new();
+    skew_scenario().write(&mut log).unwrap();
+    let split = log.len() / 2 + log[log.len() / 2..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    std::fs::write(dir.path().join("access.log.1"), &log[..split]).unwrap();
+    std::fs::write(dir.path().join("access.log"), &log[split..]).unwrap();
+    let output = skewtail()
+        .args(["replay", "--format", "upstream", "--json", "--pool", "api"])
+        .arg(dir.path().join("access.log.1"))
+        .arg(dir.path().join("access.log"))
+        .output()
+        .unwrap();
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert");
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[0]["pool"], "api");
+
+    use std::io::Write;
+    let mut child = skewtail()
+        .args(["replay", "--format", "upstream", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Write from a thread: the child's stdout must be drained at the same time.
+    let writer = std::thread::spawn(move || stdin.write_all(&log).unwrap());
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(of_type(&ndjson(&output), "alert").len(), 2);
+}
+
+#[test]
+fn configured_weights_make_a_weighted_pool_normal() {
+    // A 3:1:1:1 pool that behaves as configured is not skew; with equal weights it is.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario {
+        backends: (1..=4).map(|i| format!("10.0.2.{i}:80")).collect(),
+        incident: Some(Incident {
+            start_s: 0,
+            duration_s: 20 * 60,
+            backend: 0,
+            share: 0.5,
+            error_rate: 0.0,
+            latency_factor: 1.0,
+        }),
+        duration_s: 20 * 60,
+        ..Scenario::seed_incident()
+    };
+    write_log(dir.path(), "weighted.log", &scenario);
+    let config = |weights: &str| {
+        let path = dir.path().join("skewtail.toml");
+        std::fs::write(&path, format!("[[input]]\npath = \"weighted.log\"\nformat = \"upstream\"\npool = \"api\"\n\n[pool.api]\nweights = {{ {weights} }}\n")).unwrap();
+        let output = skewtail().args(["replay", "--json", "--config"]).arg(&path).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        ndjson(&output)
+    };
+    let objects =
+        config(r#""10.0.2.1:80" = 3, "10.0.2.2:80" = 1, "10.0.2.3:80" = 1, "10.0.2.4:80" = 1"#);
+    assert!(of_type(&objects, "alert").is_empty());
+    let objects =
+        config(r#""10.0.2.1:80" = 1, "10.0.2.2:80" = 1, "10.0.2.3:80" = 1, "10.0.2.4:80" = 1"#);
+    let alerts = of_type(&objects, "alert");
+    assert_eq!(alerts.len(), 1, "fires, and stays firing to the end: {alerts:#?}");
+    assert_eq!(alerts[0]["evidence"]["expected_from"], "weights");
+    assert_eq!(summary(&objects)["still_firing"], 1);
+}
+
+#[test]
+fn demo_prints_the_incident_and_its_resolution() {
+    let output = skewtail().arg("demo").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let fired = text.find("FIRING   CRITICAL  skew over  api / 10.0.1.3:8080").expect(&text);
+    let resolved = text.find("RESOLVED").expect(&text);
+    assert!(fired < resolved);
+    assert!(text.contains("1 alert(s) fired, 1 resolved, 0 still firing"), "{text}");
+}
