@@ -12,8 +12,6 @@
 //!   backslashes is therefore never taken as the end of a value. (With the default escaping a
 //!   quote is written `\x22` and a backslash `\x5C`, so the check never triggers there.)
 
-use memchr::memmem;
-
 use super::time::{parse_epoch_seconds, parse_iso8601, parse_time_local};
 use super::{ParseError, ParseErrorKind, Record};
 
@@ -241,12 +239,9 @@ pub enum CompileError {
     Empty,
 }
 
-// Boxing the finder would add a pointer chase per literal per line; a format has only a few
-// dozen segments, so the size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Segment {
-    Literal { text: Box<[u8]>, finder: memmem::Finder<'static> },
+    Literal { text: Box<[u8]> },
     Variable { name: Box<str>, field: Field },
 }
 
@@ -361,7 +356,12 @@ fn is_unset(value: &[u8]) -> bool {
 }
 
 /// The last item of an upstream list (`a, b : c` gives `c`) and the number of items.
+#[inline]
 fn last_list_item(value: &[u8]) -> (&[u8], u16) {
+    // Nearly every request has one attempt: no separator at all.
+    if memchr::memchr2(b',', b' ', value).is_none() {
+        return (value, 1);
+    }
     let mut n_items: u16 = 1;
     let mut last_start = 0;
     for (i, &b) in value.iter().enumerate() {
@@ -497,8 +497,7 @@ impl NginxFormat {
     }
 
     fn literal_segment(text: Vec<u8>) -> Segment {
-        let finder = memmem::Finder::new(&text).into_owned();
-        Segment::Literal { text: text.into_boxed_slice(), finder }
+        Segment::Literal { text: text.into_boxed_slice() }
     }
 
     /// Whether the format carries a pool name (`$proxy_upstream_name`, `$proxy_host`).
@@ -538,10 +537,10 @@ impl NginxFormat {
         const MAX_TRIES: usize = 8;
         let mut from = 0;
         for _ in 0..MAX_TRIES {
-            let Segment::Literal { text, finder } = &self.segments[anchor - 1] else {
+            let Segment::Literal { text } = &self.segments[anchor - 1] else {
                 return Err(error);
             };
-            let Some(at) = finder.find(&line[from..]) else {
+            let Some(at) = find_literal(&line[from..], text) else {
                 return Err(error);
             };
             let start = from + at + text.len();
@@ -562,6 +561,9 @@ impl NginxFormat {
         record: &mut Record<'a>,
     ) -> Result<(), ParseError> {
         let mut has_time = false;
+        // Set when a variable's end was found by searching for the literal that follows it,
+        // so that literal needs no second comparison.
+        let mut literal_found = false;
         for index in first_segment..self.segments.len() {
             #[allow(clippy::cast_possible_truncation)]
             // formats have far fewer than 65536 segments, lines < 4 GiB
@@ -571,17 +573,19 @@ impl NginxFormat {
                 kind,
             };
             match &self.segments[index] {
-                Segment::Literal { text, .. } => {
-                    if !line[pos..].starts_with(text) {
+                Segment::Literal { text } => {
+                    if !literal_found && !line[pos..].starts_with(text) {
                         return Err(error(ParseErrorKind::LiteralMismatch, pos));
                     }
+                    literal_found = false;
                     pos += text.len();
                 }
                 Segment::Variable { field, .. } => {
                     let field = *field;
                     let end = match self.segments.get(index + 1) {
-                        Some(Segment::Literal { text, finder }) => {
-                            find_value_end(&line[pos..], text, finder, field.is_list())
+                        Some(Segment::Literal { text }) => {
+                            literal_found = true;
+                            find_value_end(&line[pos..], text, field.is_list())
                                 .ok_or_else(|| error(ParseErrorKind::MissingDelimiter, pos))?
                                 + pos
                         }
@@ -664,15 +668,11 @@ impl NginxFormat {
 
 /// Finds where a value ends: the next occurrence of the literal that follows it, skipping
 /// quotes escaped with a backslash and, for list variables, the spaces inside `, ` and ` : `.
-fn find_value_end(
-    rest: &[u8],
-    literal: &[u8],
-    finder: &memmem::Finder<'_>,
-    is_list: bool,
-) -> Option<usize> {
+#[inline]
+fn find_value_end(rest: &[u8], literal: &[u8], is_list: bool) -> Option<usize> {
     let mut from = 0;
     loop {
-        let at = from + finder.find(&rest[from..])?;
+        let at = from + find_literal(&rest[from..], literal)?;
         let escaped_quote = literal[0] == b'"'
             && rest[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1;
         let inside_list = is_list
@@ -686,6 +686,24 @@ fn find_value_end(
         }
         from = at + 1;
     }
+}
+
+/// Finds a format literal in a line. Literals are short (`" "`, ` uct="`) and values are
+/// short, so `memchr` for the first byte and a direct comparison beat a general substring
+/// search, whose set-up cost dominates on haystacks this small.
+#[inline]
+fn find_literal(haystack: &[u8], literal: &[u8]) -> Option<usize> {
+    let (&first, tail) = literal.split_first()?;
+    let mut from = 0;
+    while let Some(at) = memchr::memchr(first, &haystack[from..]) {
+        let at = from + at;
+        let after = &haystack[at + 1..];
+        if after.len() >= tail.len() && after.iter().zip(tail).all(|(a, b)| a == b) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Stores one variable's value into the record. `None` means the value is malformed.
