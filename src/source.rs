@@ -87,6 +87,29 @@ impl<R: Read> LineReader<R> {
         self.eof = false;
     }
 
+    /// Whether any bytes are left to hand out, reading more if the buffer is empty.
+    pub fn has_pending(&mut self) -> io::Result<bool> {
+        if self.start < self.end || self.skipping.is_some() {
+            return Ok(true);
+        }
+        self.start = 0;
+        self.end = 0;
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end = n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The next line. With `final_partial` set, text after the last newline is returned as a
     /// line at the end of input (replay); otherwise it waits for its newline (follow).
     pub fn next_line(&mut self, final_partial: bool) -> io::Result<Next<'_>> {
@@ -200,6 +223,9 @@ pub enum FileEvent {
 pub struct Follower {
     path: PathBuf,
     reader: Option<LineReader<File>>,
+    /// The previous file after a rotation, read to its end before the new one so the lines
+    /// written just before the rename are not lost.
+    rotated: Option<LineReader<File>>,
     identity: Option<(u64, u64)>,
     max_line: usize,
 }
@@ -218,7 +244,7 @@ fn identity(_: &std::fs::Metadata) -> (u64, u64) {
 impl Follower {
     /// Starts following `path`, from its end when `from_start` is false (like `tail -f`).
     pub fn new(path: PathBuf, from_start: bool, max_line: usize) -> Self {
-        let mut follower = Follower { path, reader: None, identity: None, max_line };
+        let mut follower = Follower { path, reader: None, rotated: None, identity: None, max_line };
         if let Ok(mut file) = File::open(&follower.path) {
             let start = if from_start { 0 } else { file.seek(SeekFrom::End(0)).unwrap_or(0) };
             follower.identity = file.metadata().ok().map(|m| identity(&m));
@@ -256,7 +282,13 @@ impl Follower {
         match File::open(&self.path) {
             Ok(file) => {
                 self.identity = Some(current);
-                self.reader = Some(LineReader::new(file, self.max_line));
+                let previous = self.reader.replace(LineReader::new(file, self.max_line));
+                if event == FileEvent::Rotated {
+                    self.rotated = previous.map(|mut reader| {
+                        reader.clear_eof();
+                        reader
+                    });
+                }
                 event
             }
             Err(_) => FileEvent::Missing,
@@ -265,8 +297,17 @@ impl Follower {
 
     /// The next complete line, if one has been written.
     pub fn next_line(&mut self) -> io::Result<Next<'_>> {
-        match &mut self.reader {
-            Some(reader) => reader.next_line(false),
+        let drain_rotated = match &mut self.rotated {
+            Some(rotated) => rotated.has_pending()?,
+            None => false,
+        };
+        if !drain_rotated {
+            self.rotated = None;
+        }
+        let reader = if drain_rotated { self.rotated.as_mut() } else { self.reader.as_mut() };
+        match reader {
+            // The rotated file is complete: its last line counts even without a newline.
+            Some(reader) => reader.next_line(drain_rotated),
             None => Ok(Next::End),
         }
     }
@@ -345,10 +386,12 @@ mod tests {
         assert_eq!(read_all(&mut follower), ["two"]);
         std::fs::write(&path, "").unwrap();
         assert_eq!(follower.poll(), FileEvent::Truncated);
+        // Lines written just before a rotation are read from the old file first.
+        std::fs::write(&path, "last\nunterminated").unwrap();
         std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
         std::fs::write(&path, "new\n").unwrap();
         assert_eq!(follower.poll(), FileEvent::Rotated);
-        assert_eq!(read_all(&mut follower), ["new"]);
+        assert_eq!(read_all(&mut follower), ["last", "unterminated", "new"]);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(follower.poll(), FileEvent::Missing);
     }

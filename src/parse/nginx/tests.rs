@@ -395,3 +395,53 @@ fn nginx_conformance_vectors() {
     );
     assert!(n_checked >= 116, "only {n_checked} vectors checked");
 }
+
+// ---- Robustness ---------------------------------------------------------------------------
+
+const SAMPLE: &[u8] = br#"10.20.1.2 - - [15/Nov/2023:14:30:00 +0000] "GET /api/v1/orders/1 HTTP/1.1" 200 512 "-" "curl/8" rt=0.024 uct="0.001" uht="0.020" urt="0.001, 0.022" ua="10.0.1.2:8080, 10.0.1.3:8080" us="502, 200""#;
+
+fn upstream_format() -> NginxFormat {
+    let pattern = crate::parse::PatternSet::builtin();
+    match pattern.get("upstream").unwrap().compile(&[]).unwrap() {
+        crate::parse::Parser::Nginx(format) => format,
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+        let mut format = upstream_format();
+        if let Err(error) = format.parse(&bytes) {
+            proptest::prop_assert!(error.column as usize <= bytes.len());
+            let _ = format.explain(&error);
+        }
+    }
+
+    #[test]
+    fn truncated_and_mutated_lines_give_a_record_or_an_error(cut in 0..SAMPLE.len(), at in 0..SAMPLE.len(), byte in proptest::prelude::any::<u8>()) {
+        let mut format = upstream_format();
+        let mut line = SAMPLE.to_vec();
+        line[at] = byte;
+        line.truncate(cut.max(at + 1));
+        if let Err(error) = format.parse(&line) {
+            proptest::prop_assert!(error.column as usize <= line.len());
+        }
+    }
+}
+
+#[test]
+fn the_sample_parses_and_a_megabyte_line_does_not_panic() {
+    let mut format = upstream_format();
+    let record = format.parse(SAMPLE).unwrap();
+    assert_eq!(
+        (record.attempts, record.upstream_status, record.upstream_latency_s),
+        (2, Some(200), Some(0.022))
+    );
+    let mut huge = SAMPLE.to_vec();
+    huge.splice(60..60, std::iter::repeat_n(b'x', 1 << 20));
+    let record = format.parse(&huge).unwrap();
+    assert_eq!(record.path.unwrap().len(), (1 << 20) + "/api/v1/orders/1".len());
+    let mut unterminated = SAMPLE[..100].to_vec();
+    unterminated.extend(std::iter::repeat_n(b'"', 1 << 20));
+    assert!(format.parse(&unterminated).is_err());
+}
