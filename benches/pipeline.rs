@@ -22,8 +22,6 @@ struct Discard;
 impl Observer for Discard {
     fn window(&mut self, _: &WindowSummary) {}
     fn alert(&mut self, _: &skewtail::detect::AlertEvent) {}
-    fn unparsed(&mut self, _: &str, _: u64, _: &[u8], _: &dyn Fn() -> String) {}
-    fn too_long(&mut self, _: &str, _: u64, _: u64) {}
 }
 
 fn benchmarks(c: &mut Criterion) {

@@ -204,9 +204,7 @@ fn feed<R: Read>(
     loop {
         match lines.next_line(true)? {
             Next::Line(line) => pipeline.push_line(input, line, observer),
-            Next::TooLong { number, length } => {
-                pipeline.push_too_long(input, number, length, observer)
-            }
+            Next::TooLong { number, length } => pipeline.push_too_long(input, number, length),
             Next::End => return Ok(n_lines),
         }
         n_lines += 1;
@@ -405,10 +403,9 @@ fn wall_clock_ms() -> i64 {
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The live observer: alerts go to the sinks; everything is logged.
+/// The live observer: alerts go to the sinks and the log.
 struct LiveObserver {
     dispatcher: Arc<Dispatcher>,
-    n_unparsed: u64,
 }
 
 impl Observer for LiveObserver {
@@ -419,31 +416,6 @@ impl Observer for LiveObserver {
     fn alert(&mut self, alert: &AlertEvent) {
         tracing::info!(message = "Alert state changed.", state = ?alert.state, pool = %alert.pool, backend = %alert.backend, summary = %alert.summary);
         self.dispatcher.send(alert);
-    }
-
-    fn unparsed(
-        &mut self,
-        input: &str,
-        line_number: u64,
-        _line: &[u8],
-        explain: &dyn Fn() -> String,
-    ) {
-        self.n_unparsed += 1;
-        // The first few, then one in ten thousand, so a wrong format cannot flood the log.
-        if self.n_unparsed <= crate::report::UNPARSED_SAMPLES
-            || self.n_unparsed.is_multiple_of(10_000)
-        {
-            tracing::warn!(message = "Unparsed line.", input, line = line_number, reason = %explain(), total_unparsed = self.n_unparsed);
-        }
-    }
-
-    fn too_long(&mut self, input: &str, line_number: u64, length: u64) {
-        tracing::warn!(
-            message = "Line longer than max_line_bytes skipped.",
-            input,
-            line = line_number,
-            length
-        );
     }
 }
 
@@ -506,7 +478,7 @@ fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         ));
         tracing::info!(message = "Following input.", input = %input.name, path = %input.path.display(), format = %input.format_name);
     }
-    let mut observer = LiveObserver { dispatcher: dispatcher.clone(), n_unparsed: 0 };
+    let mut observer = LiveObserver { dispatcher: dispatcher.clone() };
     let idle_ms = i64::from(settings.detector.window_s + settings.detector.lateness_s) * 1000;
     const LINES_PER_TURN: usize = 50_000;
     const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -532,7 +504,7 @@ fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
                 match follower.next_line() {
                     Ok(Next::Line(line)) => pipeline.push_line(*index, line, &mut observer),
                     Ok(Next::TooLong { number, length }) => {
-                        pipeline.push_too_long(*index, number, length, &mut observer)
+                        pipeline.push_too_long(*index, number, length)
                     }
                     Ok(Next::End) => break,
                     Err(error) => {

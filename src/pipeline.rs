@@ -20,17 +20,14 @@ pub trait Observer {
     fn window(&mut self, window: &WindowSummary);
     /// An alert changed state.
     fn alert(&mut self, alert: &AlertEvent);
-    /// A line did not parse; `explain` describes why (only called when wanted).
-    fn unparsed(
-        &mut self,
-        input: &str,
-        line_number: u64,
-        line: &[u8],
-        explain: &dyn Fn() -> String,
-    );
-    /// A line was longer than the limit and was skipped.
-    fn too_long(&mut self, input: &str, line_number: u64, length: u64);
 }
+
+/// How many unparsed lines are logged in full before only one in [`UNPARSED_LOG_EVERY`] is.
+pub const UNPARSED_SAMPLES: u64 = 5;
+
+/// After the first samples, one unparsed line in this many is logged, so a wrong format
+/// cannot flood the log while it still shows that lines keep failing.
+pub const UNPARSED_LOG_EVERY: u64 = 10_000;
 
 /// Running totals, reported at the end of a replay and by `run` on exit.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,8 +123,15 @@ impl Pipeline {
             Ok(record) => record,
             Err(error) => {
                 self.counters.unparsed += 1;
-                let parser = &state.parser;
-                observer.unparsed(&state.name, line.number, line.bytes, &|| parser.explain(&error));
+                let n_unparsed = self.counters.unparsed;
+                if n_unparsed <= UNPARSED_SAMPLES || n_unparsed.is_multiple_of(UNPARSED_LOG_EVERY) {
+                    let text = line.bytes[..line.bytes.len().min(160)].escape_ascii();
+                    let reason = state.parser.explain(&error);
+                    tracing::warn!(message = "Unparsed line.", input = %state.name, line = line.number, %reason, %text, total_unparsed = n_unparsed);
+                    if n_unparsed == UNPARSED_SAMPLES {
+                        tracing::warn!(message = "Further unparsed lines are counted; one in 10000 is logged.", input = %state.name);
+                    }
+                }
                 return;
             }
         };
@@ -155,16 +159,10 @@ impl Pipeline {
     }
 
     /// Records a line that was too long to read.
-    pub fn push_too_long(
-        &mut self,
-        input: usize,
-        line_number: u64,
-        length: u64,
-        observer: &mut impl Observer,
-    ) {
+    pub fn push_too_long(&mut self, input: usize, line_number: u64, length: u64) {
         self.counters.lines += 1;
         self.counters.too_long += 1;
-        observer.too_long(&self.inputs[input].name, line_number, length);
+        tracing::warn!(message = "Line longer than max_line_bytes skipped.", input = %self.inputs[input].name, line = line_number, length);
     }
 
     /// Closes every open window of `input` (end of a replay).

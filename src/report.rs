@@ -14,9 +14,6 @@ use crate::parse::time::format_rfc3339;
 use crate::pipeline::{Counters, Observer};
 use crate::window::WindowSummary;
 
-/// How many unparsed lines are shown before the rest are only counted.
-pub const UNPARSED_SAMPLES: u64 = 5;
-
 /// Human timeline or NDJSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -31,7 +28,6 @@ pub struct Report<W: Write> {
     out: W,
     style: Style,
     dispatcher: Option<Dispatcher>,
-    n_unparsed_shown: u64,
     /// The first write error (a closed pipe, a full disk); reported once at the end.
     error: Option<io::Error>,
 }
@@ -57,7 +53,7 @@ struct Summary<'a> {
 impl<W: Write> Report<W> {
     /// A report writing to `out`.
     pub fn new(out: W, style: Style, dispatcher: Option<Dispatcher>) -> Self {
-        Report { out, style, dispatcher, n_unparsed_shown: 0, error: None }
+        Report { out, style, dispatcher, error: None }
     }
 
     fn emit(&mut self, write: impl FnOnce(&mut W) -> io::Result<()>) {
@@ -199,35 +195,6 @@ impl<W: Write> Observer for Report<W> {
                 });
             }
         }
-    }
-
-    fn unparsed(
-        &mut self,
-        input: &str,
-        line_number: u64,
-        line: &[u8],
-        explain: &dyn Fn() -> String,
-    ) {
-        self.n_unparsed_shown += 1;
-        if self.n_unparsed_shown <= UNPARSED_SAMPLES {
-            let shown = line[..line.len().min(160)].escape_ascii();
-            tracing::warn!(message = "Unparsed line.", input, line = line_number, reason = %explain(), text = %shown);
-            if self.n_unparsed_shown == UNPARSED_SAMPLES {
-                tracing::warn!(
-                    message = "Further unparsed lines are counted but not shown.",
-                    input
-                );
-            }
-        }
-    }
-
-    fn too_long(&mut self, input: &str, line_number: u64, length: u64) {
-        tracing::warn!(
-            message = "Line longer than max_line_bytes skipped.",
-            input,
-            line = line_number,
-            length
-        );
     }
 }
 
