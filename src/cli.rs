@@ -67,7 +67,8 @@ pub struct ReplayArgs {
     /// How long to wait at the end for configured sinks to deliver, seconds.
     #[arg(long, default_value_t = 30.0)]
     pub delivery_timeout: f64,
-    /// Log files, oldest first, read as one stream; `-` reads standard input.
+    /// Log files, oldest first, read as one stream; `-` reads standard input. With --config
+    /// they take the first [[input]]'s format and pool; without FILEs the [[input]] paths are replayed.
     pub files: Vec<PathBuf>,
 }
 

@@ -185,7 +185,7 @@ impl<W: Write> Observer for Report<W> {
                 self.emit(|out| {
                     writeln!(
                         out,
-                        "{}  {state} {detail:<9} skew {:<5} {} / {}\n    {}",
+                        "{}  {state} {detail:<14} skew {:<5} {} / {}\n    {}",
                         format_rfc3339(alert.at_ms),
                         direction_word(alert.direction),
                         alert.pool,

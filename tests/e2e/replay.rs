@@ -73,7 +73,10 @@ fn human_timeline_and_fail_on_alert() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("FIRING   CRITICAL  skew over  access.log / 10.0.1.3:8080"), "{text}");
+    assert!(
+        text.contains("FIRING   CRITICAL       skew over  access.log / 10.0.1.3:8080"),
+        "{text}"
+    );
     assert!(text.contains("RESOLVED after"), "{text}");
     assert!(text.contains("1 alert(s) fired, 1 resolved, 0 still firing"), "{text}");
 }
@@ -227,7 +230,7 @@ fn demo_prints_the_incident_and_its_resolution() {
     let output = skewtail().arg("demo").output().unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    let fired = text.find("FIRING   CRITICAL  skew over  api / 10.0.1.3:8080").expect(&text);
+    let fired = text.find("FIRING   CRITICAL       skew over  api / 10.0.1.3:8080").expect(&text);
     let resolved = text.find("RESOLVED").expect(&text);
     assert!(fired < resolved);
     assert!(text.contains("1 alert(s) fired, 1 resolved, 0 still firing"), "{text}");
