@@ -232,3 +232,124 @@ async fn run_sink(sink: Sink, queue: Arc<Queue>) {
         queue.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::config::Secret;
+    use crate::detect::{AlertKind, AlertState, Direction, ExpectedFrom, Severity, SkewEvidence};
+
+    fn event(backend: &str) -> AlertEvent {
+        AlertEvent {
+            state: AlertState::Firing,
+            kind: AlertKind::Skew,
+            direction: Direction::Over,
+            backend: backend.into(),
+            pool: "api".into(),
+            at_ms: 1_700_000_000_000,
+            started_at_ms: 1_699_999_970_000,
+            severity: Severity::Critical,
+            summary: "test".into(),
+            evidence: SkewEvidence {
+                observed_share: 0.5,
+                expected_share: 0.25,
+                ratio: 2.0,
+                expected_from: ExpectedFrom::Baseline,
+                backend_requests: 50,
+                pool_requests: 100,
+                pool_backends: 4,
+                p_value: 1e-9,
+                pool_g_test_p_value: 1e-9,
+                error_rate: 0.0,
+                peer_error_rate: 0.0,
+                p99_ms: None,
+                peer_p99_ms: None,
+                window_s: 10,
+                duration_s: 30,
+            },
+        }
+    }
+
+    /// Serves `status` to every request on 127.0.0.1 after `delay`, counting requests.
+    async fn receiver(status: u16, delay: Duration) -> (String, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    axum::http::StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, hits)
+    }
+
+    fn webhook(url: String, timeout: Duration) -> Sink {
+        Sink::Webhook(
+            WebhookSink::new(
+                "test".into(),
+                Secret::new(url),
+                timeout,
+                3,
+                Duration::from_millis(10),
+            )
+            .unwrap(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_error_is_permanent_and_not_retried() {
+        let (url, hits) = receiver(404, Duration::ZERO).await;
+        let dispatcher = Dispatcher::start(
+            vec![(webhook(url, Duration::from_secs(5)), 8)],
+            &tokio::runtime::Handle::current(),
+        );
+        dispatcher.send(&event("a:80"));
+        let totals = dispatcher.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(totals, DeliveryTotals { delivered: 0, failed: 1, dropped: 0, undelivered: 0 });
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_drops_the_oldest_and_never_blocks() {
+        // A receiver slower than the alerts: the queue (capacity 2) overflows.
+        let (url, _hits) = receiver(200, Duration::from_millis(300)).await;
+        let dispatcher = Dispatcher::start(
+            vec![(webhook(url, Duration::from_secs(5)), 2)],
+            &tokio::runtime::Handle::current(),
+        );
+        let started = std::time::Instant::now();
+        for i in 0..10 {
+            dispatcher.send(&event(&format!("b{i}:80")));
+        }
+        assert!(started.elapsed() < Duration::from_millis(100), "send must not wait for delivery");
+        let totals = dispatcher.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(totals.delivered + totals.dropped, 10, "{totals:?}");
+        assert!(totals.dropped >= 7, "{totals:?}");
+        assert_eq!(totals.undelivered, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_receiver_times_out_and_shutdown_reports_what_is_left() {
+        let (url, hits) = receiver(200, Duration::from_secs(30)).await;
+        let dispatcher = Dispatcher::start(
+            vec![(webhook(url, Duration::from_millis(200)), 8)],
+            &tokio::runtime::Handle::current(),
+        );
+        dispatcher.send(&event("c:80"));
+        dispatcher.send(&event("d:80"));
+        let totals = dispatcher.shutdown(Duration::from_millis(500)).await;
+        assert!(hits.load(Ordering::SeqCst) >= 1);
+        assert_eq!(totals.delivered, 0);
+        assert!(totals.undelivered + totals.failed == 2, "{totals:?}");
+    }
+}
