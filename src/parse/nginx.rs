@@ -2,7 +2,7 @@
 //!
 //! nginx's format is whatever `log_format` the user wrote, so instead of shipping a fixed regex we
 //! compile the user's directive into a list of segments: fixed text ("literals") and variables.
-//! Matching walks the segments left to right. A variable's value runs up to the next literal,
+//! Matching walks the variables left to right. A variable's value runs up to the next literal,
 //! found with `memchr`'s SIMD searchers; no regex, no backtracking, no allocation.
 //!
 //! Two nginx habits need care:
@@ -248,19 +248,61 @@ enum Segment {
 /// A compiled nginx `log_format`.
 #[derive(Debug, Clone)]
 pub struct NginxFormat {
+    /// The format as written, for error messages.
     segments: Vec<Segment>,
-    /// Index of the first time variable when everything before it is skipped text (remote
-    /// address, user...). Lines whose prefix differs from the format (a vhost or an
-    /// X-Forwarded-For list in front, a missing ident column) are then re-synchronised on the
-    /// literal just before the time, as robust combined-log parsers do.
-    resync_anchor: Option<usize>,
+    /// The literal the format starts with (often empty).
+    prefix: Box<[u8]>,
+    /// The variables in order, each with the literal that ends it: the per-line loop walks
+    /// this one flat array.
+    steps: Vec<Step>,
+    /// The first time variable, as (step, segment), when everything before it is skipped
+    /// text (remote address, user...). Lines whose prefix differs from the format (a vhost or
+    /// an X-Forwarded-For list in front, a missing ident column) are then re-synchronised on
+    /// the literal just before the time, as robust combined-log parsers do.
+    resync_anchor: Option<(usize, usize)>,
     has_pool: bool,
     has_backend: bool,
-    /// The last timestamp text parsed and its value: consecutive lines nearly always share
-    /// the same second, so this skips most timestamp parsing.
-    last_time_text: [u8; 40],
-    last_time_len: usize,
-    last_time_ms: i64,
+    time_cache: TimeCache,
+}
+
+/// One variable and what ends it.
+#[derive(Debug, Clone)]
+struct Step {
+    field: Field,
+    is_list: bool,
+    is_timestamp: bool,
+    /// The literal after the variable; empty when the variable runs to the end of the line.
+    terminator: Box<[u8]>,
+    /// The variable's index in `segments`, for error messages.
+    segment: u16,
+}
+
+/// The last timestamp text parsed and its value: consecutive lines nearly always share the
+/// same second, so this skips most timestamp parsing.
+#[derive(Debug, Clone)]
+struct TimeCache {
+    text: [u8; 40],
+    len: usize,
+    unix_ms: i64,
+}
+
+impl TimeCache {
+    fn parse(&mut self, field: Field, value: &[u8]) -> Option<i64> {
+        if value.len() == self.len && self.text[..value.len()] == *value {
+            return Some(self.unix_ms);
+        }
+        let ms = match field {
+            Field::TimeLocal => parse_time_local(value),
+            Field::TimeIso8601 => parse_iso8601(value),
+            _ => parse_epoch_seconds(value),
+        }?;
+        if value.len() <= self.text.len() {
+            self.text[..value.len()].copy_from_slice(value);
+            self.len = value.len();
+            self.unix_ms = ms;
+        }
+        Some(ms)
+    }
 }
 
 /// Turns the text a user may paste (a whole `log_format name escape=json '...' '...';`
@@ -485,14 +527,42 @@ impl NginxFormat {
                         )
                     })
             });
+        let prefix = match segments.first() {
+            Some(Segment::Literal { text }) => text.clone(),
+            _ => Box::default(),
+        };
+        #[allow(clippy::cast_possible_truncation)] // formats have far fewer than 65536 segments
+        let steps: Vec<Step> = segments
+            .iter()
+            .enumerate()
+            .filter_map(|(index, segment)| match segment {
+                Segment::Variable { field, .. } => Some(Step {
+                    field: *field,
+                    is_list: field.is_list(),
+                    is_timestamp: field.is_timestamp(),
+                    terminator: match segments.get(index + 1) {
+                        Some(Segment::Literal { text }) => text.clone(),
+                        _ => Box::default(),
+                    },
+                    segment: index as u16,
+                }),
+                Segment::Literal { .. } => None,
+            })
+            .collect();
+        let resync_anchor = resync_anchor.and_then(|segment| {
+            steps
+                .iter()
+                .position(|step| usize::from(step.segment) == segment)
+                .map(|step| (step, segment))
+        });
         Ok(NginxFormat {
             segments,
+            prefix,
+            steps,
             resync_anchor,
             has_pool,
             has_backend,
-            last_time_text: [0; 40],
-            last_time_len: usize::MAX,
-            last_time_ms: 0,
+            time_cache: TimeCache { text: [0; 40], len: usize::MAX, unix_ms: 0 },
         })
     }
 
@@ -514,11 +584,18 @@ impl NginxFormat {
     #[inline]
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Record<'a>, ParseError> {
         let mut record = Record::default();
-        match self.match_segments(line, 0, 0, &mut record) {
+        if !line.starts_with(&self.prefix) {
+            return Err(ParseError {
+                column: 0,
+                segment: 0,
+                kind: ParseErrorKind::LiteralMismatch,
+            });
+        }
+        match self.match_steps(line, self.prefix.len(), 0, &mut record) {
             Ok(()) => Ok(record),
             Err(error) => match self.resync_anchor {
-                Some(anchor) if usize::from(error.segment) < anchor => {
-                    self.resync(line, anchor, error)
+                Some((step, segment)) if usize::from(error.segment) < segment => {
+                    self.resync(line, step, error)
                 }
                 _ => Err(error),
             },
@@ -531,21 +608,19 @@ impl NginxFormat {
     fn resync<'a>(
         &mut self,
         line: &'a [u8],
-        anchor: usize,
+        anchor_step: usize,
         error: ParseError,
     ) -> Result<Record<'a>, ParseError> {
         const MAX_TRIES: usize = 8;
+        let literal = self.steps[anchor_step - 1].terminator.clone();
         let mut from = 0;
         for _ in 0..MAX_TRIES {
-            let Segment::Literal { text } = &self.segments[anchor - 1] else {
+            let Some(at) = find_literal(&line[from..], &literal) else {
                 return Err(error);
             };
-            let Some(at) = find_literal(&line[from..], text) else {
-                return Err(error);
-            };
-            let start = from + at + text.len();
+            let start = from + at + literal.len();
             let mut record = Record::default();
-            if self.match_segments(line, start, anchor, &mut record).is_ok() {
+            if self.match_steps(line, start, anchor_step, &mut record).is_ok() {
                 return Ok(record);
             }
             from = from + at + 1;
@@ -553,57 +628,40 @@ impl NginxFormat {
         Err(error)
     }
 
-    fn match_segments<'a>(
+    fn match_steps<'a>(
         &mut self,
         line: &'a [u8],
         mut pos: usize,
-        first_segment: usize,
+        first_step: usize,
         record: &mut Record<'a>,
     ) -> Result<(), ParseError> {
         let mut has_time = false;
-        // Set when a variable's end was found by searching for the literal that follows it,
-        // so that literal needs no second comparison.
-        let mut literal_found = false;
-        for index in first_segment..self.segments.len() {
-            #[allow(clippy::cast_possible_truncation)]
-            // formats have far fewer than 65536 segments, lines < 4 GiB
+        let Self { steps, time_cache, .. } = self;
+        for step in &steps[first_step..] {
+            #[allow(clippy::cast_possible_truncation)] // lines are far shorter than 4 GiB
             let error = |kind, column: usize| ParseError {
                 column: column as u32,
-                segment: index as u16,
+                segment: step.segment,
                 kind,
             };
-            match &self.segments[index] {
-                Segment::Literal { text } => {
-                    if !literal_found && !line[pos..].starts_with(text) {
-                        return Err(error(ParseErrorKind::LiteralMismatch, pos));
-                    }
-                    literal_found = false;
-                    pos += text.len();
-                }
-                Segment::Variable { field, .. } => {
-                    let field = *field;
-                    let end = match self.segments.get(index + 1) {
-                        Some(Segment::Literal { text }) => {
-                            literal_found = true;
-                            find_value_end(&line[pos..], text, field.is_list())
-                                .ok_or_else(|| error(ParseErrorKind::MissingDelimiter, pos))?
-                                + pos
-                        }
-                        _ => line.len(),
-                    };
-                    let value = &line[pos..end];
-                    if field.is_timestamp() {
-                        record.timestamp_ms = self
-                            .parse_time(field, value)
-                            .ok_or_else(|| error(ParseErrorKind::BadTimestamp, pos))?;
-                        has_time = true;
-                    } else {
-                        apply_field(field, value, record)
-                            .ok_or_else(|| error(ParseErrorKind::BadNumber, pos))?;
-                    }
-                    pos = end;
-                }
+            let end = if step.terminator.is_empty() {
+                line.len()
+            } else {
+                find_value_end(&line[pos..], &step.terminator, step.is_list)
+                    .ok_or_else(|| error(ParseErrorKind::MissingDelimiter, pos))?
+                    + pos
+            };
+            let value = &line[pos..end];
+            if step.is_timestamp {
+                record.timestamp_ms = time_cache
+                    .parse(step.field, value)
+                    .ok_or_else(|| error(ParseErrorKind::BadTimestamp, pos))?;
+                has_time = true;
+            } else {
+                apply_field(step.field, value, record)
+                    .ok_or_else(|| error(ParseErrorKind::BadNumber, pos))?;
             }
+            pos = end + step.terminator.len();
         }
         if has_time {
             Ok(())
@@ -615,23 +673,6 @@ impl NginxFormat {
                 kind: ParseErrorKind::NoTimestamp,
             })
         }
-    }
-
-    fn parse_time(&mut self, field: Field, value: &[u8]) -> Option<i64> {
-        if value.len() == self.last_time_len && self.last_time_text[..value.len()] == *value {
-            return Some(self.last_time_ms);
-        }
-        let ms = match field {
-            Field::TimeLocal => parse_time_local(value),
-            Field::TimeIso8601 => parse_iso8601(value),
-            _ => parse_epoch_seconds(value),
-        }?;
-        if value.len() <= self.last_time_text.len() {
-            self.last_time_text[..value.len()].copy_from_slice(value);
-            self.last_time_len = value.len();
-            self.last_time_ms = ms;
-        }
-        Some(ms)
     }
 
     /// Describes a [`ParseError`] in words: the column, the field and what was expected.
@@ -695,7 +736,7 @@ fn find_value_end(rest: &[u8], literal: &[u8], is_list: bool) -> Option<usize> {
 fn find_literal(haystack: &[u8], literal: &[u8]) -> Option<usize> {
     let (&first, tail) = literal.split_first()?;
     let mut from = 0;
-    while let Some(at) = memchr::memchr(first, &haystack[from..]) {
+    while let Some(at) = find_byte(first, &haystack[from..]) {
         let at = from + at;
         let after = &haystack[at + 1..];
         if after.len() >= tail.len() && after.iter().zip(tail).all(|(a, b)| a == b) {
@@ -704,6 +745,21 @@ fn find_literal(haystack: &[u8], literal: &[u8]) -> Option<usize> {
         from = at + 1;
     }
     None
+}
+
+/// `memchr` after a plain scan of the first bytes: most values (a status, a time, an
+/// address) end within a few bytes, where a SIMD search's set-up costs more than it saves.
+#[inline]
+fn find_byte(needle: u8, haystack: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    let head = &haystack[..haystack.len().min(SHORT)];
+    if let Some(at) = head.iter().position(|&b| b == needle) {
+        return Some(at);
+    }
+    if haystack.len() <= SHORT {
+        return None;
+    }
+    memchr::memchr(needle, &haystack[SHORT..]).map(|at| at + SHORT)
 }
 
 /// Stores one variable's value into the record. `None` means the value is malformed.
