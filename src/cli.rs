@@ -41,6 +41,21 @@ pub enum Command {
     Check(CheckArgs),
     /// Replay the seed incident from a generated log: no set-up, no network.
     Demo(DemoArgs),
+    /// Print every line as parsed: one JSON object per line, or why it did not parse.
+    Parse(ParseArgs),
+}
+
+/// `skewtail parse`.
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    /// Format name (see `replay --help`).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// The text of the nginx `log_format` that wrote the files.
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Log files; standard input when none are given (or `-`).
+    pub files: Vec<PathBuf>,
 }
 
 /// `skewtail replay`.
@@ -121,6 +136,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Run(args) => run(&args),
         Command::Check(args) => check(&args),
         Command::Demo(args) => demo(&args),
+        Command::Parse(args) => parse(&args),
     }
 }
 
@@ -286,6 +302,65 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         );
     }
     Ok(outcome(args.fail_on_alert, counters.alerts_fired))
+}
+
+/// One parsed line in the vocabulary of the conformance vectors (`null` for a missing value).
+fn parsed_line_json(number: u64, parser: &mut Parser, line: &[u8]) -> serde_json::Value {
+    use serde_json::json;
+    let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
+    match parser.parse(line) {
+        Ok(r) => json!({
+            "line": number,
+            "kind": "access",
+            "timestamp_utc": crate::parse::time::format_rfc3339(r.timestamp_ms),
+            "backend": text(r.backend),
+            "pool": text(r.pool),
+            "attempts": r.attempts,
+            "status": r.status,
+            "upstream_status": r.upstream_status,
+            "latency_s": r.latency_s,
+            "upstream_latency_s": r.upstream_latency_s,
+            "bytes": r.bytes,
+            "method": text(r.method),
+            "path": text(r.path),
+            "protocol": text(r.protocol),
+        }),
+        Err(error) => json!({"line": number, "kind": "error", "error": parser.explain(&error)}),
+    }
+}
+
+fn parse(args: &ParseArgs) -> anyhow::Result<Outcome> {
+    let settings = Settings::defaults();
+    let (mut parser, _) =
+        build_parser(&settings.patterns, args.format.as_deref(), args.log_format.as_deref(), &[])
+            .map_err(anyhow::Error::msg)?;
+    let stdin_only = [PathBuf::from("-")];
+    let files = if args.files.is_empty() { &stdin_only[..] } else { &args.files[..] };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for path in files {
+        let source: Box<dyn Read> = if path == Path::new("-") {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(crate::source::open_for_replay(path)?)
+        };
+        let mut reader = LineReader::new(source, settings.max_line_bytes);
+        loop {
+            let object = match reader
+                .next_line(true)
+                .with_context(|| format!("{}: read failed", path.display()))?
+            {
+                Next::Line(line) => parsed_line_json(line.number, &mut parser, line.bytes),
+                Next::TooLong { number, length } => serde_json::json!({
+                    "line": number, "kind": "error", "error": format!("line of {length} bytes is longer than max_line_bytes")
+                }),
+                Next::End => break,
+            };
+            serde_json::to_writer(&mut out, &object)?;
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(Outcome::Clean)
 }
 
 fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {

@@ -137,3 +137,36 @@ fn the_example_config_in_deploy_is_valid() {
         stderr(&output)
     );
 }
+
+#[test]
+fn parse_prints_each_line_or_why_not() {
+    use std::io::Write;
+    let mut child = skewtail()
+        .args(["parse", "--format", "upstream"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = concat!(
+        r#"10.2.3.4 - - [15/Nov/2023:14:30:00 +0100] "GET /a HTTP/1.1" 503 12 "-" "ua" rt=0.250 uct="0.001" uht="0.2" urt="0.100, 0.200" ua="10.0.1.1:8080, 10.0.1.2:8080" us="502, 503""#,
+        "\n\u{1}garbage\n"
+    );
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let objects = ndjson(&output);
+    assert_eq!(objects.len(), 2);
+    let access = &objects[0];
+    assert_eq!(access["kind"], "access");
+    assert_eq!(access["timestamp_utc"], "2023-11-15T13:30:00Z");
+    assert_eq!(access["backend"], "10.0.1.2:8080");
+    assert_eq!(access["attempts"], 2);
+    assert_eq!(access["status"], 503);
+    assert_eq!(access["upstream_status"], 503);
+    assert_eq!(access["latency_s"], 0.25);
+    assert_eq!(access["upstream_latency_s"], 0.2);
+    assert_eq!(access["path"], "/a");
+    assert_eq!(objects[1]["kind"], "error");
+    assert_eq!(objects[1]["line"], 2);
+    assert!(objects[1]["error"].as_str().unwrap().contains("column 1"), "{}", objects[1]);
+}
