@@ -110,10 +110,7 @@ fn huge_lines_and_invalid_utf8_are_counted() {
     log.extend_from_slice(b"\n\xff\xfe\xfd invalid utf-8\n");
     let path = dir.path().join("a.log");
     std::fs::write(&path, &log).unwrap();
-    let output =
-        skewtail().args(["replay", "--format", "upstream", "--json"]).arg(&path).output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let objects = ndjson(&output);
+    let (output, objects) = replay_json(&path, &[]);
     let summary = summary(&objects);
     assert_eq!(summary["too_long"], 1);
     assert_eq!(summary["unparsed"], 1);

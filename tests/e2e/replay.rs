@@ -11,10 +11,7 @@ const INCIDENT_END_S: i64 = INCIDENT_START_S + 15 * 60;
 fn injected_skew_gives_exactly_one_firing_and_one_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let (log, n_lines) = write_log(dir.path(), "access.log", &skew_scenario());
-    let output =
-        skewtail().args(["replay", "--format", "upstream", "--json"]).arg(&log).output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let objects = ndjson(&output);
+    let (_, objects) = replay_json(&log, &[]);
     let alerts = of_type(&objects, "alert");
     assert_eq!(alerts.len(), 2, "{alerts:#?}");
     let (fired, resolved) = (alerts[0], alerts[1]);
@@ -85,13 +82,8 @@ fn human_timeline_and_fail_on_alert() {
 fn clean_log_gives_no_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = write_log(dir.path(), "clean.log", &Scenario::clean(40 * 60, 40));
-    let output = skewtail()
-        .args(["replay", "--format", "upstream", "--json", "--fail-on-alert"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let objects = ndjson(&output);
+    // `--fail-on-alert` with nothing to report: exit status 0.
+    let (_, objects) = replay_json(&log, &["--fail-on-alert"]);
     assert!(of_type(&objects, "alert").is_empty());
     assert_eq!(summary(&objects)["alerts_fired"], 0);
 }
@@ -101,10 +93,7 @@ fn ten_percent_garbage_still_detects_and_counts_unparsed() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = Scenario { garbage_fraction: 0.10, ..skew_scenario() };
     let (log, n_lines) = write_log(dir.path(), "dirty.log", &scenario);
-    let output =
-        skewtail().args(["replay", "--format", "upstream", "--json"]).arg(&log).output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let objects = ndjson(&output);
+    let (output, objects) = replay_json(&log, &[]);
     let alerts = of_type(&objects, "alert");
     assert_eq!(alerts.len(), 2, "{alerts:#?}");
     assert_eq!(alerts[0]["backend"], "10.0.1.3:8080");
@@ -141,10 +130,7 @@ fn three_hour_log_reports_its_one_incident_and_nothing_else() {
         ..Scenario::seed_incident()
     };
     let (log, _) = write_log(dir.path(), "three-hours.log", &scenario);
-    let output =
-        skewtail().args(["replay", "--format", "upstream", "--json"]).arg(&log).output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let objects = ndjson(&output);
+    let (_, objects) = replay_json(&log, &[]);
     let alerts = of_type(&objects, "alert");
     let states: Vec<(&str, &str)> = alerts
         .iter()

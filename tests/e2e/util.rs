@@ -68,3 +68,17 @@ pub fn unix_s(value: &Value) -> i64 {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// `skewtail replay --format upstream --json [extra] LOG`, which must succeed; returns the
+/// output and its NDJSON objects.
+pub fn replay_json(log: &Path, extra: &[&str]) -> (Output, Vec<Value>) {
+    let output = skewtail()
+        .args(["replay", "--format", "upstream", "--json"])
+        .args(extra)
+        .arg(log)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    (output, objects)
+}
