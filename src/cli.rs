@@ -325,6 +325,9 @@ fn parsed_line_json(number: u64, parser: &mut Parser, line: &[u8]) -> serde_json
             "path": text(r.path),
             "protocol": text(r.protocol),
         }),
+        Err(error) if error.kind == crate::parse::ParseErrorKind::NotARequest => {
+            json!({"line": number, "kind": "other"})
+        }
         Err(error) => json!({"line": number, "kind": "error", "error": parser.explain(&error)}),
     }
 }

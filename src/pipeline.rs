@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::detect::{AlertEvent, AlertState, DetectorConfig, SkewDetector};
-use crate::parse::Parser;
+use crate::parse::{ParseErrorKind, Parser};
 use crate::source::Line;
 use crate::window::{Admission, WindowConfig, WindowSummary, Windower};
 
@@ -38,6 +38,8 @@ pub struct Counters {
     pub parsed: u64,
     /// Lines that did not parse.
     pub unparsed: u64,
+    /// Valid lines that are not requests (HAProxy `Connect from`, SSL errors): skipped.
+    pub other: u64,
     /// Lines that arrived after their window had closed.
     pub late: u64,
     /// Lines over the length limit, skipped.
@@ -121,6 +123,10 @@ impl Pipeline {
         let state = &mut self.inputs[input];
         let record = match state.parser.parse(line.bytes) {
             Ok(record) => record,
+            Err(error) if error.kind == ParseErrorKind::NotARequest => {
+                self.counters.other += 1;
+                return;
+            }
             Err(error) => {
                 self.counters.unparsed += 1;
                 let n_unparsed = self.counters.unparsed;

@@ -94,10 +94,11 @@ impl<W: Write> Report<W> {
                 }
                 writeln!(
                     out,
-                    "\n{} lines: {} parsed, {} unparsed, {} late, {} too long; {} windows; {} alert(s) fired, {} resolved, {} still firing",
+                    "\n{} lines: {} parsed, {} unparsed, {} other, {} late, {} too long; {} windows; {} alert(s) fired, {} resolved, {} still firing",
                     counters.lines,
                     counters.parsed,
                     counters.unparsed,
+                    counters.other,
                     counters.late,
                     counters.too_long,
                     counters.windows,

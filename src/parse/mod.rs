@@ -5,10 +5,14 @@
 //! that names the column and what was expected there, and [`Parser::explain`] turns it into
 //! words only when a human will read it.
 
+mod haproxy;
 mod nginx;
 mod patterns;
 pub mod time;
+#[cfg(test)]
+mod vectors;
 
+pub use haproxy::HaproxyLog;
 pub use nginx::{CompileError, NginxFormat};
 pub use patterns::{Pattern, PatternError, PatternSet};
 
@@ -79,6 +83,9 @@ pub enum ParseErrorKind {
     BadNumber,
     /// The format has no timestamp field, or it was empty.
     NoTimestamp,
+    /// A valid line that is not a request (HAProxy's `Connect from`, an SSL handshake error):
+    /// counted as `other`, not as unparsed.
+    NotARequest,
 }
 
 /// A compiled line parser for one input. An enum rather than a trait object so the per-line
@@ -87,6 +94,8 @@ pub enum ParseErrorKind {
 pub enum Parser {
     /// An nginx `log_format`, compiled.
     Nginx(NginxFormat),
+    /// HAProxy's HTTP, HTTPS and TCP logs.
+    Haproxy(HaproxyLog),
 }
 
 impl Parser {
@@ -95,6 +104,7 @@ impl Parser {
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Record<'a>, ParseError> {
         match self {
             Parser::Nginx(format) => format.parse(line),
+            Parser::Haproxy(log) => log.parse(line),
         }
     }
 
@@ -102,6 +112,7 @@ impl Parser {
     pub fn explain(&self, error: &ParseError) -> String {
         match self {
             Parser::Nginx(format) => format.explain(error),
+            Parser::Haproxy(log) => log.explain(error),
         }
     }
 
@@ -109,6 +120,7 @@ impl Parser {
     pub fn has_pool_field(&self) -> bool {
         match self {
             Parser::Nginx(format) => format.has_pool_field(),
+            Parser::Haproxy(_) => true,
         }
     }
 
@@ -116,6 +128,29 @@ impl Parser {
     pub fn has_backend_field(&self) -> bool {
         match self {
             Parser::Nginx(format) => format.has_backend_field(),
+            Parser::Haproxy(_) => true,
         }
+    }
+}
+
+/// Splits a request line into method, target and protocol. Anything that is not
+/// `METHOD target [HTTP/x]` (an empty request, binary garbage) yields no fields at all.
+#[allow(clippy::type_complexity)]
+pub(crate) fn split_request(value: &[u8]) -> (Option<&[u8]>, Option<&[u8]>, Option<&[u8]>) {
+    let Some(first_space) = memchr::memchr(b' ', value) else {
+        return (None, None, None);
+    };
+    let method = &value[..first_space];
+    if method.is_empty() || !method.iter().all(u8::is_ascii_alphabetic) {
+        return (None, None, None);
+    }
+    let rest = &value[first_space + 1..];
+    match memchr::memrchr(b' ', rest) {
+        Some(last_space) if rest[last_space + 1..].starts_with(b"HTTP/") => {
+            (Some(method), Some(&rest[..last_space]), Some(&rest[last_space + 1..]))
+        }
+        // HTTP/0.9 style: no protocol.
+        None if !rest.is_empty() => (Some(method), Some(rest), None),
+        _ => (None, None, None),
     }
 }

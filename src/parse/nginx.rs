@@ -13,7 +13,7 @@
 //!   quote is written `\x22` and a backslash `\x5C`, so the check never triggers there.)
 
 use super::time::{parse_epoch_seconds, parse_iso8601, parse_time_local};
-use super::{ParseError, ParseErrorKind, Record};
+use super::{ParseError, ParseErrorKind, Record, split_request};
 
 /// What a variable feeds into the [`Record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,28 +418,6 @@ fn last_list_item(value: &[u8]) -> (&[u8], u16) {
     (value[last_start..].trim_ascii(), n_items)
 }
 
-/// Splits a request line into method, target and protocol. Anything that is not
-/// `METHOD target [HTTP/x]` (an empty request, binary garbage) yields no fields at all.
-#[allow(clippy::type_complexity)]
-fn split_request(value: &[u8]) -> (Option<&[u8]>, Option<&[u8]>, Option<&[u8]>) {
-    let Some(first_space) = memchr::memchr(b' ', value) else {
-        return (None, None, None);
-    };
-    let method = &value[..first_space];
-    if method.is_empty() || !method.iter().all(u8::is_ascii_alphabetic) {
-        return (None, None, None);
-    }
-    let rest = &value[first_space + 1..];
-    match memchr::memrchr(b' ', rest) {
-        Some(last_space) if rest[last_space + 1..].starts_with(b"HTTP/") => {
-            (Some(method), Some(&rest[..last_space]), Some(&rest[last_space + 1..]))
-        }
-        // HTTP/0.9 style: no protocol.
-        None if !rest.is_empty() => (Some(method), Some(rest), None),
-        _ => (None, None, None),
-    }
-}
-
 impl NginxFormat {
     /// Compiles a `log_format`. `custom_variables` names variables defined by the user's own
     /// `map`/`set` blocks, which are then accepted and skipped.
@@ -703,6 +681,7 @@ impl NginxFormat {
                 format!("column {column}: {} is not a number or `-`", describe(segment))
             }
             ParseErrorKind::NoTimestamp => format!("column {column}: the line has no timestamp"),
+            ParseErrorKind::NotARequest => format!("column {column}: not a request line"),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{NginxFormat, Parser};
+use super::{HaproxyLog, NginxFormat, Parser};
 
 /// The pattern files compiled into the binary.
 const BUILTIN: &[(&str, &str)] = &[
@@ -18,6 +18,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("patterns/nginx_common.toml", include_str!("../../patterns/nginx_common.toml")),
     ("patterns/nginx_upstream.toml", include_str!("../../patterns/nginx_upstream.toml")),
     ("patterns/ingress_nginx.toml", include_str!("../../patterns/ingress_nginx.toml")),
+    ("patterns/haproxy.toml", include_str!("../../patterns/haproxy.toml")),
 ];
 
 /// One named format.
@@ -30,8 +31,9 @@ pub struct Pattern {
     pub kind: PatternKind,
     /// One line for `skewtail patterns` listings.
     pub description: String,
-    /// The format text.
-    pub log_format: String,
+    /// The format text (nginx patterns).
+    #[serde(default)]
+    pub log_format: Option<String>,
     /// Where the pattern came from (a file path, or `patterns/...` for built-ins).
     #[serde(skip)]
     pub origin: PathBuf,
@@ -43,6 +45,8 @@ pub struct Pattern {
 pub enum PatternKind {
     /// An nginx `log_format`.
     Nginx,
+    /// HAProxy's built-in HTTP, HTTPS and TCP log layouts (no format text).
+    Haproxy,
 }
 
 /// A pattern file that could not be used, with the file and line to fix.
@@ -98,9 +102,12 @@ impl Pattern {
     /// Builds a parser from this pattern.
     pub fn compile(&self, custom_variables: &[String]) -> Result<Parser, super::CompileError> {
         match self.kind {
-            PatternKind::Nginx => {
-                NginxFormat::compile(&self.log_format, custom_variables).map(Parser::Nginx)
-            }
+            PatternKind::Nginx => NginxFormat::compile(
+                self.log_format.as_deref().unwrap_or_default(),
+                custom_variables,
+            )
+            .map(Parser::Nginx),
+            PatternKind::Haproxy => Ok(Parser::Haproxy(HaproxyLog::new())),
         }
     }
 }
@@ -160,7 +167,10 @@ mod tests {
     #[test]
     fn every_builtin_pattern_loads() {
         let set = PatternSet::builtin();
-        assert_eq!(set.names(), ["combined", "main", "common", "upstream", "ingress_nginx"]);
+        assert_eq!(
+            set.names(),
+            ["combined", "main", "common", "upstream", "ingress_nginx", "haproxy"]
+        );
     }
 
     #[test]

@@ -108,6 +108,26 @@ pub fn parse_time_local(bytes: &[u8]) -> Option<i64> {
     to_unix_ms((i64::from(year), month, day), (hour, minute, second), 0, offset)
 }
 
+/// Parses HAProxy's accept date, `06/Feb/2009:12:14:14.655` or (old versions) without the
+/// milliseconds. HAProxy writes local time with no zone; it is read as UTC.
+pub fn parse_haproxy_date(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() < 20 || bytes[2] != b'/' || bytes[6] != b'/' || bytes[11] != b':' {
+        return None;
+    }
+    let millis = match &bytes[20..] {
+        [] => 0,
+        [b'.', fraction @ ..] if fraction.len() == 3 => digits(fraction, 0, 3)?,
+        _ => return None,
+    };
+    let day = digits(bytes, 0, 2)?;
+    let month = month_from_abbrev(&bytes[3..6])?;
+    let year = digits(bytes, 7, 4)?;
+    let hour = digits(bytes, 12, 2)?;
+    let minute = digits(bytes, 15, 2)?;
+    let second = digits(bytes, 18, 2)?;
+    to_unix_ms((i64::from(year), month, day), (hour, minute, second), millis, 0)
+}
+
 /// Parses RFC 3339 / nginx `$time_iso8601`: `2000-10-10T13:55:36+00:00`, with optional
 /// fractional seconds (`.123456`) and `Z`.
 pub fn parse_iso8601(bytes: &[u8]) -> Option<i64> {
@@ -206,6 +226,16 @@ mod tests {
         assert_eq!(rfc(parse_iso8601(b"2023-03-18T15:00:00.250Z")), "2023-03-18T15:00:00.250Z");
         assert_eq!(rfc(parse_iso8601(b"2023-03-18T17:00:00+02:00")), "2023-03-18T15:00:00Z");
         assert_eq!(parse_iso8601(b"2023-03-18T15:00:00"), None);
+    }
+
+    #[test]
+    fn haproxy_dates() {
+        assert_eq!(
+            rfc(parse_haproxy_date(b"06/Feb/2009:12:14:14.655")),
+            "2009-02-06T12:14:14.655Z"
+        );
+        assert_eq!(rfc(parse_haproxy_date(b"09/Aug/2004:20:26:09")), "2004-08-09T20:26:09Z");
+        assert_eq!(parse_haproxy_date(b"09/Aug/2004:20:26:09.5"), None);
     }
 
     #[test]

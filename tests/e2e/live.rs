@@ -1,21 +1,11 @@
 //! `skewtail run` following a file that a writer appends to while it runs.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
-
-/// Kills the child if the test fails before stopping it.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 mod errors;
+mod haproxy;
 mod live;
 mod nginx;
 mod replay;

@@ -2,23 +2,9 @@
 //! with skewtail's `upstream` format; skewtail must find the overweight server.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use crate::util::*;
-
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn nginx_binary() -> &'static str {
     for candidate in ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"] {
@@ -60,78 +46,16 @@ fn real_nginx_with_a_bad_weight_is_caught() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _nginx = Nginx(child);
-
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", front)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nginx did not start: {:?}",
-            std::fs::read_to_string(dir.path().join("error.log"))
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    // Real traffic for a little over three seconds, from 8 concurrent keep-alive clients.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let n_sent: usize = runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let url = format!("http://127.0.0.1:{front}/api/orders");
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(3200);
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let (client, url) = (client.clone(), url.clone());
-                tokio::spawn(async move {
-                    let mut n = 0;
-                    for _ in 0..20_000 {
-                        if tokio::time::Instant::now() >= deadline {
-                            break;
-                        }
-                        let response = client.get(&url).send().await.unwrap();
-                        assert!(response.status().is_success());
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        let mut total = 0;
-        for task in tasks {
-            total += task.await.unwrap();
-        }
-        total
-    });
+    let nginx = KillOnDrop(child);
+    wait_for_port(front, || format!("{:?}", std::fs::read_to_string(dir.path().join("error.log"))));
+    let n_sent = send_traffic(front);
     assert!(n_sent > 400, "only {n_sent} requests went through");
-    drop(_nginx);
+    drop(nginx);
 
-    let weights: String = backends.iter().map(|p| format!("\"127.0.0.1:{p}\" = 1, ")).collect();
-    let skewtail_config = dir.path().join("skewtail.toml");
-    std::fs::write(
-        &skewtail_config,
-        format!(
-            "[detector]\nwindow_s = 1\nlateness_s = 1\nfor_s = 1\nresolve_for_s = 1\nmin_requests = 30\nbaseline_half_life_s = 60\n\n[[input]]\npath = \"access.log\"\nlog_format = '''{}'''\npool = \"api\"\n\n[pool.api]\n# As intended: equal weights. nginx was misconfigured with weight=5 on the first.\nweights = {{ {} }}\n",
-            UPSTREAM_FORMAT.trim_matches('\''),
-            weights.trim_end_matches(", ")
-        ),
-    )
-    .unwrap();
-    let check = skewtail().args(["check", "--config"]).arg(&skewtail_config).output().unwrap();
-    assert!(check.status.success(), "{}", stderr(&check));
-    assert!(String::from_utf8_lossy(&check.stdout).contains("10 of the first 10 line(s) parsed"));
-
-    let output =
-        skewtail().args(["replay", "--json", "--config"]).arg(&skewtail_config).output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let objects = ndjson(&output);
-    assert_eq!(summary(&objects)["lines"].as_u64().unwrap(), n_sent as u64);
-    assert_eq!(summary(&objects)["unparsed"], 0);
-    let alerts = of_type(&objects, "alert");
-    assert!(!alerts.is_empty(), "no alert: {objects:#?}");
-    let backend = format!("127.0.0.1:{}", backends[0]);
-    assert!(
-        alerts.iter().all(|a| a["backend"] == backend.as_str() && a["direction"] == "over"),
-        "{alerts:#?}"
-    );
-    let share = alerts[0]["evidence"]["observed_share"].as_f64().unwrap();
-    assert!((0.5..0.75).contains(&share), "5 of 8 expected, got {share}");
+    let backend_names: Vec<String> = backends.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let input =
+        format!("path = \"access.log\"\nlog_format = '''{}'''", UPSTREAM_FORMAT.trim_matches('\''));
+    let config = short_window_config(dir.path(), &input, "api", &backend_names);
+    let n_sent = n_sent as u64;
+    assert_only_culprit_flagged(&config, n_sent..=n_sent, &backend_names[0]);
 }

@@ -82,3 +82,111 @@ pub fn replay_json(log: &Path, extra: &[&str]) -> (Output, Vec<Value>) {
     let objects = ndjson(&output);
     (output, objects)
 }
+
+/// Kills a child process (a server under test) when the test ends, even by panic.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits (at most 10 s) until something listens on `port`; `log` explains a failure.
+pub fn wait_for_port(port: u16, log: impl Fn() -> String) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "nothing listens on {port}: {}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Real traffic for a little over three seconds from 8 concurrent keep-alive clients;
+/// returns the number of successful requests.
+pub fn send_traffic(port: u16) -> usize {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/api/orders");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(3200);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    for _ in 0..20_000 {
+                        if tokio::time::Instant::now() >= deadline {
+                            break;
+                        }
+                        let response = client.get(&url).send().await.unwrap();
+                        assert!(response.status().is_success());
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.unwrap();
+        }
+        total
+    })
+}
+
+/// A config for a short, dense test: 1 s windows, equal expected weights for `backends` in
+/// pool `pool`, and the given input lines (`path`, `format`...).
+pub fn short_window_config(dir: &Path, input: &str, pool: &str, backends: &[String]) -> PathBuf {
+    let weights: Vec<String> = backends.iter().map(|b| format!("\"{b}\" = 1")).collect();
+    let path = dir.join("skewtail.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[detector]\nwindow_s = 1\nlateness_s = 1\nfor_s = 1\nresolve_for_s = 1\nmin_requests = 30\nbaseline_half_life_s = 60\n\n[[input]]\n{input}\npool = \"{pool}\"\n\n[pool.{pool}]\n# As intended: equal weights. The balancer was misconfigured with weight 5 on the first.\nweights = {{ {} }}\n",
+            weights.join(", ")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Replays with `config` and checks that every logged request parsed and that every alert
+/// names `culprit` as taking too much, at about 5/8 of the traffic. `n_logged` is the range of
+/// request lines the balancer may have written for `n_sent` requests.
+pub fn assert_only_culprit_flagged(
+    config: &Path,
+    n_logged: std::ops::RangeInclusive<u64>,
+    culprit: &str,
+) {
+    let check = skewtail().args(["check", "--config"]).arg(config).output().unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("10 of the first 10 line(s) parsed"));
+    let output = skewtail().args(["replay", "--json", "--config"]).arg(config).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let parsed = summary(&objects)["parsed"].as_u64().unwrap();
+    assert!(
+        n_logged.contains(&parsed),
+        "{parsed} parsed, expected {n_logged:?}: {}",
+        summary(&objects)
+    );
+    assert_eq!(summary(&objects)["unparsed"], 0);
+    let alerts = of_type(&objects, "alert");
+    assert!(!alerts.is_empty(), "no alert: {objects:#?}");
+    assert!(
+        alerts.iter().all(|a| a["backend"] == culprit && a["direction"] == "over"),
+        "{alerts:#?}"
+    );
+    let share = alerts[0]["evidence"]["observed_share"].as_f64().unwrap();
+    assert!((0.5..0.75).contains(&share), "5 of 8 expected, got {share}");
+}

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::parse::time::format_rfc3339;
+use crate::parse::vectors::{check_fields, vectors_dir};
 
 const COMBINED: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
 
@@ -284,55 +285,6 @@ fn formats_for(family: &str, note: &str) -> Option<Vec<String>> {
 /// key set. The `$upstream_addr` fragment is not an access line.
 const LEFT_FOR_ISSUE_3: &[&str] = &["nginx_proxy_manager", "nginx_upstream_fragment", "nginx_json"];
 
-fn vectors_dir() -> std::path::PathBuf {
-    std::env::var_os("SKEWTAIL_VECTORS").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/formats/vectors"),
-        std::path::PathBuf::from,
-    )
-}
-
-fn check_fields(
-    record: &Record<'_>,
-    expect: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), String> {
-    use serde_json::{Value, json};
-    let as_json = |v: Option<&[u8]>| v.map_or(Value::Null, |v| json!(String::from_utf8_lossy(v)));
-    for (key, want) in expect {
-        let got = match key.as_str() {
-            "timestamp_utc" => json!(format_rfc3339(record.timestamp_ms)),
-            "method" => as_json(record.method),
-            "path" => as_json(record.path),
-            "protocol" => as_json(record.protocol),
-            "status" => json!(record.status),
-            "bytes" => json!(record.bytes),
-            "latency_s" => json!(record.latency_s),
-            "backend" => as_json(record.backend),
-            "upstream_status" => json!(record.upstream_status),
-            "upstream_latency_s" => json!(record.upstream_latency_s),
-            "upstream_name" => as_json(record.pool),
-            "upstreams" => {
-                json!(if want.as_array().is_some_and(Vec::is_empty) { 0 } else { record.attempts })
-            }
-            _ => continue,
-        };
-        let want = if key == "upstreams" {
-            json!(want.as_array().map_or(0, Vec::len))
-        } else {
-            want.clone()
-        };
-        let same = match (&got, &want) {
-            (Value::Number(a), Value::Number(b)) => {
-                (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-9
-            }
-            _ => got == want,
-        };
-        if !same {
-            return Err(format!("{key}: got {got}, want {want}"));
-        }
-    }
-    Ok(())
-}
-
 #[test]
 fn nginx_conformance_vectors() {
     let dir = vectors_dir();
@@ -404,6 +356,7 @@ fn upstream_format() -> NginxFormat {
     let pattern = crate::parse::PatternSet::builtin();
     match pattern.get("upstream").unwrap().compile(&[]).unwrap() {
         crate::parse::Parser::Nginx(format) => format,
+        other => panic!("`upstream` is an nginx pattern, got {other:?}"),
     }
 }
 

@@ -1,0 +1,55 @@
+//! Test support: the conformance vectors in `../shared/formats/vectors` and the comparison of
+//! a [`Record`] with a vector's `expect` object.
+
+use super::Record;
+use super::time::format_rfc3339;
+
+/// Where the vectors are: `SKEWTAIL_VECTORS`, or `../shared/formats/vectors` beside the checkout.
+pub(crate) fn vectors_dir() -> std::path::PathBuf {
+    std::env::var_os("SKEWTAIL_VECTORS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/formats/vectors"),
+        std::path::PathBuf::from,
+    )
+}
+
+pub(crate) fn check_fields(
+    record: &Record<'_>,
+    expect: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    use serde_json::{Value, json};
+    let as_json = |v: Option<&[u8]>| v.map_or(Value::Null, |v| json!(String::from_utf8_lossy(v)));
+    for (key, want) in expect {
+        let got = match key.as_str() {
+            "timestamp_utc" => json!(format_rfc3339(record.timestamp_ms)),
+            "method" => as_json(record.method),
+            "path" => as_json(record.path),
+            "protocol" => as_json(record.protocol),
+            "status" => json!(record.status),
+            "bytes" => json!(record.bytes),
+            "latency_s" => json!(record.latency_s),
+            "backend" => as_json(record.backend),
+            "upstream_status" => json!(record.upstream_status),
+            "upstream_latency_s" => json!(record.upstream_latency_s),
+            "upstream_name" => as_json(record.pool),
+            "upstreams" => {
+                json!(if want.as_array().is_some_and(Vec::is_empty) { 0 } else { record.attempts })
+            }
+            _ => continue,
+        };
+        let want = if key == "upstreams" {
+            json!(want.as_array().map_or(0, Vec::len))
+        } else {
+            want.clone()
+        };
+        let same = match (&got, &want) {
+            (Value::Number(a), Value::Number(b)) => {
+                (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-9
+            }
+            _ => got == want,
+        };
+        if !same {
+            return Err(format!("{key}: got {got}, want {want}"));
+        }
+    }
+    Ok(())
+}
