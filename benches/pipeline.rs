@@ -8,12 +8,14 @@ use skewtail::detect::{DetectorConfig, SkewDetector};
 use skewtail::parse::PatternSet;
 use skewtail::pipeline::{Observer, Pipeline};
 use skewtail::source::Line;
-use skewtail::synth::Scenario;
+use skewtail::synth::{LogStyle, Scenario};
 use skewtail::window::WindowSummary;
 
-fn sample_lines() -> Vec<Vec<u8>> {
+fn sample_lines(style: LogStyle) -> Vec<Vec<u8>> {
     let mut log = Vec::new();
-    Scenario { duration_s: 600, ..Scenario::seed_incident() }.write(&mut log).expect("generate");
+    Scenario { duration_s: 600, style, ..Scenario::seed_incident() }
+        .write(&mut log)
+        .expect("generate");
     log.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
 }
 
@@ -25,7 +27,7 @@ impl Observer for Discard {
 }
 
 fn benchmarks(c: &mut Criterion) {
-    let lines = sample_lines();
+    let lines = sample_lines(LogStyle::NginxUpstream);
     let bytes: usize = lines.iter().map(Vec::len).sum();
     let patterns = PatternSet::builtin();
     let mut group = c.benchmark_group("nginx_upstream");
@@ -61,6 +63,21 @@ fn benchmarks(c: &mut Criterion) {
             }
             pipeline.finish_input(input, &mut Discard);
             pipeline.counters().parsed
+        });
+    });
+    group.finish();
+
+    let lines = sample_lines(LogStyle::HaproxyHttp);
+    let mut group = c.benchmark_group("haproxy_http");
+    group.throughput(Throughput::Elements(lines.len() as u64));
+    let mut parser = patterns.get("haproxy").expect("pattern").compile(&[]).expect("compiles");
+    group.bench_function("parse", |b| {
+        b.iter(|| {
+            let mut n_ok = 0u32;
+            for line in &lines {
+                n_ok += u32::from(parser.parse(line).is_ok());
+            }
+            n_ok
         });
     });
     group.finish();

@@ -45,6 +45,18 @@ pub struct Scenario {
     pub retry_fraction: f64,
     /// Random seed.
     pub seed: u64,
+    /// Which balancer's log to write.
+    pub style: LogStyle,
+}
+
+/// The log layouts the generator writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStyle {
+    /// nginx with the built-in `upstream` log_format; backends are addresses.
+    NginxUpstream,
+    /// HAProxy `option httplog` behind a syslog tag; backends are `be_api/<server>`, where
+    /// the server is the address with `.` and `:` replaced by `_`.
+    HaproxyHttp,
 }
 
 /// 2023-11-15T14:00:00Z, the day of the seed incident.
@@ -70,6 +82,7 @@ impl Scenario {
             garbage_fraction: 0.0,
             retry_fraction: 0.002,
             seed: 20_231_115,
+            style: LogStyle::NginxUpstream,
         }
     }
 
@@ -94,7 +107,11 @@ impl Scenario {
                     .unwrap_or_default();
             time_text.clear();
             use std::fmt::Write as _;
-            let _ = write!(time_text, "{}", t.format("%d/%b/%Y:%H:%M:%S +0000"));
+            let layout = match self.style {
+                LogStyle::NginxUpstream => "%d/%b/%Y:%H:%M:%S +0000",
+                LogStyle::HaproxyHttp => "%d/%b/%Y:%H:%M:%S",
+            };
+            let _ = write!(time_text, "{}", t.format(layout));
             let incident = self.in_incident(second);
             let rate = f64::from(self.rate_per_s) * rng.random_range(0.8..1.2);
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -130,6 +147,23 @@ impl Scenario {
                 }
                 let retried = rng.random_bool(self.retry_fraction);
                 let addr = &self.backends[backend];
+                let order = rng.random_range(1..100_000);
+                let (client_a, client_b) = (rng.random_range(0..255), rng.random_range(1..255));
+                let bytes = rng.random_range(200..4000);
+                if self.style == LogStyle::HaproxyHttp {
+                    let server = addr.replace(['.', ':'], "_");
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    // ms of a short latency
+                    let (tr, ta) = ((latency * 1000.0) as u64, (latency * 1000.0) as u64 + 1);
+                    writeln!(
+                        out,
+                        "haproxy[4242]: 10.20.{client_a}.{client_b}:{} [{time_text}.{:03}] fe_api be_api/{server} 0/0/1/{tr}/{ta} {status} {bytes} - - ---- 12/12/8/1/{} 0/0 \"GET /api/v1/orders/{order} HTTP/1.1\"",
+                        rng.random_range(1024..65535),
+                        rng.random_range(0..1000),
+                        u8::from(retried),
+                    )?;
+                    continue;
+                }
                 let (upstream_addr, upstream_status, upstream_time) = if retried {
                     let first = &self.backends[(backend + 1) % n_backends];
                     (
@@ -140,13 +174,9 @@ impl Scenario {
                 } else {
                     (addr.clone(), status.to_string(), format!("{latency:.3}"))
                 };
-                let order = rng.random_range(1..100_000);
                 writeln!(
                     out,
-                    "10.20.{}.{} - - [{time_text}] \"GET /api/v1/orders/{order} HTTP/1.1\" {status} {} \"-\" \"Mozilla/5.0 (X11; Linux x86_64) demo-client/1.0\" rt={:.3} uct=\"0.001\" uht=\"{latency:.3}\" urt=\"{upstream_time}\" ua=\"{upstream_addr}\" us=\"{upstream_status}\"",
-                    rng.random_range(0..255),
-                    rng.random_range(1..255),
-                    rng.random_range(200..4000),
+                    "10.20.{client_a}.{client_b} - - [{time_text}] \"GET /api/v1/orders/{order} HTTP/1.1\" {status} {bytes} \"-\" \"Mozilla/5.0 (X11; Linux x86_64) demo-client/1.0\" rt={:.3} uct=\"0.001\" uht=\"{latency:.3}\" urt=\"{upstream_time}\" ua=\"{upstream_addr}\" us=\"{upstream_status}\"",
                     latency + 0.001,
                 )?;
             }
@@ -173,6 +203,28 @@ mod tests {
                 panic!("{}: {}", String::from_utf8_lossy(line), parser.explain(&e))
             });
             assert!(record.backend.is_some());
+            n_retried += usize::from(record.attempts == 2);
+        }
+        assert!(n_retried > 20, "{n_retried}");
+    }
+
+    #[test]
+    fn haproxy_lines_parse_with_the_haproxy_pattern() {
+        let mut log = Vec::new();
+        let scenario = Scenario {
+            duration_s: 5,
+            retry_fraction: 0.5,
+            style: LogStyle::HaproxyHttp,
+            ..Scenario::seed_incident()
+        };
+        scenario.write(&mut log).unwrap();
+        let mut parser = PatternSet::builtin().get("haproxy").unwrap().compile(&[]).unwrap();
+        let mut n_retried = 0;
+        for line in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let record = parser.parse(line).unwrap_or_else(|e| {
+                panic!("{}: {}", String::from_utf8_lossy(line), parser.explain(&e))
+            });
+            assert!(record.backend.is_some_and(|b| b.starts_with(b"be_api/10_0_1_")));
             n_retried += usize::from(record.attempts == 2);
         }
         assert!(n_retried > 20, "{n_retried}");

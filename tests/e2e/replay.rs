@@ -221,3 +221,34 @@ fn demo_prints_the_incident_and_its_resolution() {
     assert!(fired < resolved);
     assert!(text.contains("1 alert(s) fired, 1 resolved, 0 still firing"), "{text}");
 }
+
+#[test]
+fn haproxy_log_replay_detects_the_injected_skew() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario { style: skewtail::synth::LogStyle::HaproxyHttp, ..skew_scenario() };
+    let (log, n_lines) = write_log(dir.path(), "haproxy.log", &scenario);
+    let output =
+        skewtail().args(["replay", "--format", "haproxy", "--json"]).arg(&log).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert");
+    let states: Vec<(&str, &str, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["state"].as_str().unwrap(),
+                a["backend"].as_str().unwrap(),
+                a["pool"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("firing", "be_api/10_0_1_3_8080", "be_api"),
+            ("resolved", "be_api/10_0_1_3_8080", "be_api")
+        ]
+    );
+    assert_eq!(summary(&objects)["parsed"], n_lines);
+    assert!(summary(&objects)["retried"].as_u64().unwrap() > 0);
+}
