@@ -43,6 +43,42 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print every line as parsed: one JSON object per line, or why it did not parse.
     Parse(ParseArgs),
+    /// Known formats: list them, or test how well they fit a log.
+    #[command(subcommand)]
+    Patterns(PatternsCommand),
+}
+
+/// `skewtail patterns ...`.
+#[derive(Debug, Subcommand)]
+pub enum PatternsCommand {
+    /// List the known formats.
+    List {
+        /// A directory of extra pattern files.
+        #[arg(long)]
+        patterns_dir: Option<PathBuf>,
+    },
+    /// Report how well a format fits a log: match rate, fields filled, the first lines that
+    /// do not match and where, and a better format if there is one.
+    Test(PatternsTestArgs),
+}
+
+/// `skewtail patterns test`.
+#[derive(Debug, Args)]
+pub struct PatternsTestArgs {
+    /// The log to test.
+    pub file: PathBuf,
+    /// Format name; without it (or with `auto`) the best fit is picked.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// The text of the nginx `log_format` to test.
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// A directory of extra pattern files.
+    #[arg(long)]
+    pub patterns_dir: Option<PathBuf>,
+    /// Lines to test, from the start of the file.
+    #[arg(long, default_value_t = 10_000)]
+    pub lines: usize,
 }
 
 /// `skewtail parse`.
@@ -137,6 +173,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check(args) => check(&args),
         Command::Demo(args) => demo(&args),
         Command::Parse(args) => parse(&args),
+        Command::Patterns(PatternsCommand::List { patterns_dir }) => {
+            patterns_list(patterns_dir.as_deref())
+        }
+        Command::Patterns(PatternsCommand::Test(args)) => patterns_test(&args),
     }
 }
 
@@ -186,9 +226,16 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
     let name = display_name(&args.files[0]);
     let first_input = settings.inputs.first();
     let parser = if args.format.is_some() || args.log_format.is_some() || first_input.is_none() {
-        build_parser(&settings.patterns, args.format.as_deref(), args.log_format.as_deref(), &[])
-            .map_err(anyhow::Error::msg)?
-            .0
+        let sample = Some(args.files[0].as_path()).filter(|p| *p != Path::new("-"));
+        build_parser(
+            &settings.patterns,
+            args.format.as_deref(),
+            args.log_format.as_deref(),
+            &[],
+            sample,
+        )
+        .map_err(anyhow::Error::msg)?
+        .0
     } else {
         first_input.map(|i| i.parser.clone()).unwrap_or_else(|| unreachable!("checked above"))
     };
@@ -334,11 +381,17 @@ fn parsed_line_json(number: u64, parser: &mut Parser, line: &[u8]) -> serde_json
 
 fn parse(args: &ParseArgs) -> anyhow::Result<Outcome> {
     let settings = Settings::defaults();
-    let (mut parser, _) =
-        build_parser(&settings.patterns, args.format.as_deref(), args.log_format.as_deref(), &[])
-            .map_err(anyhow::Error::msg)?;
     let stdin_only = [PathBuf::from("-")];
     let files = if args.files.is_empty() { &stdin_only[..] } else { &args.files[..] };
+    let sample = Some(files[0].as_path()).filter(|p| *p != Path::new("-"));
+    let (mut parser, _) = build_parser(
+        &settings.patterns,
+        args.format.as_deref(),
+        args.log_format.as_deref(),
+        &[],
+        sample,
+    )
+    .map_err(anyhow::Error::msg)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for path in files {
         let source: Box<dyn Read> = if path == Path::new("-") {
@@ -366,6 +419,125 @@ fn parse(args: &ParseArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
+fn load_patterns(dir: Option<&Path>) -> anyhow::Result<crate::parse::PatternSet> {
+    let mut patterns = crate::parse::PatternSet::builtin();
+    if let Some(dir) = dir {
+        patterns.load_dir(dir)?;
+    }
+    Ok(patterns)
+}
+
+fn patterns_list(dir: Option<&Path>) -> anyhow::Result<Outcome> {
+    let patterns = load_patterns(dir)?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "auto             recognise the format from the first lines")?;
+    writeln!(out, "nginx            the --log-format given (combined without one)")?;
+    for pattern in patterns.iter() {
+        writeln!(
+            out,
+            "{:<16} {} ({})",
+            pattern.name,
+            pattern.description,
+            pattern.origin.display()
+        )?;
+    }
+    Ok(Outcome::Clean)
+}
+
+fn percent(part: u64, whole: usize) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let value = if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 };
+    format!("{value:.1}%")
+}
+
+fn patterns_test(args: &PatternsTestArgs) -> anyhow::Result<Outcome> {
+    let patterns = load_patterns(args.patterns_dir.as_deref())?;
+    let lines = crate::config::sample_lines(&args.file, args.lines).map_err(anyhow::Error::msg)?;
+    let samples: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    let ranked = crate::parse::auto::rank(&patterns, &samples);
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}: {} line(s) tested", args.file.display(), samples.len())?;
+    let format = args.format.as_deref().filter(|f| *f != "auto");
+    let (mut parser, name) = if format.is_none() && args.log_format.is_none() {
+        match crate::parse::auto::choose(&ranked) {
+            Ok((best, why)) => {
+                writeln!(out, "format: {why}")?;
+                build_parser(&patterns, Some(&best.name), None, &[], None)
+                    .map_err(anyhow::Error::msg)?
+            }
+            Err(why) => {
+                writeln!(out, "no format picked: {why}")?;
+                for candidate in &ranked {
+                    writeln!(
+                        out,
+                        "  {:<16} {} parsed{}",
+                        candidate.name,
+                        percent(candidate.matched as u64, candidate.sampled),
+                        candidate
+                            .first_error
+                            .as_deref()
+                            .map_or(String::new(), |e| format!("; {e}"))
+                    )?;
+                }
+                bail!("no format fits {}", args.file.display());
+            }
+        }
+    } else {
+        build_parser(&patterns, format, args.log_format.as_deref(), &[], None)
+            .map_err(anyhow::Error::msg)?
+    };
+
+    let mut fill = crate::parse::auto::FieldFill::default();
+    let (mut n_other, mut unmatched) = (0u64, Vec::new());
+    for (index, line) in samples.iter().enumerate() {
+        match parser.parse(line) {
+            Ok(record) => fill.add(&record),
+            Err(error) if error.kind == crate::parse::ParseErrorKind::NotARequest => n_other += 1,
+            Err(error) => unmatched.push((index + 1, parser.explain(&error), *line)),
+        }
+    }
+    let total = samples.len();
+    writeln!(
+        out,
+        "format `{name}`: {} of {total} line(s) parsed ({}), {n_other} other (valid, not requests), {} unmatched",
+        fill.records,
+        percent(fill.records, total),
+        unmatched.len()
+    )?;
+    let filled: Vec<String> = fill
+        .rows()
+        .iter()
+        .map(|(field, n)| format!("{field} {}", percent(*n, fill.records as usize)))
+        .collect();
+    writeln!(out, "fields filled: {}", filled.join(", "))?;
+    if fill.records > 0 && fill.backend == 0 {
+        writeln!(out, "warning: {}", no_backend_message(&name))?;
+    }
+    if !unmatched.is_empty() {
+        writeln!(out, "first unmatched lines:")?;
+        for (number, why, line) in unmatched.iter().take(5) {
+            writeln!(
+                out,
+                "  line {number}: {why}\n    {}",
+                line[..line.len().min(160)].escape_ascii()
+            )?;
+        }
+    }
+    if let Some(better) =
+        ranked.iter().find(|c| c.name != name).filter(|c| c.matched as u64 > fill.records)
+    {
+        writeln!(
+            out,
+            "suggestion: format `{}` parses {} of {total} line(s); try --format {}",
+            better.name, better.matched, better.name
+        )?;
+    }
+    if fill.records == 0 {
+        bail!("format `{name}` matches none of the lines in {}", args.file.display());
+    }
+    Ok(Outcome::Clean)
+}
+
 fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
     let scenario = Scenario::seed_incident();
     let mut log = Vec::with_capacity(40 << 20);
@@ -374,7 +546,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
         std::fs::write(path, &log).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let settings = Settings::defaults();
-    let parser = build_parser(&settings.patterns, Some("upstream"), None, &[])
+    let parser = build_parser(&settings.patterns, Some("upstream"), None, &[], None)
         .map_err(anyhow::Error::msg)?
         .0;
     let mut pipeline =

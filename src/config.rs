@@ -203,14 +203,47 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
-/// Builds a parser from a format name and/or log_format text.
+/// Lines read from the start of a file to recognise its format.
+pub const AUTO_SAMPLE_LINES: usize = 50;
+
+/// Reads up to `n` lines from the start of a file, for format recognition.
+pub fn sample_lines(path: &Path, n: usize) -> Result<Vec<Vec<u8>>, String> {
+    use crate::source::{LineReader, Next};
+    let file = crate::source::open_for_replay(path).map_err(|e| format!("{e:#}"))?;
+    let mut reader = LineReader::new(file, crate::source::DEFAULT_MAX_LINE_BYTES);
+    let mut lines = Vec::new();
+    while lines.len() < n {
+        match reader.next_line(true).map_err(|e| format!("{}: {e}", path.display()))? {
+            Next::Line(line) => lines.push(line.bytes.to_vec()),
+            Next::TooLong { .. } => {}
+            Next::End => break,
+        }
+    }
+    Ok(lines)
+}
+
+/// Builds a parser from a format name and/or log_format text. Format `auto` recognises the
+/// format from the first lines of `sample` and logs which it picked and why.
 pub fn build_parser(
     patterns: &PatternSet,
     format: Option<&str>,
     log_format: Option<&str>,
     custom_variables: &[String],
+    sample: Option<&Path>,
 ) -> Result<(Parser, String), String> {
     match (format, log_format) {
+        (Some("auto"), None) => {
+            let path = sample.ok_or(
+                "format `auto` needs a file to look at (not standard input); pass --format",
+            )?;
+            let lines = sample_lines(path, AUTO_SAMPLE_LINES)?;
+            let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            let ranked = crate::parse::auto::rank(patterns, &lines);
+            let (best, why) = crate::parse::auto::choose(&ranked)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::warn!(message = "Format recognised.", file = %path.display(), format = %best.name, reason = %why);
+            build_parser(patterns, Some(&best.name), None, custom_variables, None)
+        }
         (None | Some("nginx"), Some(text)) => {
             crate::parse::NginxFormat::compile(text, custom_variables)
                 .map(|f| (Parser::Nginx(f), "nginx (log_format)".to_string()))
@@ -220,7 +253,7 @@ pub fn build_parser(
             "`log_format` only goes with format `nginx`, not `{name}`; drop one of them"
         )),
         (None | Some("nginx"), None) => {
-            build_parser(patterns, Some("combined"), None, custom_variables)
+            build_parser(patterns, Some("combined"), None, custom_variables, None)
         }
         (Some(name), None) => match patterns.get(name) {
             Some(pattern) => pattern
@@ -228,7 +261,7 @@ pub fn build_parser(
                 .map(|p| (p, name.to_string()))
                 .map_err(|e| e.to_string()),
             None => Err(format!(
-                "unknown format `{name}`; known formats: nginx, {}",
+                "unknown format `{name}`; known formats: auto, nginx, {}",
                 patterns.names().join(", ")
             )),
         },
@@ -362,16 +395,17 @@ impl Settings {
         for input in &file.inputs {
             let span = input.format.as_ref().map_or(input.path.span().start, |f| f.span().start);
             let log_format_span = input.log_format.as_ref().map_or(span, |f| f.span().start);
+            let path = base.join(input.path.get_ref());
             let (parser, format_name) = build_parser(
                 &patterns,
                 input.format.as_ref().map(|f| f.get_ref().as_str()),
                 input.log_format.as_ref().map(|f| f.get_ref().as_str()),
                 &input.custom_variables,
+                Some(&path),
             )
             .map_err(|message| {
                 at(if input.log_format.is_some() { log_format_span } else { span }, message)
             })?;
-            let path = base.join(input.path.get_ref());
             let name = input.name.clone().unwrap_or_else(|| {
                 input
                     .path
@@ -544,7 +578,7 @@ type = "stdout"
             (
                 "[[input]]\npath = \"a.log\"\nformat = \"nginks\"\n",
                 ":3:",
-                "unknown format `nginks`; known formats: nginx, combined",
+                "unknown format `nginks`; known formats: auto, nginx, combined",
             ),
             (
                 "[[input]]\npath = \"a.log\"\nlog_format = '[$time_local] $stauts'\n",

@@ -5,6 +5,7 @@
 //! that names the column and what was expected there, and [`Parser::explain`] turns it into
 //! words only when a human will read it.
 
+pub mod auto;
 mod haproxy;
 mod nginx;
 mod patterns;
@@ -121,6 +122,15 @@ impl Parser {
         match self {
             Parser::Nginx(format) => format.has_pool_field(),
             Parser::Haproxy(_) => true,
+        }
+    }
+
+    /// How much of a line the format describes (its number of fields); used to prefer the
+    /// fuller of two formats that both match, like `main` over `combined` on a `main` log.
+    pub fn specificity(&self) -> usize {
+        match self {
+            Parser::Nginx(format) => format.n_variables(),
+            Parser::Haproxy(_) => 16,
         }
     }
 

@@ -553,6 +553,11 @@ impl NginxFormat {
         self.has_pool
     }
 
+    /// How many variables the format has.
+    pub fn n_variables(&self) -> usize {
+        self.steps.len()
+    }
+
     /// Whether the format names the backend (`$upstream_addr`).
     pub fn has_backend_field(&self) -> bool {
         self.has_backend

@@ -50,7 +50,7 @@ fn format_problems() {
     fails_with(&["replay", log], "has no backend field, so skew cannot be judged");
     fails_with(
         &["replay", "--format", "apache", log],
-        "unknown format `apache`; known formats: nginx, combined, main",
+        "unknown format `apache`; known formats: auto, nginx, combined, main",
     );
     fails_with(&["replay", "--format", "upstream"], "nothing to replay");
 }
@@ -166,4 +166,73 @@ fn parse_prints_each_line_or_why_not() {
     assert_eq!(objects[1]["kind"], "error");
     assert_eq!(objects[1]["line"], 2);
     assert!(objects[1]["error"].as_str().unwrap().contains("column 1"), "{}", objects[1]);
+}
+
+#[test]
+fn format_auto_and_patterns_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = write_log(
+        dir.path(),
+        "access.log",
+        &skewtail::synth::Scenario { duration_s: 30, ..skew_scenario() },
+    );
+    let output =
+        skewtail().args(["replay", "--format", "auto", "--json"]).arg(&log).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("format=upstream reason=picked `upstream`"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A log with a few foreign lines: the report gives the rate, the fields and where the
+    // other lines stopped matching.
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("this is not a log line\n");
+    std::fs::write(&log, &text).unwrap();
+    let output = skewtail().args(["patterns", "test"]).arg(&log).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = String::from_utf8(output.stdout).unwrap();
+    let n_lines = text.lines().count();
+    assert!(
+        report.contains(&format!("format `upstream`: {} of {n_lines} line(s) parsed", n_lines - 1)),
+        "{report}"
+    );
+    assert!(report.contains("fields filled: backend 100.0%"), "{report}");
+    assert!(
+        report.contains(&format!("line {n_lines}: column 1: `$remote_addr` never ends")),
+        "{report}"
+    );
+
+    // A worse format given by hand gets a suggestion.
+    let output = skewtail()
+        .args(["patterns", "test", "--format", "ingress_nginx"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let report = String::from_utf8(output.stdout).unwrap();
+    assert!(report.contains("suggestion: format `upstream` parses"), "{report}");
+
+    // Two formats that fit equally: auto refuses to guess.
+    let patterns = dir.path().join("patterns");
+    std::fs::create_dir(&patterns).unwrap();
+    let upstream = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns/nginx_upstream.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        patterns.join("copy.toml"),
+        upstream.replace("name = \"upstream\"", "name = \"upstream_copy\""),
+    )
+    .unwrap();
+    let output = skewtail()
+        .args(["patterns", "test", "--patterns-dir"])
+        .arg(&patterns)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let report = String::from_utf8(output.stdout).unwrap();
+    assert!(report.contains("fit the first") && report.contains("equally well"), "{report}");
 }

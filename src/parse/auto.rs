@@ -1,0 +1,230 @@
+//! `--format auto` and `skewtail patterns test`: try every known format on sample lines,
+//! rank them, and say which fits and why.
+
+use super::{ParseErrorKind, PatternSet, Record};
+
+/// How many of the sample lines each record field was filled on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldFill {
+    /// Lines that parsed as requests.
+    pub records: u64,
+    /// With a backend.
+    pub backend: u64,
+    /// With a pool named by the line.
+    pub pool: u64,
+    /// With a client status.
+    pub status: u64,
+    /// With a backend status.
+    pub upstream_status: u64,
+    /// With a total latency.
+    pub latency: u64,
+    /// With a backend latency.
+    pub upstream_latency: u64,
+    /// With a byte count.
+    pub bytes: u64,
+    /// With a method and path.
+    pub request: u64,
+}
+
+impl FieldFill {
+    /// Counts the fields of one record.
+    pub fn add(&mut self, record: &Record<'_>) {
+        self.records += 1;
+        self.backend += u64::from(record.backend.is_some());
+        self.pool += u64::from(record.pool.is_some());
+        self.status += u64::from(record.status.is_some());
+        self.upstream_status += u64::from(record.upstream_status.is_some());
+        self.latency += u64::from(record.latency_s.is_some());
+        self.upstream_latency += u64::from(record.upstream_latency_s.is_some());
+        self.bytes += u64::from(record.bytes.is_some());
+        self.request += u64::from(record.method.is_some() && record.path.is_some());
+    }
+
+    /// Total fields filled, the timestamp included: a format that reads more of each line
+    /// scores higher.
+    pub fn total(&self) -> u64 {
+        self.records
+            + self.backend
+            + self.pool
+            + self.status
+            + self.upstream_status
+            + self.latency
+            + self.upstream_latency
+            + self.bytes
+            + self.request
+    }
+
+    /// (field name, lines filled) for reports.
+    pub fn rows(&self) -> [(&'static str, u64); 8] {
+        [
+            ("backend", self.backend),
+            ("pool", self.pool),
+            ("status", self.status),
+            ("upstream_status", self.upstream_status),
+            ("latency", self.latency),
+            ("upstream_latency", self.upstream_latency),
+            ("bytes", self.bytes),
+            ("method+path", self.request),
+        ]
+    }
+}
+
+/// How well one format fits the sample.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The format's name.
+    pub name: String,
+    /// Sample lines that parsed as requests.
+    pub matched: usize,
+    /// Sample lines recognised as valid non-requests.
+    pub other: usize,
+    /// Sample lines tried.
+    pub sampled: usize,
+    /// Field fill counts over the matched lines.
+    pub fill: FieldFill,
+    /// How much of a line the format describes; breaks ties between a format and a prefix of it.
+    pub specificity: usize,
+    /// Why the first failing line failed, for reports.
+    pub first_error: Option<String>,
+}
+
+impl Candidate {
+    fn key(&self) -> (usize, u64, usize) {
+        (self.matched + self.other, self.fill.total(), self.specificity)
+    }
+}
+
+/// Tries every pattern on the sample; best first.
+pub fn rank(patterns: &PatternSet, lines: &[&[u8]]) -> Vec<Candidate> {
+    let mut ranked: Vec<Candidate> = patterns
+        .iter()
+        .filter_map(|pattern| {
+            let mut parser = pattern.compile(&[]).ok()?;
+            let mut candidate = Candidate {
+                name: pattern.name.clone(),
+                matched: 0,
+                other: 0,
+                sampled: lines.len(),
+                fill: FieldFill::default(),
+                specificity: parser.specificity(),
+                first_error: None,
+            };
+            for (index, line) in lines.iter().enumerate() {
+                match parser.parse(line) {
+                    Ok(record) => {
+                        candidate.matched += 1;
+                        candidate.fill.add(&record);
+                    }
+                    Err(error) if error.kind == ParseErrorKind::NotARequest => candidate.other += 1,
+                    Err(error) => {
+                        if candidate.first_error.is_none() {
+                            candidate.first_error = Some(format!(
+                                "sample line {}: {}",
+                                index + 1,
+                                parser.explain(&error)
+                            ));
+                        }
+                    }
+                }
+            }
+            Some(candidate)
+        })
+        .collect();
+    ranked.sort_by_key(|c| std::cmp::Reverse(c.key()));
+    ranked
+}
+
+/// Picks the best candidate, or explains why none can be picked: nothing fits at least half
+/// the sample, or two formats fit it equally well.
+pub fn choose(ranked: &[Candidate]) -> Result<(&Candidate, String), String> {
+    let Some(best) = ranked.first() else {
+        return Err("no formats are known".to_string());
+    };
+    let describe = |c: &Candidate| {
+        format!("`{}` ({} of {} parsed, {} fields)", c.name, c.matched, c.sampled, c.fill.total())
+    };
+    if best.sampled == 0 {
+        return Err("the input has no lines to recognise a format from".to_string());
+    }
+    if best.matched == 0 || 2 * (best.matched + best.other) < best.sampled {
+        let tried: Vec<String> = ranked.iter().take(4).map(describe).collect();
+        return Err(format!(
+            "no known format fits at least half of the first {} lines (best: {}); pass --format or --log-format, or add a pattern file",
+            best.sampled,
+            tried.join(", ")
+        ));
+    }
+    if let Some(second) = ranked.get(1).filter(|second| second.key() == best.key()) {
+        return Err(format!(
+            "formats {} and {} fit the first {} lines equally well; pass --format to choose",
+            describe(best),
+            describe(second),
+            best.sampled
+        ));
+    }
+    let runner_up = ranked
+        .get(1)
+        .map_or_else(String::new, |second| format!("; next best {}", describe(second)));
+    Ok((best, format!("picked {} out of {} formats{runner_up}", describe(best), ranked.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str) -> Vec<&[u8]> {
+        text.lines().map(str::as_bytes).collect()
+    }
+
+    #[test]
+    fn picks_the_format_that_reads_the_most() {
+        let patterns = PatternSet::builtin();
+        let mut log = Vec::new();
+        crate::synth::Scenario { duration_s: 2, ..crate::synth::Scenario::seed_incident() }
+            .write(&mut log)
+            .unwrap();
+        let text = String::from_utf8(log).unwrap();
+        let ranked = rank(&patterns, &sample(&text));
+        let (best, why) = choose(&ranked).unwrap();
+        assert_eq!(best.name, "upstream", "{why}");
+        assert!(why.contains("next best `combined`"), "{why}");
+    }
+
+    #[test]
+    fn haproxy_lines_and_their_events() {
+        let patterns = PatternSet::builtin();
+        let text = "Feb  6 12:12:09 localhost haproxy[14385]: Connect from 10.0.1.2:33312 to 10.0.3.31:8012 (www/HTTP)\n\
+                    haproxy[674]: 127.0.0.1:33318 [15/Oct/2003:08:31:57.130] px-http px-http/srv1 6559/0/7/147/6723 200 243 - - ---- 5/3/3/1/0 0/0 \"HEAD / HTTP/1.0\"";
+        let ranked = rank(&patterns, &sample(text));
+        assert_eq!(choose(&ranked).unwrap().0.name, "haproxy");
+    }
+
+    #[test]
+    fn refuses_garbage_and_ties() {
+        let patterns = PatternSet::builtin();
+        let error = choose(&rank(&patterns, &sample("hello\nworld\n"))).unwrap_err();
+        assert!(error.contains("no known format fits"), "{error}");
+        let tied = [
+            Candidate {
+                name: "a".into(),
+                matched: 2,
+                other: 0,
+                sampled: 2,
+                fill: FieldFill::default(),
+                specificity: 3,
+                first_error: None,
+            },
+            Candidate {
+                name: "b".into(),
+                matched: 2,
+                other: 0,
+                sampled: 2,
+                fill: FieldFill::default(),
+                specificity: 3,
+                first_error: None,
+            },
+        ];
+        let error = choose(&tied).unwrap_err();
+        assert!(error.contains("fit the first 2 lines equally well"), "{error}");
+    }
+}
