@@ -6,6 +6,7 @@
 //! words only when a human will read it.
 
 pub mod auto;
+mod aws;
 mod haproxy;
 mod nginx;
 mod patterns;
@@ -13,6 +14,7 @@ pub mod time;
 #[cfg(test)]
 mod vectors;
 
+pub use aws::{AwsKind, AwsLog};
 pub use haproxy::HaproxyLog;
 pub use nginx::{CompileError, NginxFormat};
 pub use patterns::{Pattern, PatternError, PatternSet};
@@ -97,6 +99,8 @@ pub enum Parser {
     Nginx(NginxFormat),
     /// HAProxy's HTTP, HTTPS and TCP logs.
     Haproxy(HaproxyLog),
+    /// AWS ALB or Classic ELB logs.
+    Aws(AwsLog),
 }
 
 impl Parser {
@@ -106,6 +110,7 @@ impl Parser {
         match self {
             Parser::Nginx(format) => format.parse(line),
             Parser::Haproxy(log) => log.parse(line),
+            Parser::Aws(log) => log.parse(line),
         }
     }
 
@@ -114,6 +119,7 @@ impl Parser {
         match self {
             Parser::Nginx(format) => format.explain(error),
             Parser::Haproxy(log) => log.explain(error),
+            Parser::Aws(log) => log.explain(error),
         }
     }
 
@@ -121,7 +127,7 @@ impl Parser {
     pub fn has_pool_field(&self) -> bool {
         match self {
             Parser::Nginx(format) => format.has_pool_field(),
-            Parser::Haproxy(_) => true,
+            Parser::Haproxy(_) | Parser::Aws(_) => true,
         }
     }
 
@@ -131,6 +137,7 @@ impl Parser {
         match self {
             Parser::Nginx(format) => format.n_variables(),
             Parser::Haproxy(_) => 16,
+            Parser::Aws(_) => 17,
         }
     }
 
@@ -138,7 +145,7 @@ impl Parser {
     pub fn has_backend_field(&self) -> bool {
         match self {
             Parser::Nginx(format) => format.has_backend_field(),
-            Parser::Haproxy(_) => true,
+            Parser::Haproxy(_) | Parser::Aws(_) => true,
         }
     }
 }

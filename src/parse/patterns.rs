@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{HaproxyLog, NginxFormat, Parser};
+use super::{AwsKind, AwsLog, HaproxyLog, NginxFormat, Parser};
 
 /// The pattern files compiled into the binary.
 const BUILTIN: &[(&str, &str)] = &[
@@ -19,6 +19,8 @@ const BUILTIN: &[(&str, &str)] = &[
     ("patterns/nginx_upstream.toml", include_str!("../../patterns/nginx_upstream.toml")),
     ("patterns/ingress_nginx.toml", include_str!("../../patterns/ingress_nginx.toml")),
     ("patterns/haproxy.toml", include_str!("../../patterns/haproxy.toml")),
+    ("patterns/aws_alb.toml", include_str!("../../patterns/aws_alb.toml")),
+    ("patterns/aws_elb.toml", include_str!("../../patterns/aws_elb.toml")),
 ];
 
 /// One named format.
@@ -47,6 +49,10 @@ pub enum PatternKind {
     Nginx,
     /// HAProxy's built-in HTTP, HTTPS and TCP log layouts (no format text).
     Haproxy,
+    /// AWS Application Load Balancer access logs.
+    AwsAlb,
+    /// AWS Classic Load Balancer access logs.
+    AwsElb,
 }
 
 /// A pattern file that could not be used, with the file and line to fix.
@@ -108,6 +114,8 @@ impl Pattern {
             )
             .map(Parser::Nginx),
             PatternKind::Haproxy => Ok(Parser::Haproxy(HaproxyLog::new())),
+            PatternKind::AwsAlb => Ok(Parser::Aws(AwsLog::new(AwsKind::Alb))),
+            PatternKind::AwsElb => Ok(Parser::Aws(AwsLog::new(AwsKind::Elb))),
         }
     }
 }
@@ -169,7 +177,16 @@ mod tests {
         let set = PatternSet::builtin();
         assert_eq!(
             set.names(),
-            ["combined", "main", "common", "upstream", "ingress_nginx", "haproxy"]
+            [
+                "combined",
+                "main",
+                "common",
+                "upstream",
+                "ingress_nginx",
+                "haproxy",
+                "aws_alb",
+                "aws_elb"
+            ]
         );
     }
 

@@ -36,10 +36,15 @@ pub(crate) fn check_fields(
             }
             _ => continue,
         };
-        let want = if key == "upstreams" {
-            json!(want.as_array().map_or(0, Vec::len))
-        } else {
-            want.clone()
+        let want = match key.as_str() {
+            "upstreams" => json!(want.as_array().map_or(0, Vec::len)),
+            // skewtail keeps event time in milliseconds (windows are seconds long), so
+            // microsecond timestamps are compared at millisecond precision.
+            "timestamp_utc" => want
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or_else(|| want.clone(), |t| json!(format_rfc3339(t.timestamp_millis()))),
+            _ => want.clone(),
         };
         let same = match (&got, &want) {
             (Value::Number(a), Value::Number(b)) => {
