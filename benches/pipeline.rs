@@ -67,20 +67,22 @@ fn benchmarks(c: &mut Criterion) {
     });
     group.finish();
 
-    let lines = sample_lines(LogStyle::HaproxyHttp);
-    let mut group = c.benchmark_group("haproxy_http");
-    group.throughput(Throughput::Elements(lines.len() as u64));
-    let mut parser = patterns.get("haproxy").expect("pattern").compile(&[]).expect("compiles");
-    group.bench_function("parse", |b| {
-        b.iter(|| {
-            let mut n_ok = 0u32;
-            for line in &lines {
-                n_ok += u32::from(parser.parse(line).is_ok());
-            }
-            n_ok
+    for (style, format) in [(LogStyle::HaproxyHttp, "haproxy"), (LogStyle::AwsAlb, "aws_alb")] {
+        let lines = sample_lines(style);
+        let mut group = c.benchmark_group(format);
+        group.throughput(Throughput::Elements(lines.len() as u64));
+        let mut parser = patterns.get(format).expect("pattern").compile(&[]).expect("compiles");
+        group.bench_function("parse", |b| {
+            b.iter(|| {
+                let mut n_ok = 0u32;
+                for line in &lines {
+                    n_ok += u32::from(parser.parse(line).is_ok());
+                }
+                n_ok
+            });
         });
-    });
-    group.finish();
+        group.finish();
+    }
 }
 
 criterion_group!(benches, benchmarks);

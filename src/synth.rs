@@ -57,6 +57,8 @@ pub enum LogStyle {
     /// HAProxy `option httplog` behind a syslog tag; backends are `be_api/<server>`, where
     /// the server is the address with `.` and `:` replaced by `_`.
     HaproxyHttp,
+    /// AWS Application Load Balancer; backends are the addresses, the pool a target group ARN.
+    AwsAlb,
 }
 
 /// 2023-11-15T14:00:00Z, the day of the seed incident.
@@ -110,6 +112,7 @@ impl Scenario {
             let layout = match self.style {
                 LogStyle::NginxUpstream => "%d/%b/%Y:%H:%M:%S +0000",
                 LogStyle::HaproxyHttp => "%d/%b/%Y:%H:%M:%S",
+                LogStyle::AwsAlb => "%Y-%m-%dT%H:%M:%S",
             };
             let _ = write!(time_text, "{}", t.format(layout));
             let incident = self.in_incident(second);
@@ -161,6 +164,15 @@ impl Scenario {
                         rng.random_range(1024..65535),
                         rng.random_range(0..1000),
                         u8::from(retried),
+                    )?;
+                    continue;
+                }
+                if self.style == LogStyle::AwsAlb {
+                    writeln!(
+                        out,
+                        "https {time_text}.{:06}Z app/api-alb/50dc6c495c0c9188 10.20.{client_a}.{client_b}:{} {addr} 0.000 {latency:.3} 0.000 {status} {status} 312 {bytes} \"GET https://api.example.com:443/api/v1/orders/{order} HTTP/1.1\" \"demo-client/1.0\" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/api/73e2d6bc24d8a067 \"Root=1-58337262-36d228ad5d99923122bbe354\" \"api.example.com\" \"-\" 0 {time_text}.000000Z \"forward\" \"-\" \"-\" \"{addr}\" \"{status}\" \"-\" \"-\" TID_dc57cebed65b444ebc8177bb698fe166",
+                        rng.random_range(0..1_000_000),
+                        rng.random_range(1024..65535),
                     )?;
                     continue;
                 }

@@ -222,14 +222,21 @@ fn demo_prints_the_incident_and_its_resolution() {
     assert!(text.contains("1 alert(s) fired, 1 resolved, 0 still firing"), "{text}");
 }
 
-#[test]
-fn haproxy_log_replay_detects_the_injected_skew() {
+/// Replays a generated log in `style` with `--format auto` and checks that the one incident
+/// is reported, once, on the right backend and pool.
+fn detects_the_injected_skew_in(
+    style: skewtail::synth::LogStyle,
+    format: &str,
+    backend: &str,
+    pool: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = Scenario { style: skewtail::synth::LogStyle::HaproxyHttp, ..skew_scenario() };
-    let (log, n_lines) = write_log(dir.path(), "haproxy.log", &scenario);
+    let (log, n_lines) =
+        write_log(dir.path(), "balancer.log", &Scenario { style, ..skew_scenario() });
     let output =
-        skewtail().args(["replay", "--format", "haproxy", "--json"]).arg(&log).output().unwrap();
+        skewtail().args(["replay", "--format", "auto", "--json"]).arg(&log).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains(&format!("format={format} ")), "{}", stderr(&output));
     let objects = ndjson(&output);
     let alerts = of_type(&objects, "alert");
     let states: Vec<(&str, &str, &str)> = alerts
@@ -242,13 +249,28 @@ fn haproxy_log_replay_detects_the_injected_skew() {
             )
         })
         .collect();
-    assert_eq!(
-        states,
-        [
-            ("firing", "be_api/10_0_1_3_8080", "be_api"),
-            ("resolved", "be_api/10_0_1_3_8080", "be_api")
-        ]
-    );
+    assert_eq!(states, [("firing", backend, pool), ("resolved", backend, pool)]);
     assert_eq!(summary(&objects)["parsed"], n_lines);
-    assert!(summary(&objects)["retried"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn haproxy_log_replay_detects_the_injected_skew() {
+    detects_the_injected_skew_in(
+        skewtail::synth::LogStyle::HaproxyHttp,
+        "haproxy",
+        "be_api/10_0_1_3_8080",
+        "be_api",
+    );
+}
+
+#[test]
+fn aws_alb_log_replay_detects_the_injected_skew() {
+    let target_group =
+        "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/api/73e2d6bc24d8a067";
+    detects_the_injected_skew_in(
+        skewtail::synth::LogStyle::AwsAlb,
+        "aws_alb",
+        "10.0.1.3:8080",
+        target_group,
+    );
 }
