@@ -187,7 +187,10 @@ mod tests {
         let ranked = rank(&patterns, &sample(&text));
         let (best, why) = choose(&ranked).unwrap();
         assert_eq!(best.name, "upstream", "{why}");
-        assert!(why.contains("next best `combined`"), "{why}");
+        assert!(why.contains("next best `"), "{why}");
+        let combined_only: Vec<&[u8]> =
+            vec![br#"1.2.3.4 - - [04/Oct/2022:03:07:27 +0000] "GET / HTTP/1.1" 200 5 "-" "curl""#];
+        assert_eq!(choose(&rank(&patterns, &combined_only)).unwrap().0.name, "combined");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod haproxy;
 mod nginx;
 mod patterns;
 pub mod time;
+mod traefik;
 #[cfg(test)]
 mod vectors;
 
@@ -18,6 +19,7 @@ pub use aws::{AwsKind, AwsLog};
 pub use haproxy::HaproxyLog;
 pub use nginx::{CompileError, NginxFormat};
 pub use patterns::{Pattern, PatternError, PatternSet};
+pub use traefik::TraefikClf;
 
 /// One request, as the balancer logged it. Text fields borrow from the line.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -101,6 +103,8 @@ pub enum Parser {
     Haproxy(HaproxyLog),
     /// AWS ALB or Classic ELB logs.
     Aws(AwsLog),
+    /// Traefik's common (CLF) access log.
+    Traefik(TraefikClf),
 }
 
 impl Parser {
@@ -111,6 +115,7 @@ impl Parser {
             Parser::Nginx(format) => format.parse(line),
             Parser::Haproxy(log) => log.parse(line),
             Parser::Aws(log) => log.parse(line),
+            Parser::Traefik(log) => log.parse(line),
         }
     }
 
@@ -120,6 +125,7 @@ impl Parser {
             Parser::Nginx(format) => format.explain(error),
             Parser::Haproxy(log) => log.explain(error),
             Parser::Aws(log) => log.explain(error),
+            Parser::Traefik(log) => log.explain(error),
         }
     }
 
@@ -127,7 +133,7 @@ impl Parser {
     pub fn has_pool_field(&self) -> bool {
         match self {
             Parser::Nginx(format) => format.has_pool_field(),
-            Parser::Haproxy(_) | Parser::Aws(_) => true,
+            Parser::Haproxy(_) | Parser::Aws(_) | Parser::Traefik(_) => true,
         }
     }
 
@@ -138,6 +144,9 @@ impl Parser {
             Parser::Nginx(format) => format.n_variables(),
             Parser::Haproxy(_) => 16,
             Parser::Aws(_) => 17,
+            // The Traefik tail is optional, so on a plain combined log it must not outrank
+            // `combined` (8 variables); on a Traefik log it wins on the fields it fills.
+            Parser::Traefik(_) => 7,
         }
     }
 
@@ -145,7 +154,7 @@ impl Parser {
     pub fn has_backend_field(&self) -> bool {
         match self {
             Parser::Nginx(format) => format.has_backend_field(),
-            Parser::Haproxy(_) | Parser::Aws(_) => true,
+            Parser::Haproxy(_) | Parser::Aws(_) | Parser::Traefik(_) => true,
         }
     }
 }
@@ -163,7 +172,10 @@ pub(crate) fn split_request(value: &[u8]) -> (Option<&[u8]>, Option<&[u8]>, Opti
     }
     let rest = &value[first_space + 1..];
     match memchr::memrchr(b' ', rest) {
-        Some(last_space) if rest[last_space + 1..].starts_with(b"HTTP/") => {
+        // `HTTP/1.1` as usual; Traefik's own tests also log a bare lowercase `http`.
+        Some(last_space)
+            if rest[last_space + 1..].get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"http")) =>
+        {
             (Some(method), Some(&rest[..last_space]), Some(&rest[last_space + 1..]))
         }
         // HTTP/0.9 style: no protocol.

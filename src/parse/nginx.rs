@@ -566,6 +566,16 @@ impl NginxFormat {
     /// Parses one line.
     #[inline]
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Record<'a>, ParseError> {
+        self.parse_with_end(line).map(|(record, _)| record)
+    }
+
+    /// Parses one line and also returns where the format's text ended in it, for formats
+    /// that read a variable tail by hand (Traefik).
+    #[inline]
+    pub fn parse_with_end<'a>(
+        &mut self,
+        line: &'a [u8],
+    ) -> Result<(Record<'a>, usize), ParseError> {
         let mut record = Record::default();
         if !line.starts_with(&self.prefix) {
             return Err(ParseError {
@@ -575,7 +585,7 @@ impl NginxFormat {
             });
         }
         match self.match_steps(line, self.prefix.len(), 0, &mut record) {
-            Ok(()) => Ok(record),
+            Ok(end) => Ok((record, end)),
             Err(error) => match self.resync_anchor {
                 Some((step, segment)) if usize::from(error.segment) < segment => {
                     self.resync(line, step, error)
@@ -593,7 +603,7 @@ impl NginxFormat {
         line: &'a [u8],
         anchor_step: usize,
         error: ParseError,
-    ) -> Result<Record<'a>, ParseError> {
+    ) -> Result<(Record<'a>, usize), ParseError> {
         const MAX_TRIES: usize = 8;
         let literal = self.steps[anchor_step - 1].terminator.clone();
         let mut from = 0;
@@ -603,8 +613,8 @@ impl NginxFormat {
             };
             let start = from + at + literal.len();
             let mut record = Record::default();
-            if self.match_steps(line, start, anchor_step, &mut record).is_ok() {
-                return Ok(record);
+            if let Ok(end) = self.match_steps(line, start, anchor_step, &mut record) {
+                return Ok((record, end));
             }
             from = from + at + 1;
         }
@@ -617,7 +627,7 @@ impl NginxFormat {
         mut pos: usize,
         first_step: usize,
         record: &mut Record<'a>,
-    ) -> Result<(), ParseError> {
+    ) -> Result<usize, ParseError> {
         let mut has_time = false;
         let Self { steps, time_cache, .. } = self;
         for step in &steps[first_step..] {
@@ -647,7 +657,7 @@ impl NginxFormat {
             pos = end + step.terminator.len();
         }
         if has_time {
-            Ok(())
+            Ok(pos)
         } else {
             #[allow(clippy::cast_possible_truncation)]
             Err(ParseError {

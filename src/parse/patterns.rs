@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{AwsKind, AwsLog, HaproxyLog, NginxFormat, Parser};
+use super::{AwsKind, AwsLog, HaproxyLog, NginxFormat, Parser, TraefikClf};
 
 /// The pattern files compiled into the binary.
 const BUILTIN: &[(&str, &str)] = &[
@@ -21,6 +21,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("patterns/haproxy.toml", include_str!("../../patterns/haproxy.toml")),
     ("patterns/aws_alb.toml", include_str!("../../patterns/aws_alb.toml")),
     ("patterns/aws_elb.toml", include_str!("../../patterns/aws_elb.toml")),
+    ("patterns/traefik.toml", include_str!("../../patterns/traefik.toml")),
 ];
 
 /// One named format.
@@ -53,6 +54,8 @@ pub enum PatternKind {
     AwsAlb,
     /// AWS Classic Load Balancer access logs.
     AwsElb,
+    /// Traefik's common (CLF) access log.
+    Traefik,
 }
 
 /// A pattern file that could not be used, with the file and line to fix.
@@ -116,6 +119,7 @@ impl Pattern {
             PatternKind::Haproxy => Ok(Parser::Haproxy(HaproxyLog::new())),
             PatternKind::AwsAlb => Ok(Parser::Aws(AwsLog::new(AwsKind::Alb))),
             PatternKind::AwsElb => Ok(Parser::Aws(AwsLog::new(AwsKind::Elb))),
+            PatternKind::Traefik => Ok(Parser::Traefik(TraefikClf::new())),
         }
     }
 }
@@ -185,7 +189,8 @@ mod tests {
                 "ingress_nginx",
                 "haproxy",
                 "aws_alb",
-                "aws_elb"
+                "aws_elb",
+                "traefik"
             ]
         );
     }
