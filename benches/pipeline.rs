@@ -69,6 +69,14 @@ fn benchmarks(c: &mut Criterion) {
 
     for (style, format) in [(LogStyle::HaproxyHttp, "haproxy"), (LogStyle::AwsAlb, "aws_alb")] {
         let lines = sample_lines(style);
+        #[allow(clippy::print_stderr)] // tells the reader what was measured
+        {
+            eprintln!(
+                "{format}: {} lines, mean {} bytes",
+                lines.len(),
+                lines.iter().map(Vec::len).sum::<usize>() / lines.len()
+            );
+        }
         let mut group = c.benchmark_group(format);
         group.throughput(Throughput::Elements(lines.len() as u64));
         let mut parser = patterns.get(format).expect("pattern").compile(&[]).expect("compiles");
