@@ -231,3 +231,45 @@ mod tests {
         assert!(error.contains("fit the first 2 lines equally well"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    proptest::proptest! {
+        /// Every built-in format gives a record or a counted error on any bytes: no panic.
+        #[test]
+        fn every_format_survives_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            for pattern in PatternSet::builtin().iter() {
+                let mut parser = pattern.compile(&[]).unwrap();
+                if let Err(error) = parser.parse(&bytes) {
+                    proptest::prop_assert!(error.column as usize <= bytes.len(), "{}: {error:?}", pattern.name);
+                    let _ = parser.explain(&error);
+                }
+            }
+        }
+
+        /// Real lines of every format, cut short or with one byte changed.
+        #[test]
+        fn every_format_survives_truncated_and_mutated_lines(cut in 0usize..600, at in 0usize..600, byte in proptest::prelude::any::<u8>()) {
+            let samples: [&[u8]; 4] = [
+                br#"10.20.1.2 - - [15/Nov/2023:14:30:00 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/8" rt=0.024 uct="0.001" uht="0.020" urt="0.022" ua="10.0.1.2:8080" us="200""#,
+                br#"Feb  6 12:14:14 localhost haproxy[14389]: 10.0.1.2:33317 [06/Feb/2009:12:14:14.655] http-in static/srv1 10/0/30/69/109 200 2750 - - ---- 1/1/1/1/0 0/0 {1wt.eu} {} "GET /index.html HTTP/1.1""#,
+                br#"http 2018-07-02T22:23:00.186641Z app/lb/1 1.2.3.4:2817 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 "GET http://x:80/ HTTP/1.1" "curl" - - arn:tg "Root=1""#,
+                br#"172.17.0.1 - - [08/Dec/2021:09:16:05 +0000] "GET / HTTP/1.1" 200 405 "-" "-" 502 "test@docker" "http://172.17.0.3:80" 0ms"#,
+            ];
+            for sample in samples {
+                let mut line = sample.to_vec();
+                let at = at % line.len();
+                line[at] = byte;
+                line.truncate((cut % line.len()).max(at + 1));
+                for pattern in PatternSet::builtin().iter() {
+                    let mut parser = pattern.compile(&[]).unwrap();
+                    if let Err(error) = parser.parse(&line) {
+                        proptest::prop_assert!(error.column as usize <= line.len(), "{}: {error:?}", pattern.name);
+                    }
+                }
+            }
+        }
+    }
+}
