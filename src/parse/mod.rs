@@ -105,6 +105,9 @@ pub enum Parser {
     Aws(AwsLog),
     /// Traefik's common (CLF) access log.
     Traefik(TraefikClf),
+    /// Several nginx formats tried in order: one product that writes more than one layout
+    /// (nginx-proxy-manager's proxy and redirect hosts). The first that matches wins.
+    NginxVariants(Vec<NginxFormat>),
 }
 
 impl Parser {
@@ -116,6 +119,21 @@ impl Parser {
             Parser::Haproxy(log) => log.parse(line),
             Parser::Aws(log) => log.parse(line),
             Parser::Traefik(log) => log.parse(line),
+            Parser::NginxVariants(formats) => {
+                let (first, rest) = formats
+                    .split_first_mut()
+                    .unwrap_or_else(|| unreachable!("patterns give one format or more"));
+                let error = match first.parse(line) {
+                    Ok(record) => return Ok(record),
+                    Err(error) => error,
+                };
+                for format in rest {
+                    if let Ok(record) = format.parse(line) {
+                        return Ok(record);
+                    }
+                }
+                Err(error)
+            }
         }
     }
 
@@ -126,6 +144,9 @@ impl Parser {
             Parser::Haproxy(log) => log.explain(error),
             Parser::Aws(log) => log.explain(error),
             Parser::Traefik(log) => log.explain(error),
+            Parser::NginxVariants(formats) => {
+                formats.first().map_or_else(String::new, |f| f.explain(error))
+            }
         }
     }
 
@@ -133,6 +154,7 @@ impl Parser {
     pub fn has_pool_field(&self) -> bool {
         match self {
             Parser::Nginx(format) => format.has_pool_field(),
+            Parser::NginxVariants(formats) => formats.iter().any(NginxFormat::has_pool_field),
             Parser::Haproxy(_) | Parser::Aws(_) | Parser::Traefik(_) => true,
         }
     }
@@ -142,6 +164,7 @@ impl Parser {
     pub fn specificity(&self) -> usize {
         match self {
             Parser::Nginx(format) => format.n_variables(),
+            Parser::NginxVariants(formats) => formats.first().map_or(0, NginxFormat::n_variables),
             Parser::Haproxy(_) => 16,
             Parser::Aws(_) => 17,
             // The Traefik tail is optional, so on a plain combined log it must not outrank
@@ -154,6 +177,7 @@ impl Parser {
     pub fn has_backend_field(&self) -> bool {
         match self {
             Parser::Nginx(format) => format.has_backend_field(),
+            Parser::NginxVariants(formats) => formats.iter().any(NginxFormat::has_backend_field),
             Parser::Haproxy(_) | Parser::Aws(_) | Parser::Traefik(_) => true,
         }
     }

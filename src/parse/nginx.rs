@@ -12,6 +12,8 @@
 //!   backslashes is therefore never taken as the end of a value. (With the default escaping a
 //!   quote is written `\x22` and a backslash `\x5C`, so the check never triggers there.)
 
+use std::collections::BTreeMap;
+
 use super::time::{parse_epoch_seconds, parse_iso8601, parse_time_local};
 use super::{ParseError, ParseErrorKind, Record, split_request};
 
@@ -237,6 +239,17 @@ pub enum CompileError {
     /// The format is empty.
     #[error("the log_format is empty; pass the text of your nginx `log_format` directive")]
     Empty,
+    /// A field map names a record field that does not exist.
+    #[error(
+        "`{variable}` is mapped to `{field}`, which is not a record field; use backend, pool, \
+         status, upstream_status, latency, upstream_latency, bytes or ignore"
+    )]
+    UnknownRecordField {
+        /// The variable.
+        variable: String,
+        /// The unknown field name.
+        field: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -422,6 +435,37 @@ impl NginxFormat {
     /// Compiles a `log_format`. `custom_variables` names variables defined by the user's own
     /// `map`/`set` blocks, which are then accepted and skipped.
     pub fn compile(log_format: &str, custom_variables: &[String]) -> Result<Self, CompileError> {
+        Self::compile_with_fields(log_format, custom_variables, &BTreeMap::new())
+    }
+
+    /// Compiles a `log_format` in which some variables (the user's own `set`/`map` ones, say)
+    /// feed record fields: `field_map` maps a variable name to `backend`, `pool`, `status`,
+    /// `upstream_status`, `latency` or `upstream_latency` (seconds), `bytes`, or `ignore`.
+    pub fn compile_with_fields(
+        log_format: &str,
+        custom_variables: &[String],
+        field_map: &BTreeMap<String, String>,
+    ) -> Result<Self, CompileError> {
+        let mut mapped = Vec::new();
+        for (variable, record_field) in field_map {
+            let field = match record_field.as_str() {
+                "backend" => Field::UpstreamAddr,
+                "pool" => Field::Pool,
+                "status" => Field::Status,
+                "upstream_status" => Field::UpstreamStatus,
+                "latency" => Field::RequestTime,
+                "upstream_latency" => Field::UpstreamResponseTime,
+                "bytes" => Field::BodyBytesSent,
+                "ignore" => Field::Ignored { list: false },
+                other => {
+                    return Err(CompileError::UnknownRecordField {
+                        variable: variable.clone(),
+                        field: other.to_string(),
+                    });
+                }
+            };
+            mapped.push((variable.as_str(), field));
+        }
         let text = unwrap_directive(log_format);
         if text.is_empty() {
             return Err(CompileError::Empty);
@@ -455,15 +499,18 @@ impl NginxFormat {
                     problem: "`$` is not followed by a variable name",
                 });
             }
-            let field = lookup_variable(name, custom_variables).ok_or_else(|| {
-                CompileError::UnknownVariable {
-                    name: name.to_string(),
-                    column,
-                    hint: closest_known_variable(name)
-                        .map(|k| format!(", did you mean `${k}`?"))
-                        .unwrap_or_default(),
-                }
-            })?;
+            let own =
+                mapped.iter().find(|(variable, _)| *variable == name).map(|(_, field)| *field);
+            let field =
+                own.or_else(|| lookup_variable(name, custom_variables)).ok_or_else(|| {
+                    CompileError::UnknownVariable {
+                        name: name.to_string(),
+                        column,
+                        hint: closest_known_variable(name)
+                            .map(|k| format!(", did you mean `${k}`?"))
+                            .unwrap_or_default(),
+                    }
+                })?;
             if literal.is_empty() {
                 if let Some(Segment::Variable { name: first, .. }) = segments.last() {
                     return Err(CompileError::AdjacentVariables {

@@ -5,6 +5,7 @@
 //! `description`, and the format text (`log_format`). Keeping formats as data means adding
 //! one needs no recompiling and each can be tested on its own.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -22,6 +23,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("patterns/aws_alb.toml", include_str!("../../patterns/aws_alb.toml")),
     ("patterns/aws_elb.toml", include_str!("../../patterns/aws_elb.toml")),
     ("patterns/traefik.toml", include_str!("../../patterns/traefik.toml")),
+    ("patterns/nginx_proxy_manager.toml", include_str!("../../patterns/nginx_proxy_manager.toml")),
 ];
 
 /// One named format.
@@ -37,6 +39,12 @@ pub struct Pattern {
     /// The format text (nginx patterns).
     #[serde(default)]
     pub log_format: Option<String>,
+    /// Other layouts the same product writes, tried in order when `log_format` does not match.
+    #[serde(default)]
+    pub variants: Vec<String>,
+    /// Variables that feed record fields (`server = "backend"`), for nginx patterns.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
     /// Where the pattern came from (a file path, or `patterns/...` for built-ins).
     #[serde(skip)]
     pub origin: PathBuf,
@@ -111,11 +119,22 @@ impl Pattern {
     /// Builds a parser from this pattern.
     pub fn compile(&self, custom_variables: &[String]) -> Result<Parser, super::CompileError> {
         match self.kind {
-            PatternKind::Nginx => NginxFormat::compile(
-                self.log_format.as_deref().unwrap_or_default(),
-                custom_variables,
-            )
-            .map(Parser::Nginx),
+            PatternKind::Nginx => {
+                let main = self.log_format.as_deref().unwrap_or_default();
+                let mut formats = Vec::with_capacity(1 + self.variants.len());
+                for text in std::iter::once(main).chain(self.variants.iter().map(String::as_str)) {
+                    formats.push(NginxFormat::compile_with_fields(
+                        text,
+                        custom_variables,
+                        &self.fields,
+                    )?);
+                }
+                Ok(if formats.len() == 1 {
+                    Parser::Nginx(formats.remove(0))
+                } else {
+                    Parser::NginxVariants(formats)
+                })
+            }
             PatternKind::Haproxy => Ok(Parser::Haproxy(HaproxyLog::new())),
             PatternKind::AwsAlb => Ok(Parser::Aws(AwsLog::new(AwsKind::Alb))),
             PatternKind::AwsElb => Ok(Parser::Aws(AwsLog::new(AwsKind::Elb))),
@@ -190,7 +209,8 @@ mod tests {
                 "haproxy",
                 "aws_alb",
                 "aws_elb",
-                "traefik"
+                "traefik",
+                "nginx_proxy_manager"
             ]
         );
     }
