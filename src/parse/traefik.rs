@@ -87,34 +87,17 @@ impl TraefikClf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::vectors::{check_fields, vectors_dir};
+    use crate::parse::vectors::check_vector_file;
 
     #[test]
     fn traefik_clf_conformance_vectors() {
-        let path = vectors_dir().join("traefik_clf.jsonl");
-        let content =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut failures = Vec::new();
-        for (index, row) in content.lines().enumerate() {
-            let vector: serde_json::Value = serde_json::from_str(row).unwrap();
-            let line = vector["line"].as_str().unwrap();
-            let mut expect = vector["expect"].as_object().unwrap().clone();
+        let mut parser = crate::parse::Parser::Traefik(TraefikClf::new());
+        let n_checked = check_vector_file("traefik_clf.jsonl", &mut parser, |expect| {
             if let Some(router) = expect.get("router").cloned() {
                 expect.insert("upstream_name".into(), router);
             }
-            match TraefikClf::new().parse(line.as_bytes()) {
-                Ok(record) => {
-                    if let Err(why) = check_fields(&record, &expect) {
-                        failures
-                            .push(format!("traefik_clf.jsonl:{}: {why}\n    {line}", index + 1));
-                    }
-                }
-                Err(error) => {
-                    failures.push(format!("traefik_clf.jsonl:{}: {error:?}\n    {line}", index + 1))
-                }
-            }
-        }
-        assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+        });
+        assert_eq!(n_checked, 18);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Test support: the conformance vectors in `../shared/formats/vectors` and the comparison of
 //! a [`Record`] with a vector's `expect` object.
 
-use super::Record;
 use super::time::format_rfc3339;
+use super::{ParseErrorKind, Parser, Record};
 
 /// Where the vectors are: `SKEWTAIL_VECTORS`, or `../shared/formats/vectors` beside the checkout.
 pub(crate) fn vectors_dir() -> std::path::PathBuf {
@@ -57,4 +57,49 @@ pub(crate) fn check_fields(
         }
     }
     Ok(())
+}
+
+/// Runs every vector of `file` through `parser`: `access` lines must give exactly the expected
+/// fields (after `adjust` maps the format's own key names), `other` lines must be recognised as
+/// valid non-requests. Panics listing every failure; returns the number of vectors checked.
+pub(crate) fn check_vector_file(
+    file: &str,
+    parser: &mut Parser,
+    adjust: impl Fn(&mut serde_json::Map<String, serde_json::Value>),
+) -> usize {
+    let path = vectors_dir().join(file);
+    let content =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut failures = Vec::new();
+    let mut n_checked = 0;
+    for (index, row) in content.lines().enumerate() {
+        let vector: serde_json::Value = serde_json::from_str(row).unwrap();
+        let line = vector["line"].as_str().unwrap();
+        let mut expect = vector["expect"].as_object().unwrap().clone();
+        adjust(&mut expect);
+        let label = format!("{file}:{}", index + 1);
+        n_checked += 1;
+        match (expect["kind"].as_str().unwrap(), parser.parse(line.as_bytes())) {
+            ("access", Ok(record)) => {
+                if let Err(why) = check_fields(&record, &expect) {
+                    failures.push(format!("{label}: {why}\n    {line}"));
+                }
+            }
+            ("other", Err(error)) if error.kind == ParseErrorKind::NotARequest => {}
+            (kind, Err(error)) => failures.push(format!(
+                "{label}: expected {kind}, got: {}\n    {line}",
+                parser.explain(&error)
+            )),
+            (kind, Ok(record)) => {
+                failures.push(format!("{label}: expected {kind}, got {record:?}\n    {line}"))
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n_checked} vectors failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    n_checked
 }
