@@ -207,26 +207,16 @@ mod tests {
         let patterns = PatternSet::builtin();
         let error = choose(&rank(&patterns, &sample("hello\nworld\n"))).unwrap_err();
         assert!(error.contains("no known format fits"), "{error}");
-        let tied = [
-            Candidate {
-                name: "a".into(),
-                matched: 2,
-                other: 0,
-                sampled: 2,
-                fill: FieldFill::default(),
-                specificity: 3,
-                first_error: None,
-            },
-            Candidate {
-                name: "b".into(),
-                matched: 2,
-                other: 0,
-                sampled: 2,
-                fill: FieldFill::default(),
-                specificity: 3,
-                first_error: None,
-            },
-        ];
+        let tied_with = |name: &str| Candidate {
+            name: name.into(),
+            matched: 2,
+            other: 0,
+            sampled: 2,
+            fill: FieldFill::default(),
+            specificity: 3,
+            first_error: None,
+        };
+        let tied = [tied_with("a"), tied_with("b")];
         let error = choose(&tied).unwrap_err();
         assert!(error.contains("fit the first 2 lines equally well"), "{error}");
     }
@@ -236,17 +226,28 @@ mod tests {
 mod robustness {
     use super::*;
 
+    /// Every built-in format must give a record, or an error that points inside the line and
+    /// can be explained.
+    fn every_format_handles(line: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+        for pattern in PatternSet::builtin().iter() {
+            let mut parser = pattern.compile(&[]).unwrap();
+            if let Err(error) = parser.parse(line) {
+                proptest::prop_assert!(
+                    error.column as usize <= line.len(),
+                    "{}: {error:?}",
+                    pattern.name
+                );
+                let _ = parser.explain(&error);
+            }
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
         /// Every built-in format gives a record or a counted error on any bytes: no panic.
         #[test]
         fn every_format_survives_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
-            for pattern in PatternSet::builtin().iter() {
-                let mut parser = pattern.compile(&[]).unwrap();
-                if let Err(error) = parser.parse(&bytes) {
-                    proptest::prop_assert!(error.column as usize <= bytes.len(), "{}: {error:?}", pattern.name);
-                    let _ = parser.explain(&error);
-                }
-            }
+            every_format_handles(&bytes)?;
         }
 
         /// Real lines of every format, cut short or with one byte changed.
@@ -263,12 +264,7 @@ mod robustness {
                 let at = at % line.len();
                 line[at] = byte;
                 line.truncate((cut % line.len()).max(at + 1));
-                for pattern in PatternSet::builtin().iter() {
-                    let mut parser = pattern.compile(&[]).unwrap();
-                    if let Err(error) = parser.parse(&line) {
-                        proptest::prop_assert!(error.column as usize <= line.len(), "{}: {error:?}", pattern.name);
-                    }
-                }
+                every_format_handles(&line)?;
             }
         }
     }

@@ -98,14 +98,24 @@ pub fn parse_time_local(bytes: &[u8]) -> Option<i64> {
     {
         return None;
     }
+    let (date, time) = day_month_year_time(bytes)?;
+    let offset = utc_offset(&bytes[21..])?;
+    to_unix_ms(date, time, 0, offset)
+}
+
+/// (year, month, day).
+type Date = (i64, u32, u32);
+/// (hour, minute, second).
+type TimeOfDay = (u32, u32, u32);
+
+/// Reads the `dd/Mon/yyyy:HH:MM:SS` part shared by nginx's `$time_local` and HAProxy's
+/// accept date (the caller has checked the separators).
+fn day_month_year_time(bytes: &[u8]) -> Option<(Date, TimeOfDay)> {
     let day = digits(bytes, 0, 2)?;
     let month = month_from_abbrev(&bytes[3..6])?;
     let year = digits(bytes, 7, 4)?;
-    let hour = digits(bytes, 12, 2)?;
-    let minute = digits(bytes, 15, 2)?;
-    let second = digits(bytes, 18, 2)?;
-    let offset = utc_offset(&bytes[21..])?;
-    to_unix_ms((i64::from(year), month, day), (hour, minute, second), 0, offset)
+    let time = (digits(bytes, 12, 2)?, digits(bytes, 15, 2)?, digits(bytes, 18, 2)?);
+    Some(((i64::from(year), month, day), time))
 }
 
 /// Parses HAProxy's accept date, `06/Feb/2009:12:14:14.655` or (old versions) without the
@@ -119,13 +129,8 @@ pub fn parse_haproxy_date(bytes: &[u8]) -> Option<i64> {
         [b'.', fraction @ ..] if fraction.len() == 3 => digits(fraction, 0, 3)?,
         _ => return None,
     };
-    let day = digits(bytes, 0, 2)?;
-    let month = month_from_abbrev(&bytes[3..6])?;
-    let year = digits(bytes, 7, 4)?;
-    let hour = digits(bytes, 12, 2)?;
-    let minute = digits(bytes, 15, 2)?;
-    let second = digits(bytes, 18, 2)?;
-    to_unix_ms((i64::from(year), month, day), (hour, minute, second), millis, 0)
+    let (date, time) = day_month_year_time(bytes)?;
+    to_unix_ms(date, time, millis, 0)
 }
 
 /// Parses RFC 3339 / nginx `$time_iso8601`: `2000-10-10T13:55:36+00:00`, with optional
