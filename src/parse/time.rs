@@ -49,12 +49,7 @@ fn month_from_abbrev(abbrev: &[u8]) -> Option<u32> {
 }
 
 /// Combines calendar fields into Unix milliseconds after checking their ranges.
-fn to_unix_ms(
-    date: (i64, u32, u32),
-    time: (u32, u32, u32),
-    millis: u32,
-    offset_s: i64,
-) -> Option<i64> {
+fn to_unix_ms(date: Date, time: TimeOfDay, millis: u32, offset_s: i64) -> Option<i64> {
     let (year, month, day) = date;
     let (hour, minute, second) = time;
     // Second 60 is a leap second; nginx never writes it, but clamping beats rejecting the line.
