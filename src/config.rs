@@ -244,13 +244,18 @@ pub fn build_parser(
             tracing::warn!(message = "Format recognised.", file = %path.display(), format = %best.name, reason = %why);
             build_parser(patterns, Some(&best.name), None, custom_variables, None)
         }
-        (None | Some("nginx"), Some(text)) => {
-            crate::parse::NginxFormat::compile(text, custom_variables)
-                .map(|f| (Parser::Nginx(f), "nginx (log_format)".to_string()))
-                .map_err(|e| e.to_string())
-        }
+        (None | Some("nginx"), Some(text)) => crate::parse::nginx::compile(text, custom_variables)
+            .map(|f| (Parser::Template(f), "nginx (log_format)".to_string()))
+            .map_err(|e| e.to_string()),
+        (Some("haproxy"), Some(text)) => crate::parse::haproxy_format::compile(text)
+            .map(|f| (Parser::Template(f), "haproxy (log-format)".to_string()))
+            .map_err(|e| e.to_string()),
+        (Some("envoy"), Some(text)) => crate::parse::envoy::compile(text)
+            .map(|f| (Parser::Template(f), "envoy (format string)".to_string()))
+            .map_err(|e| e.to_string()),
         (Some(name), Some(_)) => Err(format!(
-            "`log_format` only goes with format `nginx`, not `{name}`; drop one of them"
+            "`log_format` goes with format `nginx`, `haproxy` or `envoy`, not `{name}`; drop one \
+             of them"
         )),
         (None | Some("nginx"), None) => {
             build_parser(patterns, Some("combined"), None, custom_variables, None)

@@ -7,9 +7,13 @@
 
 pub mod auto;
 mod aws;
+pub mod envoy;
 mod haproxy;
-mod nginx;
+pub mod haproxy_format;
+mod json;
+pub mod nginx;
 mod patterns;
+mod template;
 pub mod time;
 mod traefik;
 #[cfg(test)]
@@ -17,8 +21,9 @@ mod vectors;
 
 pub use aws::{AwsKind, AwsLog};
 pub use haproxy::HaproxyLog;
-pub use nginx::{CompileError, NginxFormat};
+pub use json::JsonFormat;
 pub use patterns::{Pattern, PatternError, PatternSet};
+pub use template::{CompileError, Template};
 pub use traefik::TraefikClf;
 
 /// One request, as the balancer logged it. Text fields borrow from the line.
@@ -94,20 +99,58 @@ pub enum ParseErrorKind {
 }
 
 /// A compiled line parser for one input. An enum rather than a trait object so the per-line
-/// call is a direct, inlinable match; later formats add variants.
+/// call is a direct, inlinable match.
 #[derive(Debug, Clone)]
 pub enum Parser {
-    /// An nginx `log_format`, compiled.
-    Nginx(NginxFormat),
-    /// HAProxy's HTTP, HTTPS and TCP logs.
+    /// A compiled format string: nginx `log_format`, Envoy format, HAProxy `log-format`.
+    Template(Template),
+    /// HAProxy's built-in HTTP, HTTPS and TCP logs.
     Haproxy(HaproxyLog),
     /// AWS ALB or Classic ELB logs.
     Aws(AwsLog),
     /// Traefik's common (CLF) access log.
     Traefik(TraefikClf),
-    /// Several nginx formats tried in order: one product that writes more than one layout
-    /// (nginx-proxy-manager's proxy and redirect hosts). The first that matches wins.
-    NginxVariants(Vec<NginxFormat>),
+    /// One JSON object per line, with fields found by path.
+    Json(JsonFormat),
+    /// Several layouts one product writes (nginx-proxy-manager's proxy and redirect hosts,
+    /// Envoy's default and Istio's), tried in turn.
+    Variants(Variants),
+}
+
+/// Several templates tried in turn, starting with the one that matched last: a log nearly
+/// always keeps one layout, so the usual cost is one attempt.
+#[derive(Debug, Clone)]
+pub struct Variants {
+    templates: Vec<Template>,
+    last_match: usize,
+}
+
+impl Variants {
+    /// Tries the templates in order; at least one is required.
+    pub fn new(templates: Vec<Template>) -> Option<Self> {
+        (!templates.is_empty()).then_some(Variants { templates, last_match: 0 })
+    }
+
+    #[inline]
+    fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Record<'a>, ParseError> {
+        let error = match self.templates[self.last_match].parse(line) {
+            Ok(record) => return Ok(record),
+            Err(error) => error,
+        };
+        for index in 0..self.templates.len() {
+            if index != self.last_match
+                && let Ok(record) = self.templates[index].parse(line)
+            {
+                self.last_match = index;
+                return Ok(record);
+            }
+        }
+        Err(error)
+    }
+
+    fn first(&self) -> &Template {
+        &self.templates[0]
+    }
 }
 
 impl Parser {
@@ -115,46 +158,34 @@ impl Parser {
     #[inline]
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Record<'a>, ParseError> {
         match self {
-            Parser::Nginx(format) => format.parse(line),
+            Parser::Template(template) => template.parse(line),
             Parser::Haproxy(log) => log.parse(line),
             Parser::Aws(log) => log.parse(line),
             Parser::Traefik(log) => log.parse(line),
-            Parser::NginxVariants(formats) => {
-                let (first, rest) = formats
-                    .split_first_mut()
-                    .unwrap_or_else(|| unreachable!("patterns give one format or more"));
-                let error = match first.parse(line) {
-                    Ok(record) => return Ok(record),
-                    Err(error) => error,
-                };
-                for format in rest {
-                    if let Ok(record) = format.parse(line) {
-                        return Ok(record);
-                    }
-                }
-                Err(error)
-            }
+            Parser::Json(format) => format.parse(line),
+            Parser::Variants(variants) => variants.parse(line),
         }
     }
 
     /// Describes a parse error for a human: the field, the column and what was expected.
     pub fn explain(&self, error: &ParseError) -> String {
         match self {
-            Parser::Nginx(format) => format.explain(error),
+            Parser::Template(template) => template.explain(error),
             Parser::Haproxy(log) => log.explain(error),
             Parser::Aws(log) => log.explain(error),
             Parser::Traefik(log) => log.explain(error),
-            Parser::NginxVariants(formats) => {
-                formats.first().map_or_else(String::new, |f| f.explain(error))
-            }
+            Parser::Json(format) => format.explain(error),
+            // Errors come from the variant that matched last; the first explains well enough.
+            Parser::Variants(variants) => variants.templates[variants.last_match].explain(error),
         }
     }
 
     /// Whether records from this parser carry their own pool name.
     pub fn has_pool_field(&self) -> bool {
         match self {
-            Parser::Nginx(format) => format.has_pool_field(),
-            Parser::NginxVariants(formats) => formats.iter().any(NginxFormat::has_pool_field),
+            Parser::Template(template) => template.has_pool_field(),
+            Parser::Variants(variants) => variants.templates.iter().any(Template::has_pool_field),
+            Parser::Json(format) => format.has_pool_field(),
             Parser::Haproxy(_) | Parser::Aws(_) | Parser::Traefik(_) => true,
         }
     }
@@ -163,8 +194,9 @@ impl Parser {
     /// fuller of two formats that both match, like `main` over `combined` on a `main` log.
     pub fn specificity(&self) -> usize {
         match self {
-            Parser::Nginx(format) => format.n_variables(),
-            Parser::NginxVariants(formats) => formats.first().map_or(0, NginxFormat::n_variables),
+            Parser::Template(template) => template.n_variables(),
+            Parser::Variants(variants) => variants.first().n_variables(),
+            Parser::Json(format) => format.n_fields(),
             Parser::Haproxy(_) => 16,
             Parser::Aws(_) => 17,
             // The Traefik tail is optional, so on a plain combined log it must not outrank
@@ -176,8 +208,11 @@ impl Parser {
     /// Whether records from this parser can name a backend at all.
     pub fn has_backend_field(&self) -> bool {
         match self {
-            Parser::Nginx(format) => format.has_backend_field(),
-            Parser::NginxVariants(formats) => formats.iter().any(NginxFormat::has_backend_field),
+            Parser::Template(template) => template.has_backend_field(),
+            Parser::Variants(variants) => {
+                variants.templates.iter().any(Template::has_backend_field)
+            }
+            Parser::Json(format) => format.has_backend_field(),
             Parser::Haproxy(_) | Parser::Aws(_) | Parser::Traefik(_) => true,
         }
     }

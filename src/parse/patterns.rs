@@ -1,16 +1,29 @@
 //! Named formats: data files in `patterns/`, built into the binary, plus any the user drops
 //! into a patterns directory.
 //!
-//! A pattern file is TOML: `name`, `kind` (the compiler to use; `nginx` for now), a one-line
-//! `description`, and the format text (`log_format`). Keeping formats as data means adding
-//! one needs no recompiling and each can be tested on its own.
+//! A pattern file is TOML: `name`, `kind` (the compiler to use), a one-line `description`,
+//! and what that compiler reads:
+//! - `nginx`, `envoy`, `haproxy`: a format string, `log_format`, in that balancer's own
+//!   language (HAProxy without one means its built-in httplog/httpslog/tcplog layouts), with
+//!   optional `variants` (other layouts the same product writes), `other` (regexes for valid
+//!   non-request lines in the same stream) and, for nginx, `[fields]` mapping the user's own
+//!   variables to record fields (`server = "backend"`, `upstream_ms = "upstream_latency:ms"`);
+//! - `json`: a `[json]` table from record field to path (`latency = { path = "duration",
+//!   unit = "s" }`, `timestamp = { path = "ts", layout = "epoch_s" }`) and an optional
+//!   `[require]` table of values an access entry must have;
+//! - `aws_alb`, `aws_elb`, `traefik`: fixed layouts read by hand-written parsers.
+//!
+//! Keeping formats as data means adding one needs no recompiling and each can be tested alone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{AwsKind, AwsLog, HaproxyLog, NginxFormat, Parser, TraefikClf};
+use super::json::JsonFieldSpec;
+use super::{
+    AwsKind, AwsLog, CompileError, HaproxyLog, JsonFormat, Parser, Template, TraefikClf, Variants,
+};
 
 /// The pattern files compiled into the binary.
 const BUILTIN: &[(&str, &str)] = &[
@@ -24,6 +37,12 @@ const BUILTIN: &[(&str, &str)] = &[
     ("patterns/aws_elb.toml", include_str!("../../patterns/aws_elb.toml")),
     ("patterns/traefik.toml", include_str!("../../patterns/traefik.toml")),
     ("patterns/nginx_proxy_manager.toml", include_str!("../../patterns/nginx_proxy_manager.toml")),
+    ("patterns/nginx_json.toml", include_str!("../../patterns/nginx_json.toml")),
+    ("patterns/envoy.toml", include_str!("../../patterns/envoy.toml")),
+    ("patterns/envoy_json.toml", include_str!("../../patterns/envoy_json.toml")),
+    ("patterns/traefik_json.toml", include_str!("../../patterns/traefik_json.toml")),
+    ("patterns/caddy.toml", include_str!("../../patterns/caddy.toml")),
+    ("patterns/gcp_lb.toml", include_str!("../../patterns/gcp_lb.toml")),
 ];
 
 /// One named format.
@@ -45,6 +64,15 @@ pub struct Pattern {
     /// Variables that feed record fields (`server = "backend"`), for nginx patterns.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// Regexes for valid lines that are not requests (format-string patterns).
+    #[serde(default)]
+    pub other: Vec<String>,
+    /// Record field to JSON path(s), for `json` patterns.
+    #[serde(default)]
+    pub json: BTreeMap<String, JsonFieldSpec>,
+    /// JSON path to the value an access entry must have (`*` at the end for a prefix).
+    #[serde(default)]
+    pub require: BTreeMap<String, String>,
     /// Where the pattern came from (a file path, or `patterns/...` for built-ins).
     #[serde(skip)]
     pub origin: PathBuf,
@@ -56,8 +84,12 @@ pub struct Pattern {
 pub enum PatternKind {
     /// An nginx `log_format`.
     Nginx,
-    /// HAProxy's built-in HTTP, HTTPS and TCP log layouts (no format text).
+    /// An Envoy access-log format string.
+    Envoy,
+    /// A HAProxy `log-format`, or without one the built-in HTTP, HTTPS and TCP log layouts.
     Haproxy,
+    /// One JSON object per line.
+    Json,
     /// AWS Application Load Balancer access logs.
     AwsAlb,
     /// AWS Classic Load Balancer access logs.
@@ -107,35 +139,52 @@ fn parse_pattern_file(path: &Path, text: &str) -> Result<Pattern, PatternError> 
     })?;
     pattern.origin = path.to_path_buf();
     // Compile once now so a broken format is reported at load time with its line.
-    pattern.compile(&[]).map_err(|error| PatternError::Invalid {
-        path: path.to_path_buf(),
-        line: text.find("log_format").map_or(1, |offset| line_of(text, offset)),
-        message: format!("log_format: {error}"),
+    pattern.compile(&[]).map_err(|error| {
+        let key = match pattern.kind {
+            PatternKind::Json if matches!(error, CompileError::Malformed { .. }) => "[require]",
+            PatternKind::Json => "[json]",
+            _ if matches!(error, CompileError::BadRegex { .. }) => "other",
+            _ if matches!(error, CompileError::BadFieldSpec { .. }) => "[fields]",
+            _ => "log_format",
+        };
+        PatternError::Invalid {
+            path: path.to_path_buf(),
+            line: text.find(key).map_or(1, |offset| line_of(text, offset)),
+            message: format!("{}: {error}", key.trim_matches(['[', ']'])),
+        }
     })?;
     Ok(pattern)
 }
 
 impl Pattern {
     /// Builds a parser from this pattern.
-    pub fn compile(&self, custom_variables: &[String]) -> Result<Parser, super::CompileError> {
+    pub fn compile(&self, custom_variables: &[String]) -> Result<Parser, CompileError> {
+        let format_text = self.log_format.as_deref();
+        let templates = |compile: &dyn Fn(&str) -> Result<Template, CompileError>| {
+            let other = (!self.other.is_empty())
+                .then(|| regex::bytes::RegexSet::new(&self.other))
+                .transpose()
+                .map_err(|error| CompileError::BadRegex { problem: error.to_string() })?;
+            let mut templates = Vec::with_capacity(1 + self.variants.len());
+            for text in format_text.into_iter().chain(self.variants.iter().map(String::as_str)) {
+                templates.push(compile(text)?.with_other_lines(other.clone()));
+            }
+            Ok(if templates.len() == 1 {
+                Parser::Template(templates.remove(0))
+            } else {
+                Parser::Variants(Variants::new(templates).ok_or(CompileError::Empty)?)
+            })
+        };
         match self.kind {
-            PatternKind::Nginx => {
-                let main = self.log_format.as_deref().unwrap_or_default();
-                let mut formats = Vec::with_capacity(1 + self.variants.len());
-                for text in std::iter::once(main).chain(self.variants.iter().map(String::as_str)) {
-                    formats.push(NginxFormat::compile_with_fields(
-                        text,
-                        custom_variables,
-                        &self.fields,
-                    )?);
-                }
-                Ok(if formats.len() == 1 {
-                    Parser::Nginx(formats.remove(0))
-                } else {
-                    Parser::NginxVariants(formats)
-                })
+            PatternKind::Nginx => templates(&|text| {
+                super::nginx::compile_with_fields(text, custom_variables, &self.fields)
+            }),
+            PatternKind::Envoy => templates(&super::envoy::compile),
+            PatternKind::Haproxy if format_text.is_some() => {
+                templates(&super::haproxy_format::compile)
             }
             PatternKind::Haproxy => Ok(Parser::Haproxy(HaproxyLog::new())),
+            PatternKind::Json => Ok(Parser::Json(JsonFormat::compile(&self.json, &self.require)?)),
             PatternKind::AwsAlb => Ok(Parser::Aws(AwsLog::new(AwsKind::Alb))),
             PatternKind::AwsElb => Ok(Parser::Aws(AwsLog::new(AwsKind::Elb))),
             PatternKind::Traefik => Ok(Parser::Traefik(TraefikClf::new())),
@@ -210,7 +259,13 @@ mod tests {
                 "aws_alb",
                 "aws_elb",
                 "traefik",
-                "nginx_proxy_manager"
+                "nginx_proxy_manager",
+                "nginx_json",
+                "envoy",
+                "envoy_json",
+                "traefik_json",
+                "caddy",
+                "gcp_lb"
             ]
         );
     }

@@ -11,14 +11,14 @@
 //! (the backend) the quoted or bare value before it, and the router (the pool) what remains
 //! after the request count. `genericCLF` lines stop after the user agent.
 
-use super::{NginxFormat, ParseError, Record};
+use super::{ParseError, Record, Template};
 
 const COMBINED: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
 
 /// The Traefik CLF parser.
 #[derive(Debug, Clone)]
 pub struct TraefikClf {
-    head: NginxFormat,
+    head: Template,
 }
 
 impl Default for TraefikClf {
@@ -46,7 +46,7 @@ fn parse_duration_ms(token: &[u8]) -> Option<f64> {
 impl TraefikClf {
     /// The parser.
     pub fn new() -> Self {
-        let head = NginxFormat::compile(COMBINED, &[])
+        let head = super::nginx::compile(COMBINED, &[])
             .unwrap_or_else(|e| unreachable!("the combined format compiles: {e}"));
         TraefikClf { head }
     }

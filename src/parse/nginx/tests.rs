@@ -4,11 +4,12 @@
 use super::*;
 use crate::parse::time::format_rfc3339;
 use crate::parse::vectors::{check_fields, vectors_dir};
+use crate::parse::{CompileError, ParseErrorKind, Template};
 
 const COMBINED: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
 
-fn compile(format: &str) -> NginxFormat {
-    NginxFormat::compile(format, &[]).unwrap_or_else(|e| panic!("{format}: {e}"))
+fn compile(format: &str) -> Template {
+    super::compile(format, &[]).unwrap_or_else(|e| panic!("{format}: {e}"))
 }
 
 fn text(value: Option<&[u8]>) -> Option<String> {
@@ -190,30 +191,32 @@ fn errors_name_the_column_and_the_field() {
 
 #[test]
 fn compile_errors_say_what_to_fix() {
-    let error = NginxFormat::compile("[$time_local] $stauts", &[]).unwrap_err();
+    let error = super::compile("[$time_local] $stauts", &[]).unwrap_err();
     assert_eq!(
         error,
         CompileError::UnknownVariable {
-            name: "stauts".into(),
+            kind: "variable",
+            name: "$stauts".into(),
             column: 15,
-            hint: ", did you mean `$status`?".into()
+            hint: ", did you mean `$status`?".into(),
+            advice: super::UNKNOWN_ADVICE,
         }
     );
     assert!(error.to_string().contains("custom_variables"));
-    assert!(NginxFormat::compile("[$time_local] $my_var", &["my_var".to_string()]).is_ok());
+    assert!(super::compile("[$time_local] $my_var", &["my_var".to_string()]).is_ok());
     assert_eq!(
-        NginxFormat::compile("$status $request", &[]).unwrap_err(),
-        CompileError::NoTimestamp
+        super::compile("$status $request", &[]).unwrap_err(),
+        CompileError::NoTimestamp { suggestion: "`$time_local`, `$time_iso8601` or `$msec`" }
     );
     assert!(matches!(
-        NginxFormat::compile("[$time_local] $status$body_bytes_sent", &[]).unwrap_err(),
+        super::compile("[$time_local] $status$body_bytes_sent", &[]).unwrap_err(),
         CompileError::AdjacentVariables { column: 22, .. }
     ));
     assert!(matches!(
-        NginxFormat::compile("[$time_local] ${status", &[]).unwrap_err(),
+        super::compile("[$time_local] ${status", &[]).unwrap_err(),
         CompileError::Malformed { .. }
     ));
-    assert_eq!(NginxFormat::compile("  ", &[]).unwrap_err(), CompileError::Empty);
+    assert_eq!(super::compile("  ", &[]).unwrap_err(), CompileError::Empty);
 }
 
 #[test]
@@ -370,10 +373,10 @@ fn nginx_conformance_vectors() {
 
 const SAMPLE: &[u8] = br#"10.20.1.2 - - [15/Nov/2023:14:30:00 +0000] "GET /api/v1/orders/1 HTTP/1.1" 200 512 "-" "curl/8" rt=0.024 uct="0.001" uht="0.020" urt="0.001, 0.022" ua="10.0.1.2:8080, 10.0.1.3:8080" us="502, 200""#;
 
-fn upstream_format() -> NginxFormat {
+fn upstream_format() -> Template {
     let pattern = crate::parse::PatternSet::builtin();
     match pattern.get("upstream").unwrap().compile(&[]).unwrap() {
-        crate::parse::Parser::Nginx(format) => format,
+        crate::parse::Parser::Template(format) => format,
         other => panic!("`upstream` is an nginx pattern, got {other:?}"),
     }
 }
@@ -424,16 +427,15 @@ fn field_maps_feed_record_fields() {
             .into_iter()
             .collect();
     let mut format =
-        NginxFormat::compile_with_fields("[$time_local] $grp [Sent-to $server]", &[], &map)
-            .unwrap();
+        compile_with_fields("[$time_local] $grp [Sent-to $server]", &[], &map).unwrap();
     let record =
         format.parse(b"[04/Oct/2022:03:07:27 +0000] api [Sent-to 10.0.0.15:8080]").unwrap();
     assert_eq!(text(record.backend).as_deref(), Some("10.0.0.15:8080"));
     assert_eq!(text(record.pool).as_deref(), Some("api"));
     let map = [("server".to_string(), "backnd".to_string())].into_iter().collect();
-    let error = NginxFormat::compile_with_fields("[$time_local] $server", &[], &map).unwrap_err();
+    let error = compile_with_fields("[$time_local] $server", &[], &map).unwrap_err();
     assert!(
-        error.to_string().contains("`server` is mapped to `backnd`, which is not a record field"),
+        error.to_string().contains("`server` is mapped to `backnd`: not a record field"),
         "{error}"
     );
 }
