@@ -29,11 +29,8 @@ impl Observer for Discard {
 
 fn benchmarks(c: &mut Criterion) {
     let patterns = PatternSet::builtin();
-    for (style, format) in [
-        (LogStyle::NginxUpstream, "upstream"),
-        (LogStyle::HaproxyHttp, "haproxy"),
-        (LogStyle::AwsAlb, "aws_alb"),
-    ] {
+    for style in LogStyle::ALL {
+        let format = style.format_name();
         let lines = sample_lines(style);
         #[allow(clippy::print_stderr)] // tells the reader what was measured
         {

@@ -1,15 +1,17 @@
-//! Writes a synthetic nginx access log (the `upstream` format) for benchmarks and experiments.
+//! Writes a synthetic access log in any built-in format (nginx `upstream` by default) for
+//! benchmarks and experiments.
 //!
 //! `cargo run --release --example gen_log -- --hours 30 --rate 40 bench-data/access.log`
-//! writes about 1 GB with one injected skew incident per 3 hours.
+//! writes about 1 GB with one injected skew incident per 3 hours; `--format caddy` writes
+//! Caddy's JSON instead.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use clap::Parser;
-use skewtail::synth::{Incident, Scenario};
+use skewtail::synth::{Incident, LogStyle, Scenario};
 
-/// Generate a synthetic nginx log.
+/// Generate a synthetic access log.
 #[derive(Debug, Parser)]
 struct Args {
     /// Hours of log to write.
@@ -18,12 +20,17 @@ struct Args {
     /// Mean requests per second.
     #[arg(long, default_value_t = 40)]
     rate: u32,
+    /// Format to write (a built-in format name that names backends).
+    #[arg(long, default_value = "upstream")]
+    format: String,
     /// Output file.
     out: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let style = LogStyle::from_format_name(&args.format)
+        .ok_or_else(|| anyhow::anyhow!("no generator for format `{}`", args.format))?;
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&args.out)?);
     let mut n_lines = 0;
     // One 3-hour scenario after another, each with its own incident, on a continuous clock.
@@ -42,6 +49,7 @@ fn main() -> anyhow::Result<()> {
                 error_rate: 0.1,
                 latency_factor: 10.0,
             }),
+            style,
             ..Scenario::seed_incident()
         };
         n_lines += scenario.write(&mut out)?;

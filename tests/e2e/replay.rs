@@ -1,6 +1,6 @@
 //! `skewtail replay` on generated nginx logs with known incidents.
 
-use skewtail::synth::{Incident, SEED_INCIDENT_DAY_MS, Scenario};
+use skewtail::synth::{Incident, LogStyle, SEED_INCIDENT_DAY_MS, Scenario};
 
 use crate::util::*;
 
@@ -222,24 +222,30 @@ fn demo_prints_the_incident_and_its_resolution() {
     assert!(text.contains("1 alert(s) fired, 1 resolved, 0 still firing"), "{text}");
 }
 
-/// Replays a generated log in `style` with `--format auto` and checks that the one incident
-/// is reported, once, on the right backend and pool.
-fn detects_the_injected_skew_in(
-    style: skewtail::synth::LogStyle,
-    format: &str,
-    backend: &str,
-    pool: &str,
-) {
+/// Replays a generated log in `style` with `--format auto` and checks that the format is
+/// recognised, every line parses, and the one incident is reported, once, on the right
+/// backend and pool. `skewtail parse` must read the same log as requests, line for line.
+fn detects_the_injected_skew_in(style: LogStyle) {
     let dir = tempfile::tempdir().unwrap();
-    let (log, n_lines) =
-        write_log(dir.path(), "balancer.log", &Scenario { style, ..skew_scenario() });
+    // Twelve minutes: the baseline's five-minute warm-up, then three minutes of skew.
+    let scenario = Scenario {
+        style,
+        duration_s: 12 * 60,
+        rate_per_s: 25,
+        incident: Some(Incident { start_s: 6 * 60, duration_s: 3 * 60, ..skew_incident() }),
+        ..skew_scenario()
+    };
+    let (log, n_lines) = write_log(dir.path(), "balancer.log", &scenario);
     let output =
         skewtail().args(["replay", "--format", "auto", "--json"]).arg(&log).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
+    let format = style.format_name();
     assert!(stderr(&output).contains(&format!("format={format} ")), "{}", stderr(&output));
     let objects = ndjson(&output);
-    let alerts = of_type(&objects, "alert");
-    let states: Vec<(&str, &str, &str)> = alerts
+    let (backend, pool) = style.identity(&scenario.backends[skew_incident().backend]);
+    // Formats whose lines name no pool are judged per input, named after the file.
+    let pool = if pool.is_empty() { "balancer.log" } else { pool };
+    let states: Vec<(&str, &str, &str)> = of_type(&objects, "alert")
         .iter()
         .map(|a| {
             (
@@ -249,28 +255,44 @@ fn detects_the_injected_skew_in(
             )
         })
         .collect();
-    assert_eq!(states, [("firing", backend, pool), ("resolved", backend, pool)]);
+    assert_eq!(
+        states,
+        [("firing", backend.as_str(), pool), ("resolved", backend.as_str(), pool)],
+        "{format}"
+    );
     assert_eq!(summary(&objects)["parsed"], n_lines);
+
+    let output = skewtail().args(["parse", "--format", format]).arg(&log).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let parsed = ndjson(&output);
+    assert_eq!(parsed.len() as u64, n_lines);
+    assert!(parsed.iter().all(|p| p["kind"] == "access" && p["backend"].is_string()), "{format}");
 }
 
-#[test]
-fn haproxy_log_replay_detects_the_injected_skew() {
-    detects_the_injected_skew_in(
-        skewtail::synth::LogStyle::HaproxyHttp,
-        "haproxy",
-        "be_api/10_0_1_3_8080",
-        "be_api",
-    );
+fn skew_incident() -> Incident {
+    skew_scenario().incident.unwrap()
 }
 
-#[test]
-fn aws_alb_log_replay_detects_the_injected_skew() {
-    let target_group =
-        "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/api/73e2d6bc24d8a067";
-    detects_the_injected_skew_in(
-        skewtail::synth::LogStyle::AwsAlb,
-        "aws_alb",
-        "10.0.1.3:8080",
-        target_group,
-    );
+/// One end-to-end replay test per format.
+macro_rules! replay_detects_skew {
+    ($($name:ident => $style:ident,)*) => {$(
+        #[test]
+        fn $name() {
+            detects_the_injected_skew_in(LogStyle::$style);
+        }
+    )*};
+}
+
+replay_detects_skew! {
+    ingress_nginx_replay_detects_the_injected_skew => IngressNginx,
+    nginx_json_replay_detects_the_injected_skew => NginxJson,
+    haproxy_replay_detects_the_injected_skew => HaproxyHttp,
+    aws_alb_replay_detects_the_injected_skew => AwsAlb,
+    aws_elb_replay_detects_the_injected_skew => AwsElb,
+    envoy_replay_detects_the_injected_skew => Envoy,
+    envoy_json_replay_detects_the_injected_skew => EnvoyJson,
+    traefik_replay_detects_the_injected_skew => Traefik,
+    traefik_json_replay_detects_the_injected_skew => TraefikJson,
+    caddy_replay_detects_the_injected_skew => Caddy,
+    gcp_lb_replay_detects_the_injected_skew => GcpLb,
 }
