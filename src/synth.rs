@@ -123,9 +123,13 @@ impl LogStyle {
     /// How this style writes backend `address` (as the parser will report it), and the pool.
     pub fn identity(self, address: &str) -> (String, &'static str) {
         match self {
-            LogStyle::HaproxyHttp => (format!("be_api/{}", address.replace(['.', ':'], "_")), "be_api"),
+            LogStyle::HaproxyHttp => {
+                (format!("be_api/{}", address.replace(['.', ':'], "_")), "be_api")
+            }
             LogStyle::Envoy => (format!("tcp://{address}"), ""),
-            LogStyle::Traefik | LogStyle::TraefikJson => (format!("http://{address}"), "api@docker"),
+            LogStyle::Traefik | LogStyle::TraefikJson => {
+                (format!("http://{address}"), "api@docker")
+            }
             LogStyle::AwsAlb => (address.to_string(), ALB_TARGET_GROUP),
             LogStyle::IngressNginx => (address.to_string(), "default-api-8080"),
             LogStyle::EnvoyJson => (address.to_string(), "httproute/default/api/rule/0"),
@@ -240,8 +244,7 @@ impl Request<'_> {
             LogStyle::AwsAlb => writeln!(
                 out,
                 "https {}.{ms:03}{order:03}Z app/api-alb/50dc6c495c0c9188 10.20.{a}.{b}:{port} {address} 0.000 {latency_s:.3} 0.000 {status} {status} 312 {bytes} \"GET https://api.example.com:443{path} HTTP/1.1\" \"demo-client/1.0\" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 {pool} \"Root=1-58337262-36d228ad5d99923122bbe354\" \"api.example.com\" \"-\" 0 {}.000000Z \"forward\" \"-\" \"-\" \"{address}\" \"{status}\" \"-\" \"-\" TID_dc57cebed65b444ebc8177bb698fe166",
-                clock.iso,
-                clock.iso,
+                clock.iso, clock.iso,
             ),
             LogStyle::AwsElb => writeln!(
                 out,
@@ -375,7 +378,8 @@ impl Scenario {
                     time_ms: second_ms,
                     clock: &clock,
                     address: &self.backends[backend],
-                    retried_from: retried.then(|| self.backends[(backend + 1) % n_backends].as_str()),
+                    retried_from: retried
+                        .then(|| self.backends[(backend + 1) % n_backends].as_str()),
                     status,
                     latency_s,
                     bytes: rng.random_range(200..4000),
@@ -402,7 +406,8 @@ mod tests {
         let patterns = PatternSet::builtin();
         for style in LogStyle::ALL {
             let mut log = Vec::new();
-            let scenario = Scenario { duration_s: 5, retry_fraction: 0.5, style, ..Scenario::seed_incident() };
+            let scenario =
+                Scenario { duration_s: 5, retry_fraction: 0.5, style, ..Scenario::seed_incident() };
             let n_lines = scenario.write(&mut log).unwrap();
             assert!(n_lines > 100);
             let mut parser = patterns.get(style.format_name()).unwrap().compile(&[]).unwrap();
@@ -416,14 +421,23 @@ mod tests {
                 assert!(address.is_some(), "{style:?}: backend {backend}");
                 let pool = record.pool.map(|p| std::str::from_utf8(p).unwrap()).unwrap_or("");
                 assert_eq!(pool, style.identity("x").1, "{style:?}");
-                assert!(record.status.is_some() && record.latency_s.is_some(), "{style:?} {record:?}");
+                assert!(
+                    record.status.is_some() && record.latency_s.is_some(),
+                    "{style:?} {record:?}"
+                );
                 let end_ms = scenario.start_ms + i64::from(scenario.duration_s) * 1000;
                 assert!((scenario.start_ms..end_ms).contains(&record.timestamp_ms), "{style:?}");
                 n_retried += usize::from(record.attempts == 2);
                 n_records += 1;
             }
             assert_eq!(n_records, n_lines);
-            if matches!(style, LogStyle::NginxUpstream | LogStyle::IngressNginx | LogStyle::HaproxyHttp | LogStyle::TraefikJson) {
+            if matches!(
+                style,
+                LogStyle::NginxUpstream
+                    | LogStyle::IngressNginx
+                    | LogStyle::HaproxyHttp
+                    | LogStyle::TraefikJson
+            ) {
                 assert!(n_retried > 20, "{style:?}: {n_retried}");
             }
         }

@@ -116,6 +116,9 @@ struct Requirement {
 pub struct JsonFormat {
     /// Each wanted path, split into its keys.
     paths: Vec<Box<[Box<[u8]>]>>,
+    /// Per depth and first byte of a key, the paths whose key at that depth starts with it:
+    /// most keys of a line (headers, TLS details) are ruled out by one lookup.
+    first_byte_masks: Vec<[u64; 256]>,
     /// The record fields in the order they are applied.
     sources: Vec<FieldSource>,
     requirements: Vec<Requirement>,
@@ -193,7 +196,15 @@ impl JsonFormat {
             });
         }
         let has = |wanted: fn(Field) -> bool| sources.iter().any(|s| wanted(s.field));
+        let max_depth = paths.iter().map(|p| p.len()).max().unwrap_or(0);
+        let mut first_byte_masks = vec![[0u64; 256]; max_depth];
+        for (index, keys) in paths.iter().enumerate() {
+            for (depth, key) in keys.iter().enumerate() {
+                first_byte_masks[depth][usize::from(key[0])] |= 1 << index;
+            }
+        }
         Ok(JsonFormat {
+            first_byte_masks,
             has_pool: has(|f| matches!(f, Field::Pool)),
             has_backend: has(|f| matches!(f, Field::Backend)),
             paths,
@@ -328,7 +339,9 @@ impl JsonFormat {
 
     /// The paths in `mask` whose key at `depth` is `key`.
     #[inline]
-    fn paths_with_key(&self, mut mask: u64, depth: usize, key: &[u8]) -> u64 {
+    fn paths_with_key(&self, mask: u64, depth: usize, key: &[u8]) -> u64 {
+        let Some(&first) = key.first() else { return 0 };
+        let mut mask = mask & self.first_byte_masks.get(depth).map_or(0, |m| m[usize::from(first)]);
         let mut matching = 0;
         while mask != 0 {
             let index = mask.trailing_zeros() as usize;
@@ -460,8 +473,24 @@ fn skip_whitespace(line: &[u8], mut pos: usize) -> usize {
 }
 
 /// The position of the quote that closes a string whose content starts at `pos`.
-#[inline]
+#[inline(always)]
 fn string_end(line: &[u8], mut pos: usize) -> Option<usize> {
+    // Most keys and values are short: a plain scan beats setting up a SIMD search.
+    for (offset, &b) in line.get(pos..)?.iter().take(16).enumerate() {
+        match b {
+            b'"' => return Some(pos + offset),
+            b'\\' => {
+                pos += offset + 2;
+                return string_end_long(line, pos);
+            }
+            _ => {}
+        }
+    }
+    string_end_long(line, pos + 16)
+}
+
+#[inline(never)]
+fn string_end_long(line: &[u8], mut pos: usize) -> Option<usize> {
     loop {
         let at = pos + memchr::memchr2(b'"', b'\\', &line[pos.min(line.len())..])?;
         if line[at] == b'"' {

@@ -91,9 +91,10 @@ impl TimeUnit {
     }
 
     /// Seconds from a duration's text.
+    #[inline]
     pub(super) fn parse_seconds(self, value: &[u8]) -> Option<f64> {
         let per_second = match self {
-            TimeUnit::Seconds => 1.0,
+            TimeUnit::Seconds => return parse_decimal(value),
             TimeUnit::Millis => 1e3,
             TimeUnit::Micros => 1e6,
             TimeUnit::Nanos => 1e9,
@@ -447,13 +448,18 @@ impl SegmentsBuilder {
 
 /// Parses an unsigned decimal number (`0.050`, `12`, HAProxy's lower bound `+30`) without
 /// allocation; exponent forms (`2.7e-06`, as some JSON encoders write) take the slower path.
+#[inline]
 pub(super) fn parse_decimal(bytes: &[u8]) -> Option<f64> {
-    parse_plain_decimal(bytes).or_else(|| {
-        let value: f64 = std::str::from_utf8(bytes).ok()?.parse().ok()?;
-        (value.is_finite() && value >= 0.0).then_some(value)
-    })
+    parse_plain_decimal(bytes).or_else(|| parse_exponent_decimal(bytes))
 }
 
+#[cold]
+fn parse_exponent_decimal(bytes: &[u8]) -> Option<f64> {
+    let value: f64 = std::str::from_utf8(bytes).ok()?.parse().ok()?;
+    (value.is_finite() && value >= 0.0).then_some(value)
+}
+
+#[inline]
 fn parse_plain_decimal(bytes: &[u8]) -> Option<f64> {
     let bytes = bytes.strip_prefix(b"+").unwrap_or(bytes);
     let (whole, fraction) = match memchr::memchr(b'.', bytes) {
@@ -470,6 +476,7 @@ fn parse_plain_decimal(bytes: &[u8]) -> Option<f64> {
     Some(value as f64 + frac as f64 / SCALE[fraction.len()])
 }
 
+#[inline]
 fn parse_digits(bytes: &[u8]) -> Option<u64> {
     let mut value = 0u64;
     for &b in bytes {
@@ -482,6 +489,7 @@ fn parse_digits(bytes: &[u8]) -> Option<u64> {
 }
 
 /// Parses an unsigned integer, allowing HAProxy's `+` lower-bound marker.
+#[inline]
 pub(super) fn parse_uint(bytes: &[u8]) -> Option<u64> {
     let bytes = bytes.strip_prefix(b"+").unwrap_or(bytes);
     if bytes.is_empty() || bytes.len() > 19 {
@@ -492,6 +500,7 @@ pub(super) fn parse_uint(bytes: &[u8]) -> Option<u64> {
 
 /// Balancers write `-` for an unset value (and `""` under nginx `escape=json`); HAProxy writes
 /// `-1` for a timer or status it never reached.
+#[inline]
 fn is_unset(value: &[u8]) -> bool {
     value.is_empty() || value == b"-" || value == b"-1"
 }
@@ -769,7 +778,7 @@ impl Template {
 
 /// Finds where a value ends: the next occurrence of the literal that follows it, skipping
 /// quotes escaped with a backslash and, for list values, the spaces inside `, ` and ` : `.
-#[inline]
+#[inline(always)]
 fn find_value_end(rest: &[u8], literal: &[u8], is_list: bool) -> Option<usize> {
     let mut from = 0;
     loop {
@@ -792,7 +801,7 @@ fn find_value_end(rest: &[u8], literal: &[u8], is_list: bool) -> Option<usize> {
 /// Finds a format literal in a line. Literals are short (`" "`, ` uct="`) and values are
 /// short, so `memchr` for the first byte and a direct comparison beat a general substring
 /// search, whose set-up cost dominates on haystacks this small.
-#[inline]
+#[inline(always)]
 pub(super) fn find_literal(haystack: &[u8], literal: &[u8]) -> Option<usize> {
     let (&first, tail) = literal.split_first()?;
     let mut from = 0;
@@ -809,7 +818,7 @@ pub(super) fn find_literal(haystack: &[u8], literal: &[u8]) -> Option<usize> {
 
 /// `memchr` after a plain scan of the first bytes: most values (a status, a time, an
 /// address) end within a few bytes, where a SIMD search's set-up costs more than it saves.
-#[inline]
+#[inline(always)]
 fn find_byte(needle: u8, haystack: &[u8]) -> Option<usize> {
     const SHORT: usize = 16;
     let head = &haystack[..haystack.len().min(SHORT)];
@@ -828,6 +837,7 @@ fn is_pseudo_server(server: &[u8]) -> bool {
 }
 
 /// Stores one placeholder's value into the record. `None` means the value is malformed.
+#[inline(always)]
 pub(super) fn apply_field<'a>(
     field: Field,
     value: &'a [u8],
@@ -889,11 +899,13 @@ pub(super) fn apply_field<'a>(
 }
 
 /// `Some(None)` for an unset value, `None` for a malformed one.
+#[inline]
 fn parse_optional<T>(value: &[u8], parse: impl Fn(&[u8]) -> Option<T>) -> Option<Option<T>> {
     if is_unset(value) { Some(None) } else { parse(value).map(Some) }
 }
 
 /// A status code: one to three digits (Envoy logs `0` when no response was sent).
+#[inline]
 fn parse_status(value: &[u8]) -> Option<Option<u16>> {
     #[allow(clippy::cast_possible_truncation)] // at most 3 digits
     parse_optional(value, |v| (v.len() <= 3).then(|| parse_uint(v)).flatten().map(|s| s as u16))
