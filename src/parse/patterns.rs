@@ -138,6 +138,40 @@ fn parse_pattern_file(path: &Path, text: &str) -> Result<Pattern, PatternError> 
         message: error.message().to_string(),
     })?;
     pattern.origin = path.to_path_buf();
+    let misplaced = match pattern.kind {
+        PatternKind::Nginx | PatternKind::Envoy | PatternKind::Haproxy
+            if !pattern.json.is_empty() || !pattern.require.is_empty() =>
+        {
+            Some((
+                "[json]",
+                "`[json]` and `[require]` are for `kind = \"json\"` patterns; a format-string pattern names its fields in `log_format`",
+            ))
+        }
+        PatternKind::Envoy | PatternKind::Haproxy | PatternKind::Json
+            if !pattern.fields.is_empty() =>
+        {
+            Some((
+                "[fields]",
+                "`[fields]` maps nginx variables and applies to `kind = \"nginx\"` patterns only",
+            ))
+        }
+        PatternKind::Json | PatternKind::AwsAlb | PatternKind::AwsElb | PatternKind::Traefik
+            if pattern.log_format.is_some() || !pattern.variants.is_empty() =>
+        {
+            Some((
+                "log_format",
+                "this kind has a fixed layout (or `[json]` paths); `log_format` and `variants` go with nginx, envoy and haproxy patterns",
+            ))
+        }
+        _ => None,
+    };
+    if let Some((key, message)) = misplaced {
+        return Err(PatternError::Invalid {
+            path: path.to_path_buf(),
+            line: text.find(key).map_or(1, |offset| line_of(text, offset)),
+            message: message.to_string(),
+        });
+    }
     // Compile once now so a broken format is reported at load time with its line.
     pattern.compile(&[]).map_err(|error| {
         let key = match pattern.kind {
@@ -287,5 +321,37 @@ mod tests {
             .unwrap();
         let error = set.load_dir(dir.path()).unwrap_err().to_string();
         assert!(error.contains("zbad.toml:2:"), "{error}");
+
+        // JSON patterns: a bad unit names the [json] table's line.
+        std::fs::write(
+            dir.path().join("zbad.toml"),
+            "name = \"bad\"\nkind = \"json\"\ndescription = \"x\"\n\n[json]\ntimestamp = \"t\"\nlatency = { path = \"d\", unit = \"hours\" }\n",
+        )
+        .unwrap();
+        let error = set.load_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains(
+                "zbad.toml:5: json: `latency` is mapped to `latency:hours`: unknown unit `hours`"
+            ),
+            "{error}"
+        );
+        // A table that does not belong to the kind.
+        std::fs::write(
+            dir.path().join("zbad.toml"),
+            "name = \"bad\"\nkind = \"envoy\"\ndescription = \"x\"\nlog_format = '[%START_TIME%] %UPSTREAM_HOST%'\n[fields]\nx = \"backend\"\n",
+        )
+        .unwrap();
+        let error = set.load_dir(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("zbad.toml:5: `[fields]` maps nginx variables"), "{error}");
+        // A user JSON pattern works without recompiling.
+        std::fs::write(
+            dir.path().join("zbad.toml"),
+            "name = \"gw\"\nkind = \"json\"\ndescription = \"x\"\n[json]\ntimestamp = { path = \"ts\", layout = \"epoch_ms\" }\nbackend = \"up.addr\"\n",
+        )
+        .unwrap();
+        set.load_dir(dir.path()).unwrap();
+        let mut parser = set.get("gw").unwrap().compile(&[]).unwrap();
+        let record = parser.parse(br#"{"ts":1700000000000,"up":{"addr":"10.0.0.9:80"}}"#).unwrap();
+        assert_eq!(record.backend, Some(&b"10.0.0.9:80"[..]));
     }
 }
