@@ -72,12 +72,30 @@ pub struct InputConfig {
     pub start_at: StartAt,
 }
 
-/// One `[pool.NAME]`.
+/// One `[pool.NAME]`: where its expected weights come from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     /// Expected weight per backend, as the balancer is configured (`"10.0.0.1:8080" = 3`).
-    pub weights: Spanned<BTreeMap<String, f64>>,
+    #[serde(default)]
+    pub weights: Option<Spanned<BTreeMap<String, f64>>>,
+    /// Read the weights from an nginx `upstream` block.
+    #[serde(default)]
+    pub nginx_upstream: Option<Spanned<BalancerSection>>,
+    /// Read the weights from a HAProxy `backend` (or `listen`) section.
+    #[serde(default)]
+    pub haproxy_backend: Option<Spanned<BalancerSection>>,
+}
+
+/// A section of a balancer's config: `{ file = "/etc/haproxy/haproxy.cfg", name = "be_api" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalancerSection {
+    /// The balancer's config file (relative paths are from skewtail's config file).
+    pub file: PathBuf,
+    /// The upstream or backend name; defaults to the pool's name.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// One `[[sink]]`.
@@ -281,6 +299,43 @@ pub fn no_backend_message(format_name: &str) -> String {
     )
 }
 
+/// A pool's weights from exactly one of its sources, with the config offset to blame.
+#[allow(clippy::type_complexity)]
+fn pool_weights(
+    pool: &str,
+    config: &PoolConfig,
+    base: &Path,
+) -> Result<(usize, BTreeMap<String, f64>), (Option<usize>, String)> {
+    use crate::balancer_config::{BalancerKind, read_weights};
+    let read = |section: &Spanned<BalancerSection>, kind| {
+        let span = section.span().start;
+        let section = section.get_ref();
+        let name = section.name.as_deref().unwrap_or(pool);
+        read_weights(kind, &base.join(&section.file), name)
+            .map(|weights| (span, weights))
+            .map_err(|e| (Some(span), format!("pool `{pool}`: {e}")))
+    };
+    match (&config.weights, &config.nginx_upstream, &config.haproxy_backend) {
+        (Some(weights), None, None) => Ok((weights.span().start, weights.get_ref().clone())),
+        (None, Some(section), None) => read(section, BalancerKind::NginxUpstream),
+        (None, None, Some(section)) => read(section, BalancerKind::HaproxyBackend),
+        (None, None, None) => Err((
+            None,
+            format!(
+                "pool `{pool}` says nothing about its weights; give `weights`, `nginx_upstream` \
+                 or `haproxy_backend`, or drop the section to learn a baseline"
+            ),
+        )),
+        _ => Err((
+            None,
+            format!(
+                "pool `{pool}` has more than one of `weights`, `nginx_upstream` and \
+                 `haproxy_backend`; keep one"
+            ),
+        )),
+    }
+}
+
 impl Settings {
     /// Defaults with no config file.
     pub fn defaults() -> Self {
@@ -367,8 +422,11 @@ impl Settings {
 
         let mut weights = BTreeMap::new();
         for (pool, config) in &file.pools {
-            let span = config.weights.span().start;
-            if config.weights.get_ref().is_empty() {
+            let (span, pool_weights) =
+                pool_weights(pool, config, base).map_err(|(offset, message)| {
+                    at(offset.unwrap_or_else(|| key_offset("pool")), message)
+                })?;
+            if pool_weights.is_empty() {
                 return Err(at(
                     span,
                     format!(
@@ -376,7 +434,7 @@ impl Settings {
                     ),
                 ));
             }
-            for (backend, weight) in config.weights.get_ref() {
+            for (backend, weight) in &pool_weights {
                 if !weight.is_finite() || *weight < 0.0 {
                     return Err(at(
                         span,
@@ -384,7 +442,7 @@ impl Settings {
                     ));
                 }
             }
-            if config.weights.get_ref().values().sum::<f64>() <= 0.0 {
+            if pool_weights.values().sum::<f64>() <= 0.0 {
                 return Err(at(
                     span,
                     format!(
@@ -392,7 +450,7 @@ impl Settings {
                     ),
                 ));
             }
-            weights.insert(pool.clone(), config.weights.get_ref().clone());
+            weights.insert(pool.clone(), pool_weights);
         }
 
         let mut inputs = Vec::new();
@@ -639,5 +697,38 @@ type = "stdout"
             resolve_url(&WebhookConfig { url_file: Some("missing".into()), ..webhook }, dir.path())
                 .unwrap_err();
         assert!(error.contains("cannot read the webhook URL"));
+    }
+
+    #[test]
+    fn pool_weights_from_the_balancer_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("upstreams.conf"),
+            "upstream api {\n  server 10.0.1.1:8080 weight=3;\n  server 10.0.1.2:8080;\n  server 10.0.1.9:8080 backup;\n}\n",
+        )
+        .unwrap();
+        let config = dir.path().join("skewtail.toml");
+        std::fs::write(&config, "[pool.api]\nnginx_upstream = { file = \"upstreams.conf\" }\n")
+            .unwrap();
+        let settings = Settings::load(&config).unwrap();
+        let weights = &settings.weights["api"];
+        assert_eq!(weights["10.0.1.1:8080"], 3.0);
+        assert_eq!(weights["10.0.1.9:8080"], 0.0);
+
+        // Errors name skewtail's line and the balancer config's line.
+        std::fs::write(
+            &config,
+            "\n[pool.api]\nhaproxy_backend = { file = \"upstreams.conf\", name = \"be\" }\n",
+        )
+        .unwrap();
+        let error = Settings::load(&config).unwrap_err().to_string();
+        assert!(error.contains("skewtail.toml:3:") && error.contains("no `backend be`"), "{error}");
+        std::fs::write(
+            &config,
+            "[pool.api]\nweights = { a = 1 }\nnginx_upstream = { file = \"upstreams.conf\" }\n",
+        )
+        .unwrap();
+        let error = Settings::load(&config).unwrap_err().to_string();
+        assert!(error.contains("more than one of"), "{error}");
     }
 }

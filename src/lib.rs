@@ -1,6 +1,7 @@
 //! skewtail: catch load-balancer traffic skew from access logs.
 #![warn(missing_docs)]
 pub mod alert;
+pub mod balancer_config;
 pub mod cli;
 pub mod config;
 pub mod detect;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::alert::{AlertMessage, DeliveryTotals, Dispatcher};
-use crate::detect::{AlertEvent, AlertState, Direction, Severity, fmt_duration};
+use crate::detect::{AlertEvent, AlertKind, AlertState, Direction, Severity, fmt_duration};
 use crate::parse::time::format_rfc3339;
 use crate::pipeline::{Counters, Observer};
 use crate::window::WindowSummary;
@@ -73,7 +73,7 @@ impl<W: Write> Report<W> {
     pub fn finish(
         mut self,
         counters: &Counters,
-        still_firing: &[(std::sync::Arc<str>, std::sync::Arc<str>, Direction, i64)],
+        still_firing: &[(std::sync::Arc<str>, std::sync::Arc<str>, &str, i64)],
         delivery: Option<&DeliveryTotals>,
     ) -> io::Result<()> {
         let style = self.style;
@@ -84,11 +84,10 @@ impl<W: Write> Report<W> {
                 writeln!(out)
             }
             Style::Human => {
-                for (pool, backend, direction, started) in still_firing {
+                for (pool, backend, what, started) in still_firing {
                     writeln!(
                         out,
-                        "still firing at end of input: skew {} on {backend} in pool {pool}, since {}",
-                        direction_word(*direction),
+                        "still firing at end of input: {what} on {backend} in pool {pool}, since {}",
                         format_rfc3339(*started)
                     )?;
                 }
@@ -183,12 +182,15 @@ impl<W: Write> Observer for Report<W> {
                 } else {
                     detail.to_string()
                 };
+                let what = match alert.kind {
+                    AlertKind::Skew => format!("skew {:<5}", direction_word(alert.direction)),
+                    kind => format!("{:<10}", kind.name()),
+                };
                 self.emit(|out| {
                     writeln!(
                         out,
-                        "{}  {state} {detail:<14} skew {:<5} {} / {}\n    {}",
+                        "{}  {state} {detail:<14} {what} {} / {}\n    {}",
                         format_rfc3339(alert.at_ms),
-                        direction_word(alert.direction),
                         alert.pool,
                         alert.backend,
                         alert.summary

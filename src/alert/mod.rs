@@ -266,6 +266,8 @@ mod tests {
                 peer_error_rate: 0.0,
                 p99_ms: None,
                 peer_p99_ms: None,
+                errors_p_value: None,
+                latency_robust_z: None,
                 window_s: 10,
                 duration_s: 30,
             },

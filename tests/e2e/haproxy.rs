@@ -72,4 +72,26 @@ fn real_haproxy_with_a_bad_weight_is_caught() {
     // once, so a few requests of thousands may be missing from the log; none may be extra.
     let n_sent = n_sent as u64;
     assert_only_culprit_flagged(&config, n_sent * 99 / 100..=n_sent, "be_api/s1");
+
+    // With the weights read from HAProxy's own config (weight 5 on s1 is what it says), the
+    // same traffic is normal: no alert, and the evidence of every window is judged.
+    let with_own_weights = dir.path().join("own-weights.toml");
+    std::fs::write(
+        &with_own_weights,
+        std::fs::read_to_string(&config).unwrap().replace(
+            &format!(
+                "weights = {{ {} }}",
+                backend_names.iter().map(|b| format!("\"{b}\" = 1")).collect::<Vec<_>>().join(", ")
+            ),
+            "haproxy_backend = { file = \"haproxy.cfg\" }",
+        ),
+    )
+    .unwrap();
+    assert!(std::fs::read_to_string(&with_own_weights).unwrap().contains("haproxy_backend"));
+    let output =
+        skewtail().args(["replay", "--json", "--config"]).arg(&with_own_weights).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    assert_eq!(of_type(&objects, "alert").len(), 0, "{objects:#?}");
+    assert!(of_type(&objects, "window").len() > 3);
 }

@@ -26,6 +26,8 @@ use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF};
 
 use crate::window::WindowSummary;
 
+mod peers;
+
 /// Detector settings. Every field has a default that suits a pool of a few to a few dozen
 /// servers at tens of requests per second or more.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -57,6 +59,21 @@ pub struct DetectorConfig {
     pub baseline_half_life_s: u32,
     /// Observed/expected ratio at which an "over" alert is critical rather than a warning.
     pub critical_ratio: f64,
+    /// Errors: a backend and its peers each need this many requests in a window.
+    pub errors_min_requests: u64,
+    /// Errors: fire only when the backend's 5xx rate is this much above its peers' (0.05 = 5 pp).
+    pub errors_min_delta: f64,
+    /// Errors: ... and at least this multiple of its peers' rate.
+    pub errors_min_ratio: f64,
+    /// Latency: a backend and each peer need this many requests in a window.
+    pub latency_min_requests: u64,
+    /// Latency: fire only when the backend's p99 is this many robust deviations above the
+    /// peers' median p99 ...
+    pub latency_min_z: f64,
+    /// ... and at least this multiple of it ...
+    pub latency_min_ratio: f64,
+    /// ... and at least this many milliseconds slower.
+    pub latency_min_delta_ms: f64,
 }
 
 impl Default for DetectorConfig {
@@ -75,6 +92,13 @@ impl Default for DetectorConfig {
             warmup_s: 300,
             baseline_half_life_s: 3600,
             critical_ratio: 2.5,
+            errors_min_requests: 30,
+            errors_min_delta: 0.05,
+            errors_min_ratio: 3.0,
+            latency_min_requests: 30,
+            latency_min_z: 6.0,
+            latency_min_ratio: 2.0,
+            latency_min_delta_ms: 50.0,
         }
     }
 }
@@ -89,12 +113,30 @@ pub enum AlertState {
     Resolved,
 }
 
-/// What kind of anomaly. Later detectors add spike, drop, errors and latency.
+/// What kind of anomaly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// A backend's share of its pool is off its expected share.
     Skew,
+    /// A backend that should take traffic has vanished from the log.
+    Drop,
+    /// A backend's 5xx rate is far above its peers'.
+    Errors,
+    /// A backend's p99 latency is far above its peers'.
+    Latency,
+}
+
+impl AlertKind {
+    /// The kind as it appears in NDJSON and fingerprints.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertKind::Skew => "skew",
+            AlertKind::Drop => "drop",
+            AlertKind::Errors => "errors",
+            AlertKind::Latency => "latency",
+        }
+    }
 }
 
 /// Which way a backend is off.
@@ -158,6 +200,13 @@ pub struct SkewEvidence {
     pub p99_ms: Option<f64>,
     /// The median of the other backends' p99 latencies, ms.
     pub peer_p99_ms: Option<f64>,
+    /// Errors alerts: the Bonferroni-adjusted one-sided binomial p-value of the backend's 5xx
+    /// count at its peers' rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors_p_value: Option<f64>,
+    /// Latency alerts: (p99 − peers' median p99) / robust scale (1.4826·MAD, floored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_robust_z: Option<f64>,
     /// Window length, seconds.
     pub window_s: u32,
     /// How long the condition had lasted at this state change, seconds.
@@ -195,7 +244,7 @@ impl AlertEvent {
     /// A stable identity for this anomaly across its firing and resolved events, usable as a
     /// deduplication key by receivers.
     pub fn fingerprint(&self) -> String {
-        format!("skewtail/{}/{}/{}/{:?}", self.pool, self.backend, "skew", self.direction)
+        format!("skewtail/{}/{}/{}/{:?}", self.pool, self.backend, self.kind.name(), self.direction)
             .to_lowercase()
     }
 }
@@ -209,6 +258,8 @@ fn serialize_rfc3339<S: serde::Serializer>(
 
 #[derive(Debug, Clone)]
 struct Firing {
+    /// Skew, or drop when the backend had vanished when it fired.
+    kind: AlertKind,
     direction: Direction,
     started_at_ms: i64,
     severity: Severity,
@@ -221,6 +272,8 @@ struct BackendState {
     baseline_share: f64,
     pending: Option<(Direction, i64)>,
     firing: Option<Firing>,
+    errors: peers::Tracker,
+    latency: peers::Tracker,
 }
 
 #[derive(Debug, Default)]
@@ -315,18 +368,26 @@ impl SkewDetector {
         &self.config
     }
 
-    /// Alerts still firing, as (pool, backend, direction, started_at_ms).
-    pub fn firing(&self) -> Vec<(Arc<str>, Arc<str>, Direction, i64)> {
+    /// Alerts still firing, as (pool, backend, what, started_at_ms), where `what` is
+    /// `skew over`, `skew under`, `drop`, `errors` or `latency`.
+    pub fn firing(&self) -> Vec<(Arc<str>, Arc<str>, &'static str, i64)> {
         let mut out = Vec::new();
         for (pool, state) in &self.pools {
             for (backend, backend_state) in &state.backends {
+                let mut push = |what, since| out.push((pool.clone(), backend.clone(), what, since));
                 if let Some(firing) = &backend_state.firing {
-                    out.push((
-                        pool.clone(),
-                        backend.clone(),
-                        firing.direction,
-                        firing.started_at_ms,
-                    ));
+                    let what = match (firing.kind, firing.direction) {
+                        (AlertKind::Drop, _) => "drop",
+                        (_, Direction::Over) => "skew over",
+                        (_, Direction::Under) => "skew under",
+                    };
+                    push(what, firing.started_at_ms);
+                }
+                if let Some(since) = backend_state.errors.firing_since() {
+                    push("errors", since);
+                }
+                if let Some(since) = backend_state.latency.firing_since() {
+                    push("latency", since);
                 }
             }
         }
@@ -348,6 +409,8 @@ impl SkewDetector {
         if pool.last_window_end_ms != Some(window.start_ms) {
             for backend in pool.backends.values_mut() {
                 backend.pending = None;
+                backend.errors.interrupt();
+                backend.latency.interrupt();
             }
         }
         pool.last_window_end_ms = Some(window.end_ms);
@@ -371,153 +434,275 @@ impl SkewDetector {
                 );
             }
         }
-        let n = window.total_requests();
-        if n < config.min_requests {
-            return;
-        }
-        let names: Vec<Arc<str>> = pool.backends.keys().cloned().collect();
-        let counts: Vec<u64> = names
-            .iter()
-            .map(|name| {
-                window.backends.iter().find(|b| b.backend == *name).map_or(0, |b| b.requests)
-            })
-            .collect();
-        let shares: Vec<f64> = counts.iter().map(|&c| ratio(c, n)).collect();
+        observe_shares(pool, window, weights, &config, warmup_windows, alerts);
+        // After the shares, so that a backend already paged for taking too much traffic is not
+        // paged again for the errors and latency its alert already reports.
+        observe_peers(pool, window, weights, &config, alerts);
+    }
+}
 
-        let (expected, expected_from): (Vec<f64>, ExpectedFrom) = match weights {
-            Some(weights) => {
-                let total: f64 = weights.values().sum();
-                (
-                    names
-                        .iter()
-                        .map(|name| weights.get(&**name).map_or(0.0, |w| w / total))
-                        .collect(),
-                    ExpectedFrom::Weights,
-                )
-            }
-            None => {
-                if pool.learned_windows < warmup_windows {
-                    // Warm-up: the baseline is the running mean of the shares seen so far.
-                    pool.learned_windows += 1;
-                    let weight = 1.0 / f64::from(pool.learned_windows);
-                    for (state, share) in pool.backends.values_mut().zip(&shares) {
-                        state.baseline_share += weight * (share - state.baseline_share);
-                    }
-                    return;
+/// Judges the window's split against the expected shares (skew and drop).
+fn observe_shares(
+    pool: &mut PoolState,
+    window: &WindowSummary,
+    weights: Option<&BTreeMap<String, f64>>,
+    config: &DetectorConfig,
+    warmup_windows: u32,
+    alerts: &mut Vec<AlertEvent>,
+) {
+    let n = window.total_requests();
+    if n < config.min_requests {
+        return;
+    }
+    let names: Vec<Arc<str>> = pool.backends.keys().cloned().collect();
+    let counts: Vec<u64> = names
+        .iter()
+        .map(|name| window.backends.iter().find(|b| b.backend == *name).map_or(0, |b| b.requests))
+        .collect();
+    let shares: Vec<f64> = counts.iter().map(|&c| ratio(c, n)).collect();
+
+    let (expected, expected_from): (Vec<f64>, ExpectedFrom) = match weights {
+        Some(weights) => {
+            let total: f64 = weights.values().sum();
+            (
+                names.iter().map(|name| weights.get(&**name).map_or(0.0, |w| w / total)).collect(),
+                ExpectedFrom::Weights,
+            )
+        }
+        None => {
+            if pool.learned_windows < warmup_windows {
+                // Warm-up: the baseline is the running mean of the shares seen so far.
+                pool.learned_windows += 1;
+                let weight = 1.0 / f64::from(pool.learned_windows);
+                for (state, share) in pool.backends.values_mut().zip(&shares) {
+                    state.baseline_share += weight * (share - state.baseline_share);
                 }
-                let total: f64 = pool.backends.values().map(|b| b.baseline_share).sum();
-                let expected = pool
-                    .backends
-                    .values()
-                    .map(|b| if total > 0.0 { b.baseline_share / total } else { 0.0 })
-                    .collect();
-                (expected, ExpectedFrom::Baseline)
+                return;
+            }
+            let total: f64 = pool.backends.values().map(|b| b.baseline_share).sum();
+            let expected = pool
+                .backends
+                .values()
+                .map(|b| if total > 0.0 { b.baseline_share / total } else { 0.0 })
+                .collect();
+            (expected, ExpectedFrom::Baseline)
+        }
+    };
+    let n_tested = expected.iter().filter(|&&q| q > 0.0).count();
+    if n_tested < config.min_backends {
+        return;
+    }
+    let judgements = judge(&counts, &expected, config);
+    let pool_p = g_test_p_value(&counts, &expected);
+
+    let mut pool_is_quiet = true;
+    for (index, name) in names.iter().enumerate() {
+        let judgement = judgements[index];
+        let state =
+            pool.backends.get_mut(name).unwrap_or_else(|| unreachable!("names come from the map"));
+        let build = |state_change, kind, direction, started_at_ms, severity| {
+            let evidence = evidence(
+                window,
+                name,
+                &judgement,
+                expected_from,
+                pool_p,
+                n,
+                names.len(),
+                config,
+                window.end_ms - started_at_ms,
+            );
+            AlertEvent {
+                state: state_change,
+                kind,
+                direction,
+                backend: name.clone(),
+                pool: window.pool.clone(),
+                at_ms: window.end_ms,
+                started_at_ms,
+                severity,
+                summary: summarize(state_change, kind, direction, name, &window.pool, &evidence),
+                evidence,
             }
         };
-        let n_tested = expected.iter().filter(|&&q| q > 0.0).count();
-        if n_tested < config.min_backends {
-            return;
-        }
-        let judgements = judge(&counts, &expected, &config);
-        let pool_p = g_test_p_value(&counts, &expected);
-
-        let mut pool_is_quiet = true;
-        for (index, name) in names.iter().enumerate() {
-            let judgement = judgements[index];
-            let state = pool
-                .backends
-                .get_mut(name)
-                .unwrap_or_else(|| unreachable!("names come from the map"));
-            let build = |state_change, direction, started_at_ms, severity| {
-                let evidence = evidence(
-                    window,
-                    name,
-                    &judgement,
-                    expected_from,
-                    pool_p,
-                    n,
-                    names.len(),
-                    &config,
-                    window.end_ms - started_at_ms,
-                );
-                AlertEvent {
-                    state: state_change,
-                    kind: AlertKind::Skew,
-                    direction,
-                    backend: name.clone(),
-                    pool: window.pool.clone(),
-                    at_ms: window.end_ms,
-                    started_at_ms,
-                    severity,
-                    summary: summarize(state_change, direction, name, &window.pool, &evidence),
-                    evidence,
-                }
-            };
-            match &mut state.firing {
-                None => match (judgement.anomalous, state.pending) {
-                    (Some(direction), pending) => {
-                        pool_is_quiet = false;
-                        let since = match pending {
-                            Some((pending_direction, since)) if pending_direction == direction => {
-                                since
-                            }
-                            _ => window.start_ms,
-                        };
-                        state.pending = Some((direction, since));
-                        if window.end_ms - since >= i64::from(config.for_s) * 1000 {
-                            let severity = if direction == Direction::Over
-                                && judgement.ratio >= config.critical_ratio
-                            {
-                                Severity::Critical
-                            } else {
-                                Severity::Warning
-                            };
-                            alerts.push(build(AlertState::Firing, direction, since, severity));
-                            state.pending = None;
-                            state.firing = Some(Firing {
-                                direction,
-                                started_at_ms: since,
-                                severity,
-                                clear_since_ms: None,
-                            });
-                        }
-                    }
-                    (None, _) => state.pending = None,
-                },
-                Some(firing) => {
+        match &mut state.firing {
+            None => match (judgement.anomalous, state.pending) {
+                (Some(direction), pending) => {
                     pool_is_quiet = false;
-                    let clear = match firing.direction {
-                        Direction::Over => judgement.clear_over,
-                        Direction::Under => judgement.clear_under,
+                    let since = match pending {
+                        Some((pending_direction, since)) if pending_direction == direction => since,
+                        _ => window.start_ms,
                     };
-                    if !clear {
-                        firing.clear_since_ms = None;
-                        continue;
-                    }
-                    let clear_since = *firing.clear_since_ms.get_or_insert(window.start_ms);
-                    if window.end_ms - clear_since >= i64::from(config.resolve_for_s) * 1000 {
-                        let (direction, started_at_ms, severity) =
-                            (firing.direction, firing.started_at_ms, firing.severity);
-                        alerts.push(build(
-                            AlertState::Resolved,
+                    state.pending = Some((direction, since));
+                    if window.end_ms - since >= i64::from(config.for_s) * 1000 {
+                        let severity = if direction == Direction::Over
+                            && judgement.ratio >= config.critical_ratio
+                        {
+                            Severity::Critical
+                        } else {
+                            Severity::Warning
+                        };
+                        // A backend that takes nothing at all has dropped out.
+                        let kind = if direction == Direction::Under && counts[index] == 0 {
+                            AlertKind::Drop
+                        } else {
+                            AlertKind::Skew
+                        };
+                        alerts.push(build(AlertState::Firing, kind, direction, since, severity));
+                        state.pending = None;
+                        state.firing = Some(Firing {
+                            kind,
                             direction,
-                            started_at_ms,
+                            started_at_ms: since,
                             severity,
-                        ));
-                        state.firing = None;
+                            clear_since_ms: None,
+                        });
                     }
+                }
+                (None, _) => state.pending = None,
+            },
+            Some(firing) => {
+                pool_is_quiet = false;
+                let clear = match firing.direction {
+                    Direction::Over => judgement.clear_over,
+                    Direction::Under => judgement.clear_under,
+                };
+                if !clear {
+                    firing.clear_since_ms = None;
+                    continue;
+                }
+                let clear_since = *firing.clear_since_ms.get_or_insert(window.start_ms);
+                if window.end_ms - clear_since >= i64::from(config.resolve_for_s) * 1000 {
+                    let (kind, direction, started_at_ms, severity) =
+                        (firing.kind, firing.direction, firing.started_at_ms, firing.severity);
+                    alerts.push(build(
+                        AlertState::Resolved,
+                        kind,
+                        direction,
+                        started_at_ms,
+                        severity,
+                    ));
+                    state.firing = None;
                 }
             }
         }
+    }
 
-        if pool_is_quiet && expected_from == ExpectedFrom::Baseline {
-            // Learn slowly, and only from windows where nothing was off.
-            let half_life_windows =
-                f64::from(config.baseline_half_life_s) / f64::from(config.window_s.max(1));
-            let alpha = 1.0 - 0.5f64.powf(1.0 / half_life_windows.max(1.0));
-            for (state, share) in pool.backends.values_mut().zip(&shares) {
-                state.baseline_share += alpha * (share - state.baseline_share);
+    if pool_is_quiet && expected_from == ExpectedFrom::Baseline {
+        // Learn slowly, and only from windows where nothing was off.
+        let half_life_windows =
+            f64::from(config.baseline_half_life_s) / f64::from(config.window_s.max(1));
+        let alpha = 1.0 - 0.5f64.powf(1.0 / half_life_windows.max(1.0));
+        for (state, share) in pool.backends.values_mut().zip(&shares) {
+            state.baseline_share += alpha * (share - state.baseline_share);
+        }
+    }
+}
+
+/// Judges every backend of the window against its peers on errors and latency, and appends
+/// the state changes. Independent of the share baseline: peers are compared in the same
+/// window, so this works from the first window and through a skew.
+fn observe_peers(
+    pool: &mut PoolState,
+    window: &WindowSummary,
+    weights: Option<&BTreeMap<String, f64>>,
+    config: &DetectorConfig,
+    alerts: &mut Vec<AlertEvent>,
+) {
+    let n = window.total_requests();
+    let n_backends = window.backends.len();
+    let baseline_total: f64 = pool.backends.values().map(|b| b.baseline_share).sum();
+    let weight_total: f64 = weights.map_or(0.0, |w| w.values().sum());
+    let mut scratch = Vec::new();
+    for (name, state) in &mut pool.backends {
+        let this = window.backends.iter().find(|b| b.backend == *name);
+        let (errors, latency) = match this {
+            Some(this) => (
+                Some(peers::judge_errors(window, this, config)),
+                peers::judge_latency(window, this, config, &mut scratch),
+            ),
+            None => (None, None),
+        };
+        let expected_share = match weights {
+            Some(weights) => {
+                weights.get(&**name).map_or(0.0, |w| w / weight_total.max(f64::MIN_POSITIVE))
             }
+            None if baseline_total > 0.0 => state.baseline_share / baseline_total,
+            None => 0.0,
+        };
+        let observed_share = ratio(this.map_or(0, |b| b.requests), n);
+        let share_judgement = Judgement {
+            share: observed_share,
+            expected: expected_share,
+            ratio: if expected_share > 0.0 { observed_share / expected_share } else { 0.0 },
+            p_value: 1.0,
+            anomalous: None,
+            clear_over: false,
+            clear_under: false,
+        };
+        let expected_from =
+            if weights.is_some() { ExpectedFrom::Weights } else { ExpectedFrom::Baseline };
+        let verdicts = [
+            (AlertKind::Errors, errors.map_or(peers::Verdict::Unknown, |j| j.verdict)),
+            (AlertKind::Latency, latency.map_or(peers::Verdict::Unknown, |j| j.verdict)),
+        ];
+        // A backend already paged for taking too much traffic: its skew alert reports its
+        // errors and latency, so they do not page again (an inhibition, as in Alertmanager).
+        let inhibited = state.firing.as_ref().is_some_and(|f| f.direction == Direction::Over);
+        for (kind, verdict) in verdicts {
+            let verdict = match verdict {
+                peers::Verdict::Anomalous if inhibited => peers::Verdict::Unknown,
+                verdict => verdict,
+            };
+            let tracker = match kind {
+                AlertKind::Errors => &mut state.errors,
+                _ => &mut state.latency,
+            };
+            let Some(transition) = tracker.step(verdict, window, config) else { continue };
+            let (state_change, since_ms) = match transition {
+                peers::Transition::Fired { since_ms } => (AlertState::Firing, since_ms),
+                peers::Transition::Resolved { since_ms } => (AlertState::Resolved, since_ms),
+            };
+            let mut evidence = evidence(
+                window,
+                name,
+                &share_judgement,
+                expected_from,
+                1.0,
+                n,
+                n_backends,
+                config,
+                window.end_ms - since_ms,
+            );
+            evidence.errors_p_value =
+                errors.filter(|_| kind == AlertKind::Errors).map(|j| j.p_value);
+            if kind == AlertKind::Latency {
+                evidence.latency_robust_z = latency.map(|j| j.robust_z);
+                evidence.peer_p99_ms = latency.map(|j| j.peer_p99_ms).or(evidence.peer_p99_ms);
+            }
+            alerts.push(AlertEvent {
+                state: state_change,
+                kind,
+                direction: Direction::Over,
+                backend: name.clone(),
+                pool: window.pool.clone(),
+                at_ms: window.end_ms,
+                started_at_ms: since_ms,
+                severity: if kind == AlertKind::Errors {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                summary: summarize(
+                    state_change,
+                    kind,
+                    Direction::Over,
+                    name,
+                    &window.pool,
+                    &evidence,
+                ),
+                evidence,
+            });
         }
     }
 }
@@ -651,6 +836,8 @@ fn evidence(
         peer_error_rate: ratio(peer_errors, peer_requests),
         p99_ms: this.and_then(|b| b.p99_ms),
         peer_p99_ms: peer_p99.get(peer_p99.len() / 2).copied(),
+        errors_p_value: None,
+        latency_robust_z: None,
         window_s: config.window_s,
         duration_s: duration_ms / 1000,
     }
@@ -658,13 +845,51 @@ fn evidence(
 
 fn summarize(
     state: AlertState,
+    kind: AlertKind,
     direction: Direction,
     backend: &str,
     pool: &str,
     e: &SkewEvidence,
 ) -> String {
-    let mut text = match (state, direction) {
-        (AlertState::Firing, Direction::Over) => format!(
+    let mut text = match (state, kind, direction) {
+        (AlertState::Firing, AlertKind::Drop, _) => format!(
+            "{backend} has dropped out of pool {pool}: 0 of {} requests in {}s, expected {}; for {}",
+            e.pool_requests,
+            e.window_s,
+            fmt_pct(e.expected_share),
+            fmt_duration(e.duration_s)
+        ),
+        (AlertState::Firing, AlertKind::Errors, _) => format!(
+            "{backend} is failing {} of its requests in pool {pool} against {} on its peers \
+             ({} requests in {}s, p = {:.1e}); for {}",
+            fmt_pct(e.error_rate),
+            fmt_pct(e.peer_error_rate),
+            e.backend_requests,
+            e.window_s,
+            e.errors_p_value.unwrap_or(1.0),
+            fmt_duration(e.duration_s)
+        ),
+        (AlertState::Firing, AlertKind::Latency, _) => format!(
+            "{backend} answers slowly in pool {pool}: p99 {} against {} on its peers (robust z \
+             {:.1}); for {}",
+            fmt_ms(e.p99_ms),
+            fmt_ms(e.peer_p99_ms),
+            e.latency_robust_z.unwrap_or(0.0),
+            fmt_duration(e.duration_s)
+        ),
+        (AlertState::Resolved, AlertKind::Errors, _) => format!(
+            "{backend}'s 5xx rate in pool {pool} is back to {} (peers {}) after {}",
+            fmt_pct(e.error_rate),
+            fmt_pct(e.peer_error_rate),
+            fmt_duration(e.duration_s)
+        ),
+        (AlertState::Resolved, AlertKind::Latency, _) => format!(
+            "{backend}'s p99 in pool {pool} is back to {} (peers {}) after {}",
+            fmt_ms(e.p99_ms),
+            fmt_ms(e.peer_p99_ms),
+            fmt_duration(e.duration_s)
+        ),
+        (AlertState::Firing, _, Direction::Over) => format!(
             "{backend} is taking {} of pool {pool}'s traffic, expected {} ({:.1}x): {} of {} requests in {}s; skewed for {}",
             fmt_pct(e.observed_share),
             fmt_pct(e.expected_share),
@@ -674,7 +899,7 @@ fn summarize(
             e.window_s,
             fmt_duration(e.duration_s)
         ),
-        (AlertState::Firing, Direction::Under) => format!(
+        (AlertState::Firing, _, Direction::Under) => format!(
             "{backend} is getting only {} of pool {pool}'s traffic, expected {}: {} of {} requests in {}s; for {}",
             fmt_pct(e.observed_share),
             fmt_pct(e.expected_share),
@@ -683,7 +908,7 @@ fn summarize(
             e.window_s,
             fmt_duration(e.duration_s)
         ),
-        (AlertState::Resolved, _) => format!(
+        (AlertState::Resolved, _, _) => format!(
             "{backend} is back to {} of pool {pool}'s traffic (expected {}) after {} of skew",
             fmt_pct(e.observed_share),
             fmt_pct(e.expected_share),
@@ -691,6 +916,7 @@ fn summarize(
         ),
     };
     if state == AlertState::Firing
+        && kind == AlertKind::Skew
         && (e.error_rate > 2.0 * e.peer_error_rate + 0.01
             || e.p99_ms > e.peer_p99_ms.map(|p| p * 2.0))
     {
@@ -831,6 +1057,88 @@ mod tests {
         let alerts = run(&mut detector, windows);
         assert_eq!(alerts.len(), 1);
         assert_eq!((alerts[0].direction, &*alerts[0].backend), (Direction::Under, "10.0.0.3:80"));
+        // It took nothing at all: it dropped out of the pool.
+        assert_eq!(alerts[0].kind, AlertKind::Drop);
+        assert_eq!(alerts[0].fingerprint(), "skewtail/api/10.0.0.3:80/drop/under");
+        assert!(alerts[0].summary.contains("has dropped out of pool api"), "{}", alerts[0].summary);
+    }
+
+    /// Windows of four equal backends where backend 2 has `errors` 5xx and a p99 of `p99_ms`
+    /// from `from_s` to `to_s`.
+    fn peers_windows(errors: u64, p99_ms: f64, from_s: i64, to_s: i64) -> Vec<WindowSummary> {
+        (0..60)
+            .map(|i| {
+                let mut w = window(i * 10, &[100, 100, 100, 100]);
+                if (from_s..to_s).contains(&(i * 10)) {
+                    w.backends[2].errors = errors;
+                    w.backends[2].p99_ms = Some(p99_ms);
+                }
+                w
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_backend_failing_a_fifth_of_its_requests_fires_errors_once_then_resolves() {
+        let alerts = run(&mut learned(), peers_windows(20, 50.0, 100, 300));
+        let kinds: Vec<_> =
+            alerts.iter().map(|a| (a.state, a.kind, &*a.backend, a.at_ms / 1000)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (AlertState::Firing, AlertKind::Errors, "10.0.0.2:80", 130),
+                (AlertState::Resolved, AlertKind::Errors, "10.0.0.2:80", 330),
+            ]
+        );
+        let fired = &alerts[0];
+        assert!(fired.evidence.errors_p_value.is_some_and(|p| p < 1e-6));
+        assert_eq!(fired.fingerprint(), "skewtail/api/10.0.0.2:80/errors/over");
+        assert!(
+            fired.summary.starts_with(
+                "10.0.0.2:80 is failing 20.0% of its requests in pool api against 0.0% on its peers"
+            ),
+            "{}",
+            fired.summary
+        );
+    }
+
+    #[test]
+    fn a_slow_backend_with_an_unchanged_share_fires_latency() {
+        let alerts = run(&mut learned(), peers_windows(0, 800.0, 100, 300));
+        assert_eq!(alerts.len(), 2, "{alerts:#?}");
+        assert_eq!((alerts[0].kind, alerts[0].state), (AlertKind::Latency, AlertState::Firing));
+        assert_eq!(alerts[1].state, AlertState::Resolved);
+        assert!(alerts[0].evidence.latency_robust_z.is_some_and(|z| z > 6.0));
+        assert!(
+            alerts[0].summary.contains("p99 800 ms against 50 ms on its peers"),
+            "{}",
+            alerts[0].summary
+        );
+        // A skewed backend that is also slow and failing gets one page, the skew one.
+        let mut detector = learned();
+        let windows = (0..60).map(|i| {
+            let mut w = if (300..500).contains(&(i * 10)) {
+                window(i * 10, &[60, 60, 220, 60])
+            } else {
+                window(i * 10, &[100, 100, 100, 100])
+            };
+            if (300..500).contains(&(i * 10)) {
+                w.backends[2].errors = 40;
+                w.backends[2].p99_ms = Some(900.0);
+            }
+            w
+        });
+        let alerts = run(&mut detector, windows);
+        let kinds: Vec<_> = alerts.iter().map(|a| (a.state, a.kind)).collect();
+        assert_eq!(
+            kinds,
+            [(AlertState::Firing, AlertKind::Skew), (AlertState::Resolved, AlertKind::Skew)]
+        );
+        assert!(
+            alerts[0].summary.contains("its 5xx rate is 18.2% (peers 0.0%)"),
+            "{}",
+            alerts[0].summary
+        );
     }
 
     #[test]
