@@ -268,6 +268,8 @@ mod tests {
                 peer_p99_ms: None,
                 errors_p_value: None,
                 latency_robust_z: None,
+                usual_pool_requests: None,
+                volume_z: None,
                 window_s: 10,
                 duration_s: 30,
             },

@@ -74,6 +74,14 @@ pub struct DetectorConfig {
     pub latency_min_ratio: f64,
     /// ... and at least this many milliseconds slower.
     pub latency_min_delta_ms: f64,
+    /// Spike: the pool takes at least this multiple of its usual requests per window ...
+    pub spike_min_ratio: f64,
+    /// ... at least this many overdispersed-Poisson deviations above it ...
+    pub spike_min_z: f64,
+    /// ... where the deviation allows this much extra variation on top of Poisson (0.2 = 20%).
+    pub spike_overdispersion: f64,
+    /// Spike: a pool usually below this many requests per window is not judged.
+    pub spike_min_baseline: f64,
 }
 
 impl Default for DetectorConfig {
@@ -99,6 +107,10 @@ impl Default for DetectorConfig {
             latency_min_z: 6.0,
             latency_min_ratio: 2.0,
             latency_min_delta_ms: 50.0,
+            spike_min_ratio: 2.0,
+            spike_min_z: 5.0,
+            spike_overdispersion: 0.2,
+            spike_min_baseline: 20.0,
         }
     }
 }
@@ -121,6 +133,8 @@ pub enum AlertKind {
     Skew,
     /// A backend that should take traffic has vanished from the log.
     Drop,
+    /// The whole pool takes far more traffic than usual (backend `*`).
+    Spike,
     /// A backend's 5xx rate is far above its peers'.
     Errors,
     /// A backend's p99 latency is far above its peers'.
@@ -133,6 +147,7 @@ impl AlertKind {
         match self {
             AlertKind::Skew => "skew",
             AlertKind::Drop => "drop",
+            AlertKind::Spike => "spike",
             AlertKind::Errors => "errors",
             AlertKind::Latency => "latency",
         }
@@ -207,6 +222,12 @@ pub struct SkewEvidence {
     /// Latency alerts: (p99 − peers' median p99) / robust scale (1.4826·MAD, floored).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_robust_z: Option<f64>,
+    /// Spike alerts: the pool's usual requests per window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usual_pool_requests: Option<f64>,
+    /// Spike alerts: (requests − usual) / √(usual + (overdispersion·usual)²).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_z: Option<f64>,
     /// Window length, seconds.
     pub window_s: u32,
     /// How long the condition had lasted at this state change, seconds.
@@ -281,6 +302,10 @@ struct PoolState {
     backends: BTreeMap<Arc<str>, BackendState>,
     learned_windows: u32,
     last_window_end_ms: Option<i64>,
+    /// The pool's usual requests per window, learned like the share baseline.
+    volume_baseline: f64,
+    volume_windows: u32,
+    spike: peers::Tracker,
 }
 
 /// The per-backend test result for one window.
@@ -373,6 +398,9 @@ impl SkewDetector {
     pub fn firing(&self) -> Vec<(Arc<str>, Arc<str>, &'static str, i64)> {
         let mut out = Vec::new();
         for (pool, state) in &self.pools {
+            if let Some(since) = state.spike.firing_since() {
+                out.push((pool.clone(), Arc::from(WHOLE_POOL), "spike", since));
+            }
             for (backend, backend_state) in &state.backends {
                 let mut push = |what, since| out.push((pool.clone(), backend.clone(), what, since));
                 if let Some(firing) = &backend_state.firing {
@@ -438,6 +466,7 @@ impl SkewDetector {
         // After the shares, so that a backend already paged for taking too much traffic is not
         // paged again for the errors and latency its alert already reports.
         observe_peers(pool, window, weights, &config, alerts);
+        observe_volume(pool, window, &config, warmup_windows, alerts);
     }
 }
 
@@ -597,6 +626,111 @@ fn observe_shares(
             state.baseline_share += alpha * (share - state.baseline_share);
         }
     }
+}
+
+/// The backend name of pool-wide alerts.
+pub const WHOLE_POOL: &str = "*";
+
+/// Judges the pool's request count against its usual volume: a `spike` when it surges. A
+/// surge that spreads over the backends as usual changes no share, so it is never a skew.
+/// Counts are compared with an overdispersed Poisson model: real traffic varies more than
+/// Poisson, so the variance is `b + (overdispersion·b)²` for a baseline of `b`.
+#[allow(clippy::cast_precision_loss)]
+fn observe_volume(
+    pool: &mut PoolState,
+    window: &WindowSummary,
+    config: &DetectorConfig,
+    warmup_windows: u32,
+    alerts: &mut Vec<AlertEvent>,
+) {
+    let n = window.total_requests() as f64;
+    if pool.volume_windows < warmup_windows {
+        pool.volume_windows += 1;
+        pool.volume_baseline += (n - pool.volume_baseline) / f64::from(pool.volume_windows);
+        return;
+    }
+    let baseline = pool.volume_baseline;
+    let sd = (baseline + (config.spike_overdispersion * baseline).powi(2)).sqrt();
+    let z = if sd > 0.0 { (n - baseline) / sd } else { 0.0 };
+    // A surge that lands on one backend is that backend's skew, already judged and paged.
+    let lands_on_one_backend = pool.backends.values().any(|b| {
+        b.firing.as_ref().is_some_and(|f| f.direction == Direction::Over)
+            || b.pending.is_some_and(|(direction, _)| direction == Direction::Over)
+    });
+    let verdict = if baseline >= config.spike_min_baseline
+        && !lands_on_one_backend
+        && n >= config.spike_min_ratio * baseline
+        && z >= config.spike_min_z
+    {
+        peers::Verdict::Anomalous
+    } else if n < baseline * (1.0 + (config.spike_min_ratio - 1.0) / 2.0) {
+        peers::Verdict::Clear
+    } else {
+        peers::Verdict::Unknown
+    };
+    if verdict == peers::Verdict::Clear && pool.spike.firing_since().is_none() {
+        let half_life_windows =
+            f64::from(config.baseline_half_life_s) / f64::from(config.window_s.max(1));
+        let alpha = 1.0 - 0.5f64.powf(1.0 / half_life_windows.max(1.0));
+        pool.volume_baseline += alpha * (n - baseline);
+    }
+    let Some(transition) = pool.spike.step(verdict, window, config) else { return };
+    let (state, since_ms) = match transition {
+        peers::Transition::Fired { since_ms } => (AlertState::Firing, since_ms),
+        peers::Transition::Resolved { since_ms } => (AlertState::Resolved, since_ms),
+    };
+    let judgement = Judgement {
+        share: 1.0,
+        expected: 1.0,
+        ratio: if baseline > 0.0 { n / baseline } else { 0.0 },
+        p_value: 1.0,
+        anomalous: None,
+        clear_over: false,
+        clear_under: false,
+    };
+    let mut evidence = evidence(
+        window,
+        WHOLE_POOL,
+        &judgement,
+        ExpectedFrom::Baseline,
+        1.0,
+        window.total_requests(),
+        window.backends.len(),
+        config,
+        window.end_ms - since_ms,
+    );
+    evidence.usual_pool_requests = Some(baseline);
+    evidence.volume_z = Some(z);
+    let summary = match state {
+        AlertState::Firing => format!(
+            "pool {} is taking {:.1}x its usual traffic: {} requests in {}s against {:.0} usually (z {:.1}); the backends' shares are as usual, so this is load, not skew; for {}",
+            window.pool,
+            evidence.ratio,
+            evidence.pool_requests,
+            config.window_s,
+            baseline,
+            z,
+            fmt_duration(evidence.duration_s)
+        ),
+        AlertState::Resolved => format!(
+            "pool {}'s traffic is back to {:.1}x its usual after {}",
+            window.pool,
+            evidence.ratio,
+            fmt_duration(evidence.duration_s)
+        ),
+    };
+    alerts.push(AlertEvent {
+        state,
+        kind: AlertKind::Spike,
+        direction: Direction::Over,
+        backend: Arc::from(WHOLE_POOL),
+        pool: window.pool.clone(),
+        at_ms: window.end_ms,
+        started_at_ms: since_ms,
+        severity: Severity::Warning,
+        summary,
+        evidence,
+    });
 }
 
 /// Judges every backend of the window against its peers on errors and latency, and appends
@@ -838,6 +972,8 @@ fn evidence(
         peer_p99_ms: peer_p99.get(peer_p99.len() / 2).copied(),
         errors_p_value: None,
         latency_robust_z: None,
+        usual_pool_requests: None,
+        volume_z: None,
         window_s: config.window_s,
         duration_s: duration_ms / 1000,
     }
@@ -1100,6 +1236,28 @@ mod tests {
             "{}",
             fired.summary
         );
+    }
+
+    #[test]
+    fn an_even_flash_crowd_is_a_spike_not_a_skew() {
+        let mut detector = learned();
+        let windows = (0..90).map(|i| {
+            let per_backend = if (400..600).contains(&(i * 10)) { 300 } else { 100 };
+            window(i * 10, &[per_backend; 4])
+        });
+        let alerts = run(&mut detector, windows);
+        let kinds: Vec<_> =
+            alerts.iter().map(|a| (a.state, a.kind, &*a.backend, a.at_ms / 1000)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (AlertState::Firing, AlertKind::Spike, WHOLE_POOL, 430),
+                (AlertState::Resolved, AlertKind::Spike, WHOLE_POOL, 630),
+            ]
+        );
+        assert_eq!(alerts[0].evidence.usual_pool_requests, Some(400.0));
+        assert!(alerts[0].summary.contains("3.0x its usual traffic"), "{}", alerts[0].summary);
+        assert!(detector.firing().is_empty());
     }
 
     #[test]
