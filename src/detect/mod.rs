@@ -1,5 +1,7 @@
 //! Detect: decides, window by window, whether a backend's share of its pool's traffic is
-//! skewed, and turns that into alert state changes (firing, then resolved, once each).
+//! skewed (or has dropped to nothing), whether one backend's errors or latency pull away from
+//! its peers (`peers.rs`), and whether the whole pool surges (`spike`), and turns that into
+//! alert state changes (firing, then resolved, once each).
 //!
 //! For each closed window of a pool with enough traffic, every backend's request count is
 //! tested against its expected share with an exact two-sided binomial test, Bonferroni-corrected
