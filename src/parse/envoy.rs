@@ -6,7 +6,7 @@
 //! The backend is `%UPSTREAM_HOST%`, the pool `%UPSTREAM_CLUSTER%`.
 
 use super::template::{
-    CompileError, Field, Options, SegmentsBuilder, Template, TimeLayout, TimeUnit,
+    CompileError, Field, Options, Template, TimeLayout, TimeUnit, split_placeholders,
 };
 
 /// Operators that feed the record. Any other well-formed operator is read past: Envoy has
@@ -38,15 +38,7 @@ pub fn compile(format: &str) -> Result<Template, CompileError> {
     // Envoy configs usually end the format with a newline; the line reader has removed it.
     let text = format.trim_end_matches(['\n', '\r']);
     let bytes = text.as_bytes();
-    let mut segments = SegmentsBuilder::default();
-    let mut i = 0;
-    while i < bytes.len() {
-        let Some(at) = memchr::memchr(b'%', &bytes[i..]) else {
-            segments.literal(&bytes[i..]);
-            break;
-        };
-        segments.literal(&bytes[i..i + at]);
-        let start = i + at;
+    let segments = split_placeholders(text, b'%', |segments, start| {
         let column = start + 1;
         // NAME, NAME(ARG) or NAME(ARG):MAX_LEN, then the closing `%`. ARG may itself hold `%`
         // (`%START_TIME(%s)%`), so the parts are read in order rather than split on `%`.
@@ -59,8 +51,7 @@ pub fn compile(format: &str) -> Result<Template, CompileError> {
         if name.is_empty() && bytes.get(pos) == Some(&b'%') {
             // `%%` is a literal percent sign.
             segments.literal(b"%");
-            i = pos + 1;
-            continue;
+            return Ok(pos + 1);
         }
         let mut argument = None;
         if bytes.get(pos) == Some(&b'(') {
@@ -79,7 +70,6 @@ pub fn compile(format: &str) -> Result<Template, CompileError> {
             });
         }
         let operator = &text[start..=pos];
-        i = pos + 1;
         if name.is_empty()
             || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         {
@@ -100,9 +90,10 @@ pub fn compile(format: &str) -> Result<Template, CompileError> {
         }
         let field = operator_field(name, argument).unwrap_or(Field::Ignored { list: false });
         segments.variable(operator, field, column)?;
-    }
+        Ok(pos + 1)
+    })?;
     Template::from_segments(
-        segments.finish(),
+        segments,
         Options { cut_final_quote: false, time_suggestion: "`%START_TIME%`" },
     )
 }

@@ -8,7 +8,7 @@
 //! syslog header in front; the engine re-synchronises on the literal before the date.
 
 use super::template::{
-    CompileError, Field, Options, SegmentsBuilder, Template, TimeLayout, TimeUnit,
+    CompileError, Field, Options, Template, TimeLayout, TimeUnit, split_placeholders,
 };
 
 /// Aliases that feed the record.
@@ -83,21 +83,12 @@ pub fn compile(log_format: &str) -> Result<Template, CompileError> {
         return Err(CompileError::Empty);
     }
     let bytes = text.as_bytes();
-    let mut segments = SegmentsBuilder::default();
-    let mut i = 0;
-    while i < bytes.len() {
-        let Some(at) = memchr::memchr(b'%', &bytes[i..]) else {
-            segments.literal(&bytes[i..]);
-            break;
-        };
-        segments.literal(&bytes[i..i + at]);
-        let start = i + at;
+    let segments = split_placeholders(&text, b'%', |segments, start| {
         let column = start + 1;
         let mut pos = start + 1;
         if bytes.get(pos) == Some(&b'%') {
             segments.literal(b"%");
-            i = pos + 1;
-            continue;
+            return Ok(pos + 1);
         }
         let mut quoted = false;
         if bytes.get(pos) == Some(&b'{') {
@@ -161,10 +152,10 @@ pub fn compile(log_format: &str) -> Result<Template, CompileError> {
         if quoted {
             segments.literal(b"\"");
         }
-        i = end;
-    }
+        Ok(end)
+    })?;
     Template::from_segments(
-        segments.finish(),
+        segments,
         Options { cut_final_quote: true, time_suggestion: "`%tr`, `%t`, `%T` or `%Ts`" },
     )
 }

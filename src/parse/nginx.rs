@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::template::{
-    CompileError, Field, Options, SegmentsBuilder, Template, TimeLayout, TimeUnit,
+    CompileError, Field, Options, Template, TimeLayout, TimeUnit, split_placeholders,
 };
 
 /// Exact variable names that feed the record or are known and skipped.
@@ -175,15 +175,7 @@ pub fn compile_with_fields(
         return Err(CompileError::Empty);
     }
     let bytes = text.as_bytes();
-    let mut segments = SegmentsBuilder::default();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'$' {
-            let next = memchr::memchr(b'$', &bytes[i..]).map_or(bytes.len(), |at| i + at);
-            segments.literal(&bytes[i..next]);
-            i = next;
-            continue;
-        }
+    let segments = split_placeholders(&text, b'$', |segments, i| {
         let column = i + 1;
         let (name, next) = if bytes.get(i + 1) == Some(&b'{') {
             let close = bytes[i + 2..]
@@ -217,10 +209,10 @@ pub fn compile_with_fields(
             }
         })?;
         segments.variable(&format!("${name}"), field, column)?;
-        i = next;
-    }
+        Ok(next)
+    })?;
     Template::from_segments(
-        segments.finish(),
+        segments,
         Options {
             cut_final_quote: false,
             time_suggestion: "`$time_local`, `$time_iso8601` or `$msec`",

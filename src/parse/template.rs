@@ -446,6 +446,28 @@ impl SegmentsBuilder {
     }
 }
 
+/// Splits a format into literals and placeholders: every dialect marks a placeholder with one
+/// sigil byte (`$`, `%`). `placeholder` reads the one starting at the given index (the sigil),
+/// pushes what it stands for, and returns the index after it.
+pub(super) fn split_placeholders(
+    text: &str,
+    sigil: u8,
+    mut placeholder: impl FnMut(&mut SegmentsBuilder, usize) -> Result<usize, CompileError>,
+) -> Result<Vec<Segment>, CompileError> {
+    let bytes = text.as_bytes();
+    let mut segments = SegmentsBuilder::default();
+    let mut i = 0;
+    while i < bytes.len() {
+        let Some(at) = memchr::memchr(sigil, &bytes[i..]) else {
+            segments.literal(&bytes[i..]);
+            break;
+        };
+        segments.literal(&bytes[i..i + at]);
+        i = placeholder(&mut segments, i + at)?;
+    }
+    Ok(segments.finish())
+}
+
 /// Parses an unsigned decimal number (`0.050`, `12`, HAProxy's lower bound `+30`) without
 /// allocation; exponent forms (`2.7e-06`, as some JSON encoders write) take the slower path.
 #[inline]
