@@ -41,14 +41,15 @@ fn main() -> anyhow::Result<()> {
             duration_s: hours * 3600,
             rate_per_s: args.rate,
             seed: u64::from(block),
-            incident: Some(Incident {
+            incidents: vec![Incident {
                 start_s: 90 * 60,
                 duration_s: 20 * 60,
                 backend: block as usize % 8,
-                share: 0.45,
+                share: Some(0.45),
                 error_rate: 0.1,
                 latency_factor: 10.0,
-            }),
+                ..Incident::default()
+            }],
             style,
             ..Scenario::seed_incident()
         };

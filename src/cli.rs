@@ -554,7 +554,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
     let index = pipeline.add_input("demo", parser, "api");
     let mut stdout = io::stdout().lock();
     if !args.json {
-        let incident = scenario.incident.as_ref().map_or(0, |i| i.duration_s / 60);
+        let incident = scenario.incidents.first().map_or(0, |i| i.duration_s / 60);
         writeln!(
             stdout,
             "skewtail demo: the seed incident, replayed through the real pipeline.\n\

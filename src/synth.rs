@@ -9,21 +9,56 @@ use std::io::{self, Write};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-/// A period in which one backend takes too much traffic, answers slowly and errors.
-#[derive(Debug, Clone)]
+/// A scripted incident: for a while, one backend's share, errors or speed change, or the whole
+/// pool's traffic does. Effects combine: the seed incident is a share, an error rate and a
+/// slowdown on one backend at once.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Incident {
     /// Seconds after the scenario's start.
     pub start_s: u32,
     /// How long it lasts, seconds.
     pub duration_s: u32,
-    /// Index of the backend that drowns.
+    /// Index of the backend it affects.
     pub backend: usize,
-    /// Its share of the traffic during the incident (the others split the rest evenly).
-    pub share: f64,
-    /// Its 5xx rate during the incident.
+    /// The backend's share of the pool's traffic during the incident (the others split the
+    /// rest in their weights' proportions); `Some(0.0)` is a backend dropping out; `None`
+    /// leaves shares alone.
+    pub share: Option<f64>,
+    /// The share moves linearly from the backend's normal share to `share` over the incident
+    /// (a slow drift) instead of jumping there.
+    pub ramp: bool,
+    /// The backend's 5xx rate during the incident (the normal rate is 0.2%).
     pub error_rate: f64,
-    /// How much slower it answers.
+    /// How much slower the backend answers.
     pub latency_factor: f64,
+    /// The whole pool's traffic multiplier (a surge spread over the backends as usual).
+    pub traffic_factor: f64,
+}
+
+impl Default for Incident {
+    fn default() -> Self {
+        Incident {
+            start_s: 0,
+            duration_s: 0,
+            backend: 0,
+            share: None,
+            ramp: false,
+            error_rate: 0.0,
+            latency_factor: 1.0,
+            traffic_factor: 1.0,
+        }
+    }
+}
+
+impl Incident {
+    fn is_active(&self, second: u32) -> bool {
+        second >= self.start_s && second < self.start_s + self.duration_s
+    }
+
+    /// How far into the incident `second` is, 0 to 1.
+    fn progress(&self, second: u32) -> f64 {
+        f64::from(second.saturating_sub(self.start_s)) / f64::from(self.duration_s.max(1))
+    }
 }
 
 /// A synthetic log.
@@ -37,8 +72,16 @@ pub struct Scenario {
     pub rate_per_s: u32,
     /// Backend addresses.
     pub backends: Vec<String>,
-    /// The incident, if any.
-    pub incident: Option<Incident>,
+    /// The balancer's weights, one per backend; empty means equal.
+    pub weights: Vec<f64>,
+    /// Scripted incidents.
+    pub incidents: Vec<Incident>,
+    /// Traffic follows the day: half the mean rate at 04:00 UTC, one and a half at 16:00.
+    pub diurnal: bool,
+    /// Fraction of lines written late (a slow request logged after faster ones).
+    pub late_fraction: f64,
+    /// How late such a line can be, seconds.
+    pub max_lateness_s: u32,
     /// Fraction of lines replaced by garbage (random bytes, invalid UTF-8 included).
     pub garbage_fraction: f64,
     /// Fraction of requests the balancer retried on a second backend.
@@ -306,14 +349,19 @@ impl Scenario {
             duration_s: 60 * 60,
             rate_per_s: 40,
             backends: (1..=8).map(|i| format!("10.0.1.{i}:8080")).collect(),
-            incident: Some(Incident {
+            weights: Vec::new(),
+            incidents: vec![Incident {
                 start_s: 20 * 60,
                 duration_s: 25 * 60,
                 backend: 2,
-                share: 0.45,
+                share: Some(0.45),
                 error_rate: 0.12,
                 latency_factor: 12.0,
-            }),
+                ..Incident::default()
+            }],
+            diurnal: false,
+            late_fraction: 0.0,
+            max_lateness_s: 0,
             garbage_fraction: 0.0,
             retry_fraction: 0.002,
             seed: 20_231_115,
@@ -323,24 +371,89 @@ impl Scenario {
 
     /// The same servers with no incident.
     pub fn clean(duration_s: u32, rate_per_s: u32) -> Self {
-        Scenario { duration_s, rate_per_s, incident: None, ..Self::seed_incident() }
+        Scenario { duration_s, rate_per_s, incidents: Vec::new(), ..Self::seed_incident() }
     }
 
-    fn in_incident(&self, second: u32) -> Option<&Incident> {
-        self.incident.as_ref().filter(|i| second >= i.start_s && second < i.start_s + i.duration_s)
+    /// Each backend's normal share: the weights, normalised (equal without weights).
+    pub fn normal_shares(&self) -> Vec<f64> {
+        let n = self.backends.len();
+        if self.weights.len() != n || self.weights.iter().sum::<f64>() <= 0.0 {
+            #[allow(clippy::cast_precision_loss)]
+            return vec![1.0 / n.max(1) as f64; n];
+        }
+        let total: f64 = self.weights.iter().sum();
+        self.weights.iter().map(|w| w / total).collect()
+    }
+
+    /// The traffic split, traffic multiplier, and each backend's (error rate, latency factor)
+    /// at `second`, with the active incidents applied.
+    fn conditions_at(&self, second: u32, normal: &[f64]) -> (Vec<f64>, f64, Vec<(f64, f64)>) {
+        let mut shares = normal.to_vec();
+        let mut traffic = 1.0;
+        let mut health = vec![(NORMAL_ERROR_RATE, 1.0); normal.len()];
+        for incident in self.incidents.iter().filter(|i| i.is_active(second)) {
+            traffic *= incident.traffic_factor;
+            let b = incident.backend.min(normal.len().saturating_sub(1));
+            if let Some(target) = incident.share {
+                let share = if incident.ramp {
+                    normal[b] + (target - normal[b]) * incident.progress(second)
+                } else {
+                    target
+                };
+                let rest: f64 =
+                    shares.iter().enumerate().filter(|(i, _)| *i != b).map(|(_, s)| s).sum();
+                for (i, s) in shares.iter_mut().enumerate() {
+                    *s = if i == b {
+                        share
+                    } else if rest > 0.0 {
+                        *s * (1.0 - share) / rest
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            if incident.error_rate > 0.0 {
+                health[b].0 = incident.error_rate;
+            }
+            health[b].1 *= incident.latency_factor;
+        }
+        (shares, traffic, health)
     }
 
     /// Writes the log; returns the number of lines.
     pub fn write(&self, out: &mut impl Write) -> io::Result<u64> {
         let mut rng = SmallRng::seed_from_u64(self.seed);
         let n_backends = self.backends.len();
+        let normal = self.normal_shares();
         let mut n_lines = 0u64;
         let mut clock = Clock::default();
+        // Lines written late wait here, keyed by (the second they are written, sequence).
+        let mut late: std::collections::BTreeMap<(u32, u64), Vec<u8>> = Default::default();
+        let mut cumulative = Vec::with_capacity(n_backends);
         for second in 0..self.duration_s {
             let second_ms = self.start_ms + i64::from(second) * 1000;
             clock.set(second_ms);
-            let incident = self.in_incident(second);
-            let rate = f64::from(self.rate_per_s) * rng.random_range(0.8..1.2);
+            while let Some(entry) = late.first_entry() {
+                if entry.key().0 > second {
+                    break;
+                }
+                out.write_all(&entry.remove())?;
+            }
+            let (shares, traffic, health) = self.conditions_at(second, &normal);
+            cumulative.clear();
+            let mut sum = 0.0;
+            for share in &shares {
+                sum += share;
+                cumulative.push(sum);
+            }
+            let diurnal = if self.diurnal {
+                #[allow(clippy::cast_precision_loss)]
+                let hour = (second_ms.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
+                1.0 + 0.5 * (std::f64::consts::TAU * (hour - 10.0) / 24.0).sin()
+            } else {
+                1.0
+            };
+            let rate = f64::from(self.rate_per_s) * traffic * diurnal * rng.random_range(0.8..1.2);
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let n_requests = rate.round() as u32;
             for _ in 0..n_requests {
@@ -355,23 +468,16 @@ impl Scenario {
                     out.write_all(b"\n")?;
                     continue;
                 }
-                let backend = match incident {
-                    Some(incident) if rng.random_bool(incident.share) => incident.backend,
-                    Some(incident) => {
-                        let other = rng.random_range(0..n_backends - 1);
-                        if other >= incident.backend { other + 1 } else { other }
-                    }
-                    None => rng.random_range(0..n_backends),
+                let pick = rng.random::<f64>() * sum;
+                let backend = cumulative.partition_point(|&c| c <= pick).min(n_backends - 1);
+                let (error_rate, latency_factor) = health[backend];
+                let latency_s =
+                    (0.015 * (-rng.random::<f64>().max(1e-9).ln()) + 0.005) * latency_factor;
+                let status = if rng.random_bool(error_rate.clamp(0.0, 1.0)) {
+                    if error_rate > NORMAL_ERROR_RATE { 503 } else { 502 }
+                } else {
+                    200
                 };
-                let drowning = incident.filter(|i| i.backend == backend);
-                let mut latency_s = 0.015 * (-rng.random::<f64>().max(1e-9).ln()) + 0.005;
-                let mut status = if rng.random_bool(0.002) { 502 } else { 200 };
-                if let Some(incident) = drowning {
-                    latency_s *= incident.latency_factor;
-                    if rng.random_bool(incident.error_rate) {
-                        status = 503;
-                    }
-                }
                 let retried = rng.random_bool(self.retry_fraction);
                 let request = Request {
                     // Lines within a second are written in order, as a balancer would.
@@ -387,12 +493,25 @@ impl Scenario {
                     client: (rng.random_range(0..255), rng.random_range(1..255)),
                     port: rng.random_range(1024..65535),
                 };
-                request.write(self.style, out)?;
+                if self.max_lateness_s > 0 && rng.random_bool(self.late_fraction) {
+                    let mut line = Vec::with_capacity(256);
+                    request.write(self.style, &mut line)?;
+                    let written_at = second + rng.random_range(1..=self.max_lateness_s);
+                    late.insert((written_at, n_lines), line);
+                } else {
+                    request.write(self.style, out)?;
+                }
             }
+        }
+        for line in late.into_values() {
+            out.write_all(&line)?;
         }
         Ok(n_lines)
     }
 }
+
+/// A healthy backend's 5xx rate.
+const NORMAL_ERROR_RATE: f64 = 0.002;
 
 #[cfg(test)]
 mod tests {

@@ -119,14 +119,15 @@ fn three_hour_log_reports_its_one_incident_and_nothing_else() {
         duration_s: 3 * 3600,
         rate_per_s: 25,
         seed: 7,
-        incident: Some(Incident {
+        incidents: vec![Incident {
             start_s: 95 * 60,
             duration_s: 20 * 60,
             backend: 5,
-            share: 0.40,
+            share: Some(0.40),
             error_rate: 0.08,
             latency_factor: 8.0,
-        }),
+            ..Incident::default()
+        }],
         ..Scenario::seed_incident()
     };
     let (log, _) = write_log(dir.path(), "three-hours.log", &scenario);
@@ -181,14 +182,15 @@ fn configured_weights_make_a_weighted_pool_normal() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = Scenario {
         backends: (1..=4).map(|i| format!("10.0.2.{i}:80")).collect(),
-        incident: Some(Incident {
+        incidents: vec![Incident {
             start_s: 0,
             duration_s: 20 * 60,
             backend: 0,
-            share: 0.5,
+            share: Some(0.5),
             error_rate: 0.0,
             latency_factor: 1.0,
-        }),
+            ..Incident::default()
+        }],
         duration_s: 20 * 60,
         ..Scenario::seed_incident()
     };
@@ -232,7 +234,7 @@ fn detects_the_injected_skew_in(style: LogStyle) {
         style,
         duration_s: 12 * 60,
         rate_per_s: 25,
-        incident: Some(Incident { start_s: 6 * 60, duration_s: 3 * 60, ..skew_incident() }),
+        incidents: vec![Incident { start_s: 6 * 60, duration_s: 3 * 60, ..skew_incident() }],
         ..skew_scenario()
     };
     let (log, n_lines) = write_log(dir.path(), "balancer.log", &scenario);
@@ -270,7 +272,7 @@ fn detects_the_injected_skew_in(style: LogStyle) {
 }
 
 fn skew_incident() -> Incident {
-    skew_scenario().incident.unwrap()
+    skew_scenario().incidents[0].clone()
 }
 
 /// One end-to-end replay test per format.

@@ -17,14 +17,15 @@ pub fn skewtail() -> Command {
 pub fn skew_scenario() -> Scenario {
     Scenario {
         duration_s: 40 * 60,
-        incident: Some(Incident {
+        incidents: vec![Incident {
             start_s: 15 * 60,
             duration_s: 15 * 60,
             backend: 2,
-            share: 0.45,
+            share: Some(0.45),
             error_rate: 0.1,
             latency_factor: 10.0,
-        }),
+            ..Incident::default()
+        }],
         ..Scenario::seed_incident()
     }
 }
