@@ -46,6 +46,68 @@ pub enum Command {
     /// Known formats: list them, or test how well they fit a log.
     #[command(subcommand)]
     Patterns(PatternsCommand),
+    /// Write a realistic access log with scripted incidents (fire drills, evaluation).
+    Simulate(SimulateArgs),
+    /// Run the labelled scenario suite and score the detector (EVALUATION.md).
+    Evaluate(EvaluateArgs),
+}
+
+/// `skewtail simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Format to write: any built-in format that names backends (`nginx` = `upstream`).
+    #[arg(long, default_value = "upstream")]
+    pub format: String,
+    /// Length of the log: `90m`, `2h`, `1h30m`.
+    #[arg(long, default_value = "1h")]
+    pub duration: String,
+    /// Mean requests per second.
+    #[arg(long, default_value_t = 40)]
+    pub rate: u32,
+    /// Number of backends.
+    #[arg(long, default_value_t = 8)]
+    pub backends: usize,
+    /// The balancer's weights, one per backend (`3,1,1,1`); equal without.
+    #[arg(long, value_delimiter = ',')]
+    pub weights: Vec<f64>,
+    /// A scripted incident, `KIND@START+DURATION[:key=value,...]`; repeat for more. Kinds:
+    /// skew (share), drift (share), drop, errors (rate), slow (factor), surge (factor), seed;
+    /// `backend=N` picks the backend (default 2). Example: `skew@20m+25m:backend=2,share=0.45`.
+    #[arg(long = "incident")]
+    pub incidents: Vec<String>,
+    /// Traffic follows the day (half the mean at 04:00 UTC, 1.5x at 16:00).
+    #[arg(long)]
+    pub diurnal: bool,
+    /// Fraction of lines written late, out of order.
+    #[arg(long, default_value_t = 0.0)]
+    pub late_fraction: f64,
+    /// How late such a line can be, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub max_lateness_s: u32,
+    /// Random seed: the same seed writes the same bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Start time (RFC 3339); default 2023-11-15T14:00:00Z, the seed incident's day.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Write the log here instead of standard output.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Also write the ground truth: one JSON object per incident with the alert kind,
+    /// backend and times a detector should report.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+}
+
+/// `skewtail evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Hours of clean traffic per pool shape.
+    #[arg(long, default_value_t = 24)]
+    pub hours_clean: u32,
+    /// Also list every alert each scenario raised.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// `skewtail patterns ...`.
@@ -177,6 +239,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<Outcome> {
             patterns_list(patterns_dir.as_deref())
         }
         Command::Patterns(PatternsCommand::Test(args)) => patterns_test(&args),
+        Command::Simulate(args) => simulate(&args),
+        Command::Evaluate(args) => evaluate(&args),
     }
 }
 
@@ -798,4 +862,133 @@ fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         alerts_dropped = delivery.dropped
     );
     Ok(outcome(args.fail_on_alert, counters.alerts_fired))
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<Outcome> {
+    use crate::synth::{Incident, LogStyle};
+    let style = LogStyle::from_format_name(&args.format).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no generator for format `{}`; use one of: {}",
+            args.format,
+            LogStyle::ALL.map(LogStyle::format_name).join(", ")
+        )
+    })?;
+    let duration_s =
+        crate::synth::parse_duration_s(&args.duration).filter(|&d| d > 0).ok_or_else(|| {
+            anyhow::anyhow!("--duration `{}` is not like 90m, 2h or 1h30m", args.duration)
+        })?;
+    if args.backends < 2 {
+        bail!("--backends must be at least 2: skew needs a pool");
+    }
+    if !args.weights.is_empty() && args.weights.len() != args.backends {
+        bail!(
+            "--weights has {} values for {} backends; give one per backend",
+            args.weights.len(),
+            args.backends
+        );
+    }
+    if !(0.0..=1.0).contains(&args.late_fraction) {
+        bail!("--late-fraction must be between 0 and 1");
+    }
+    let incidents = args
+        .incidents
+        .iter()
+        .map(|spec| Incident::from_spec(spec))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(i) = incidents.iter().find(|i| i.backend >= args.backends) {
+        bail!(
+            "an incident names backend {} of {} (backends count from 0)",
+            i.backend,
+            args.backends
+        );
+    }
+    let start_ms = match &args.start {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| {
+                anyhow::anyhow!("--start `{text}`: {e}; write RFC 3339, e.g. 2024-05-01T00:00:00Z")
+            })?
+            .timestamp_millis(),
+        None => crate::synth::SEED_INCIDENT_DAY_MS,
+    };
+    let scenario = Scenario {
+        start_ms,
+        duration_s,
+        rate_per_s: args.rate,
+        backends: (0..args.backends)
+            .map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1))
+            .collect(),
+        weights: args.weights.clone(),
+        incidents,
+        diurnal: args.diurnal,
+        late_fraction: args.late_fraction,
+        max_lateness_s: args.max_lateness_s,
+        seed: args.seed,
+        style,
+        ..Scenario::seed_incident()
+    };
+    let n_lines = match &args.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            let n = scenario.write(&mut out)?;
+            out.flush()?;
+            n
+        }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let n = scenario.write(&mut out)?;
+            out.flush()?;
+            n
+        }
+    };
+    if let Some(path) = &args.labels {
+        let normal = scenario.normal_shares();
+        let mut text = String::new();
+        for (incident, spec) in scenario.incidents.iter().zip(&args.incidents) {
+            let kind = incident.expected_kind(normal[incident.backend]);
+            let (backend, pool) = style.identity(&scenario.backends[incident.backend]);
+            let label = serde_json::json!({
+                "incident": spec,
+                "kind": kind,
+                "backend": if kind == "spike" { crate::detect::WHOLE_POOL.to_string() } else { backend },
+                "pool": (!pool.is_empty()).then_some(pool),
+                "start": crate::parse::time::format_rfc3339(start_ms + i64::from(incident.start_s) * 1000),
+                "end": crate::parse::time::format_rfc3339(start_ms + i64::from(incident.start_s + incident.duration_s) * 1000),
+            });
+            text.push_str(&label.to_string());
+            text.push('\n');
+        }
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    tracing::info!(
+        message = "Simulated log written.",
+        lines = n_lines,
+        format = style.format_name()
+    );
+    Ok(Outcome::Clean)
+}
+
+fn evaluate(args: &EvaluateArgs) -> anyhow::Result<Outcome> {
+    use crate::evaluate::{run_case, suite, summarize, table};
+    let cases = suite(args.hours_clean);
+    let mut results = Vec::with_capacity(cases.len());
+    for case in &cases {
+        tracing::info!(message = "Evaluating.", scenario = case.name);
+        results.push(run_case(case));
+    }
+    let summary = summarize(&results);
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", table(&cases, &results, &summary))?;
+    if args.verbose {
+        for result in &results {
+            writeln!(out, "\n{}:", result.name)?;
+            for line in &result.alert_lines {
+                writeln!(out, "  {line}")?;
+            }
+        }
+    }
+    Ok(Outcome::Clean)
 }

@@ -5,6 +5,7 @@ pub mod balancer_config;
 pub mod cli;
 pub mod config;
 pub mod detect;
+pub mod evaluate;
 pub mod parse;
 pub mod pipeline;
 pub mod report;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::detect::{AlertEvent, AlertState, DetectorConfig, SkewDetector};
-use crate::parse::{ParseErrorKind, Parser};
+use crate::parse::{ParseErrorKind, Parser, Record};
 use crate::source::Line;
 use crate::window::{Admission, WindowConfig, WindowSummary, Windower};
 
@@ -142,6 +142,15 @@ impl Pipeline {
             }
         };
         self.counters.parsed += 1;
+        self.push_record(input, &record, observer);
+    }
+
+    /// Feeds one parsed request of input `input`: windows it and judges closed windows. The
+    /// evaluation suite enters here with generated records; lines enter through
+    /// [`Pipeline::push_line`].
+    #[inline]
+    pub fn push_record(&mut self, input: usize, record: &Record<'_>, observer: &mut impl Observer) {
+        let state = &mut self.inputs[input];
         let pool = match record.pool {
             Some(name) => state.windower.pool(name),
             None => state.default_pool,

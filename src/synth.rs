@@ -50,7 +50,113 @@ impl Default for Incident {
     }
 }
 
+/// Parses `90s`, `20m`, `1h30m` into seconds.
+pub fn parse_duration_s(text: &str) -> Option<u32> {
+    let mut total = 0u32;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let value: u32 = number.parse().ok()?;
+        number.clear();
+        total += value
+            * match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => return None,
+            };
+    }
+    if !number.is_empty() {
+        total += number.parse::<u32>().ok()?;
+    }
+    Some(total)
+}
+
 impl Incident {
+    /// Parses a scripted incident: `KIND@START+DURATION[:key=value,...]`, e.g.
+    /// `skew@20m+25m:backend=2,share=0.45`. Kinds: `skew` (share, default 0.45), `drift`
+    /// (share reached at the end, default 0.35), `drop`, `errors` (rate, default 0.2), `slow`
+    /// (factor, default 10), `surge` (factor, default 3), and `seed` (the seed postmortem's:
+    /// share 0.45, 12% errors, 12x slower). `backend` is an index (default 2).
+    pub fn from_spec(spec: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "incident `{spec}`: {why}; write KIND@START+DURATION[:key=value,...], e.g. skew@20m+25m:backend=2,share=0.45"
+            )
+        };
+        let (head, options) = spec.split_once(':').unwrap_or((spec, ""));
+        let (kind, when) = head.split_once('@').ok_or_else(|| bad("no `@START`"))?;
+        let (start, duration) = when.split_once('+').ok_or_else(|| bad("no `+DURATION`"))?;
+        let mut incident = Incident {
+            start_s: parse_duration_s(start)
+                .ok_or_else(|| bad("START is not like 90s, 20m or 1h"))?,
+            duration_s: parse_duration_s(duration)
+                .filter(|&d| d > 0)
+                .ok_or_else(|| bad("DURATION is not like 90s, 20m or 1h"))?,
+            backend: 2,
+            ..Incident::default()
+        };
+        let mut values = std::collections::BTreeMap::new();
+        for option in options.split(',').filter(|o| !o.is_empty()) {
+            let (key, value) =
+                option.split_once('=').ok_or_else(|| bad("an option is not key=value"))?;
+            let number: f64 =
+                value.parse().map_err(|_| bad(&format!("`{key}` is not a number")))?;
+            if !number.is_finite() || number < 0.0 {
+                return Err(bad(&format!("`{key}` must be a number >= 0")));
+            }
+            values.insert(key, number);
+        }
+        let mut take = |key: &str, default: f64| values.remove(key).unwrap_or(default);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        {
+            incident.backend = take("backend", 2.0) as usize;
+        }
+        match kind {
+            "skew" => incident.share = Some(take("share", 0.45)),
+            "drift" => {
+                incident.share = Some(take("share", 0.35));
+                incident.ramp = true;
+            }
+            "drop" => incident.share = Some(0.0),
+            "errors" => incident.error_rate = take("rate", 0.2),
+            "slow" => incident.latency_factor = take("factor", 10.0),
+            "surge" => incident.traffic_factor = take("factor", 3.0),
+            "seed" => {
+                incident.share = Some(take("share", 0.45));
+                incident.error_rate = take("rate", 0.12);
+                incident.latency_factor = take("factor", 12.0);
+            }
+            _ => {
+                return Err(bad("unknown kind; use skew, drift, drop, errors, slow, surge or seed"));
+            }
+        }
+        if let Some(share) = incident.share.filter(|s| *s > 1.0) {
+            return Err(bad(&format!("share {share} is more than 1")));
+        }
+        if let Some(key) = values.keys().next() {
+            return Err(bad(&format!("`{key}` does not apply to `{kind}`")));
+        }
+        Ok(incident)
+    }
+
+    /// The alert kind a good detector raises for this incident, given the backend's normal
+    /// share: a change of share is a skew (or a drop at 0), a surge a spike, otherwise errors
+    /// or latency. One backend drowning with errors and slowness is one skew page.
+    pub fn expected_kind(&self, normal_share: f64) -> &'static str {
+        match self.share {
+            Some(0.0) => "drop",
+            Some(share) if (share - normal_share).abs() > 1e-9 => "skew",
+            _ if self.traffic_factor > 1.0 => "spike",
+            _ if self.error_rate > 0.0 => "errors",
+            _ if self.latency_factor > 1.0 => "latency",
+            _ => "none",
+        }
+    }
+
     fn is_active(&self, second: u32) -> bool {
         second >= self.start_s && second < self.start_s + self.duration_s
     }
@@ -420,24 +526,24 @@ impl Scenario {
         (shares, traffic, health)
     }
 
-    /// Writes the log; returns the number of lines.
-    pub fn write(&self, out: &mut impl Write) -> io::Result<u64> {
+    /// Generates the requests (and garbage lines) in the order the balancer writes them and
+    /// hands each to `visit`; returns the number of lines. [`Scenario::write`] formats them;
+    /// the evaluation suite feeds them to the detector as records.
+    pub fn generate(&self, mut visit: impl FnMut(&Generated) -> io::Result<()>) -> io::Result<u64> {
         let mut rng = SmallRng::seed_from_u64(self.seed);
         let n_backends = self.backends.len();
         let normal = self.normal_shares();
         let mut n_lines = 0u64;
-        let mut clock = Clock::default();
         // Lines written late wait here, keyed by (the second they are written, sequence).
-        let mut late: std::collections::BTreeMap<(u32, u64), Vec<u8>> = Default::default();
+        let mut late: std::collections::BTreeMap<(u32, u64), Generated> = Default::default();
         let mut cumulative = Vec::with_capacity(n_backends);
         for second in 0..self.duration_s {
             let second_ms = self.start_ms + i64::from(second) * 1000;
-            clock.set(second_ms);
             while let Some(entry) = late.first_entry() {
                 if entry.key().0 > second {
                     break;
                 }
-                out.write_all(&entry.remove())?;
+                visit(&entry.remove())?;
             }
             let (shares, traffic, health) = self.conditions_at(second, &normal);
             cumulative.clear();
@@ -464,8 +570,7 @@ impl Scenario {
                         .map(|_| rng.random_range(0..=255u8))
                         .filter(|&b| b != b'\n')
                         .collect();
-                    out.write_all(&garbage)?;
-                    out.write_all(b"\n")?;
+                    visit(&Generated::Garbage(garbage))?;
                     continue;
                 }
                 let pick = rng.random::<f64>() * sum;
@@ -479,13 +584,11 @@ impl Scenario {
                     200
                 };
                 let retried = rng.random_bool(self.retry_fraction);
-                let request = Request {
+                let facts = RequestFacts {
                     // Lines within a second are written in order, as a balancer would.
                     time_ms: second_ms,
-                    clock: &clock,
-                    address: &self.backends[backend],
-                    retried_from: retried
-                        .then(|| self.backends[(backend + 1) % n_backends].as_str()),
+                    backend,
+                    retried_from: retried.then_some((backend + 1) % n_backends),
                     status,
                     latency_s,
                     bytes: rng.random_range(200..4000),
@@ -494,20 +597,78 @@ impl Scenario {
                     port: rng.random_range(1024..65535),
                 };
                 if self.max_lateness_s > 0 && rng.random_bool(self.late_fraction) {
-                    let mut line = Vec::with_capacity(256);
-                    request.write(self.style, &mut line)?;
                     let written_at = second + rng.random_range(1..=self.max_lateness_s);
-                    late.insert((written_at, n_lines), line);
+                    late.insert((written_at, n_lines), Generated::Request(facts));
                 } else {
-                    request.write(self.style, out)?;
+                    visit(&Generated::Request(facts))?;
                 }
             }
         }
-        for line in late.into_values() {
-            out.write_all(&line)?;
+        for item in late.into_values() {
+            visit(&item)?;
         }
         Ok(n_lines)
     }
+
+    /// Writes the log; returns the number of lines.
+    pub fn write(&self, out: &mut impl Write) -> io::Result<u64> {
+        let mut clock = Clock::default();
+        let mut clock_second = None;
+        self.generate(|item| match item {
+            Generated::Garbage(bytes) => {
+                out.write_all(bytes)?;
+                out.write_all(b"\n")
+            }
+            Generated::Request(facts) => {
+                let second = facts.time_ms.div_euclid(1000);
+                if clock_second != Some(second) {
+                    clock.set(second * 1000);
+                    clock_second = Some(second);
+                }
+                Request {
+                    time_ms: facts.time_ms,
+                    clock: &clock,
+                    address: &self.backends[facts.backend],
+                    retried_from: facts.retried_from.map(|b| self.backends[b].as_str()),
+                    status: facts.status,
+                    latency_s: facts.latency_s,
+                    bytes: facts.bytes,
+                    order: facts.order,
+                    client: facts.client,
+                    port: facts.port,
+                }
+                .write(self.style, out)
+            }
+        })
+    }
+}
+
+/// One generated log entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Generated {
+    /// A request.
+    Request(RequestFacts),
+    /// A line of random bytes.
+    Garbage(Vec<u8>),
+}
+
+/// What the balancer knows about one generated request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestFacts {
+    /// Event time, Unix ms.
+    pub time_ms: i64,
+    /// Index into the scenario's backends of the server that answered.
+    pub backend: usize,
+    /// The backend tried first, when the balancer retried.
+    pub retried_from: Option<usize>,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Backend latency, seconds.
+    pub latency_s: f64,
+    bytes: u32,
+    order: u32,
+    client: (u8, u8),
+    port: u16,
 }
 
 /// A healthy backend's 5xx rate.
@@ -560,6 +721,97 @@ mod tests {
                 assert!(n_retried > 20, "{style:?}: {n_retried}");
             }
         }
+    }
+
+    #[test]
+    fn incident_specs() {
+        let seed = Incident::from_spec("seed@20m+25m").unwrap();
+        assert_eq!(seed, Scenario::seed_incident().incidents[0]);
+        let drift = Incident::from_spec("drift@10m+40m:backend=0,share=0.35").unwrap();
+        assert_eq!(
+            (drift.start_s, drift.duration_s, drift.backend, drift.share, drift.ramp),
+            (600, 2400, 0, Some(0.35), true)
+        );
+        assert_eq!(drift.expected_kind(0.125), "skew");
+        assert_eq!(
+            Incident::from_spec("drop@1h+90s:backend=4").unwrap().expected_kind(0.125),
+            "drop"
+        );
+        assert_eq!(Incident::from_spec("surge@0s+10m").unwrap().expected_kind(0.125), "spike");
+        assert_eq!(Incident::from_spec("errors@0s+10m").unwrap().expected_kind(0.125), "errors");
+        assert_eq!(Incident::from_spec("slow@0s+10m").unwrap().expected_kind(0.125), "latency");
+        for (spec, why) in [
+            ("skew", "no `@START`"),
+            ("skew@20m", "no `+DURATION`"),
+            ("skew@20x+1m", "START is not like"),
+            ("melt@0s+1m", "unknown kind"),
+            ("errors@0s+1m:share=0.5", "`share` does not apply to `errors`"),
+            ("skew@0s+1m:share=2", "more than 1"),
+        ] {
+            let error = Incident::from_spec(spec).unwrap_err();
+            assert!(error.contains(why), "{spec}: {error}");
+        }
+    }
+
+    #[test]
+    fn scripted_incidents_shape_the_traffic() {
+        let count = |scenario: &Scenario, from_s: i64, to_s: i64| {
+            let mut per_backend = vec![0u64; scenario.backends.len()];
+            let mut errors = 0;
+            scenario
+                .generate(|item| {
+                    if let Generated::Request(f) = item {
+                        let t = (f.time_ms - scenario.start_ms) / 1000;
+                        if (from_s..to_s).contains(&t) {
+                            per_backend[f.backend] += 1;
+                            errors += u64::from(f.status >= 500);
+                        }
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            (per_backend, errors)
+        };
+        let weighted = Scenario {
+            duration_s: 600,
+            weights: vec![3.0, 1.0, 1.0, 1.0],
+            backends: (0..4).map(|i| format!("10.0.0.{i}:80")).collect(),
+            incidents: vec![Incident::from_spec("drop@300s+300s:backend=1").unwrap()],
+            ..Scenario::seed_incident()
+        };
+        let (before, _) = count(&weighted, 0, 300);
+        let share0 = before[0] as f64 / before.iter().sum::<u64>() as f64;
+        assert!((share0 - 0.5).abs() < 0.02, "{share0}");
+        let (during, _) = count(&weighted, 300, 600);
+        assert_eq!(during[1], 0);
+        let surge = Scenario {
+            duration_s: 600,
+            incidents: vec![Incident::from_spec("surge@300s+300s:factor=3").unwrap()],
+            ..Scenario::seed_incident()
+        };
+        let (a, _) = count(&surge, 0, 300);
+        let (b, _) = count(&surge, 300, 600);
+        let ratio = b.iter().sum::<u64>() as f64 / a.iter().sum::<u64>() as f64;
+        assert!((ratio - 3.0).abs() < 0.1, "{ratio}");
+        let late = Scenario {
+            duration_s: 120,
+            late_fraction: 0.1,
+            max_lateness_s: 30,
+            incidents: vec![],
+            ..Scenario::seed_incident()
+        };
+        let mut previous = late.start_ms;
+        let mut n_out_of_order = 0;
+        late.generate(|item| {
+            if let Generated::Request(f) = item {
+                n_out_of_order += u64::from(f.time_ms < previous);
+                assert!(previous - f.time_ms <= 30_000);
+                previous = previous.max(f.time_ms);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(n_out_of_order > 100, "{n_out_of_order}");
     }
 
     #[test]

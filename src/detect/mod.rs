@@ -51,7 +51,8 @@ pub struct DetectorConfig {
     pub alpha: f64,
     /// Fire only when observed/expected share is at least this (or at most its inverse).
     pub min_ratio: f64,
-    /// Fire only when the share is off by at least this many percentage points (0.05 = 5 pp).
+    /// Fire only when the share is off by at least this many percentage points (0.05 = 5 pp),
+    /// or half the expected share when that is smaller (large pools).
     pub min_share_delta: f64,
     /// Resolve once the ratio is back within this factor of expected.
     pub resolve_ratio: f64,
@@ -877,14 +878,16 @@ fn judge(counts: &[u64], expected: &[f64], config: &DetectorConfig) -> Vec<Judge
         let p_value = (binomial_two_sided(k, n, q) * n_tested as f64).min(1.0);
         let r = conditional_share / q;
         let significant = p_value < config.alpha;
+        // The percentage-point floor guards big shares against tiny, significant deviations;
+        // in a large pool (expected shares under 10%) it shrinks to half the expected share,
+        // so a backend taking 4x its 0.5% among 200 is still caught.
+        let delta_floor = config.min_share_delta.min(q / 2.0);
         let anomalous = if significant
             && r >= config.min_ratio
-            && conditional_share - q >= config.min_share_delta
+            && conditional_share - q >= delta_floor
         {
             Some(Direction::Over)
-        } else if significant
-            && r <= 1.0 / config.min_ratio
-            && q - conditional_share >= config.min_share_delta
+        } else if significant && r <= 1.0 / config.min_ratio && q - conditional_share >= delta_floor
         {
             Some(Direction::Under)
         } else {
@@ -896,10 +899,9 @@ fn judge(counts: &[u64], expected: &[f64], config: &DetectorConfig) -> Vec<Judge
             ratio: share / q_full,
             p_value,
             anomalous,
-            clear_over: r < config.resolve_ratio
-                || conditional_share - q < config.min_share_delta / 2.0,
+            clear_over: r < config.resolve_ratio || conditional_share - q < delta_floor / 2.0,
             clear_under: r > 1.0 / config.resolve_ratio
-                || q - conditional_share < config.min_share_delta / 2.0,
+                || q - conditional_share < delta_floor / 2.0,
         }
     };
     let mut remaining = vec![true; counts.len()];
