@@ -131,7 +131,9 @@ impl Incident {
                 incident.latency_factor = take("factor", 12.0);
             }
             _ => {
-                return Err(bad("unknown kind; use skew, drift, drop, errors, slow, surge or seed"));
+                return Err(bad(
+                    "unknown kind; use skew, drift, drop, errors, slow, surge or seed",
+                ));
             }
         }
         if let Some(share) = incident.share.filter(|s| *s > 1.0) {

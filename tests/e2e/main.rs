@@ -9,5 +9,6 @@ mod haproxy;
 mod live;
 mod nginx;
 mod replay;
+mod simulate;
 mod util;
 mod webhook;
