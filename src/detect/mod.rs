@@ -85,6 +85,9 @@ pub struct DetectorConfig {
     pub spike_overdispersion: f64,
     /// Spike: a pool usually below this many requests per window is not judged.
     pub spike_min_baseline: f64,
+    /// Without weights: a backend that serves nothing for this long is treated as removed on
+    /// purpose (its drop alert resolves, the baseline stops expecting it), seconds.
+    pub forget_after_s: u32,
 }
 
 impl Default for DetectorConfig {
@@ -114,6 +117,7 @@ impl Default for DetectorConfig {
             spike_min_z: 5.0,
             spike_overdispersion: 0.2,
             spike_min_baseline: 20.0,
+            forget_after_s: 1800,
         }
     }
 }
@@ -298,6 +302,8 @@ struct BackendState {
     firing: Option<Firing>,
     errors: peers::Tracker,
     latency: peers::Tracker,
+    /// End of the last window in which the backend served a request, Unix ms.
+    last_seen_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -447,7 +453,8 @@ impl SkewDetector {
         pool.last_window_end_ms = Some(window.end_ms);
 
         for summary in &window.backends {
-            if !pool.backends.contains_key(&summary.backend) {
+            // A backend is new when it serves a request, not when it is merely listed.
+            if summary.requests > 0 && !pool.backends.contains_key(&summary.backend) {
                 // A backend appearing after the baseline was learned starts at an equal share.
                 let n_known = pool.backends.len();
                 let initial = if pool.learned_windows == 0 || n_known == 0 {
@@ -464,6 +471,14 @@ impl SkewDetector {
                     BackendState { baseline_share: initial, ..Default::default() },
                 );
             }
+            if summary.requests > 0
+                && let Some(state) = pool.backends.get_mut(&summary.backend)
+            {
+                state.last_seen_ms = window.end_ms;
+            }
+        }
+        if weights.is_none() {
+            forget_removed_backends(pool, window, &config, alerts);
         }
         observe_shares(pool, window, weights, &config, warmup_windows, alerts);
         // After the shares, so that a backend already paged for taking too much traffic is not
@@ -628,6 +643,68 @@ fn observe_shares(
         for (state, share) in pool.backends.values_mut().zip(&shares) {
             state.baseline_share += alpha * (share - state.baseline_share);
         }
+    }
+}
+
+/// A learned pool forgets a backend that has served nothing for `forget_after_s`: it was
+/// removed on purpose (its `drop` alert has said so for that long), and the baseline must
+/// stop expecting it, or the pool would never look normal again. A pool with configured
+/// weights keeps expecting the backend: the config says it should be there.
+fn forget_removed_backends(
+    pool: &mut PoolState,
+    window: &WindowSummary,
+    config: &DetectorConfig,
+    alerts: &mut Vec<AlertEvent>,
+) {
+    let forget_ms = i64::from(config.forget_after_s) * 1000;
+    let gone: Vec<Arc<str>> = pool
+        .backends
+        .iter()
+        .filter(|(_, state)| {
+            state.last_seen_ms > 0 && window.end_ms - state.last_seen_ms >= forget_ms
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in gone {
+        let Some(state) = pool.backends.remove(&name) else { continue };
+        let Some(firing) = state.firing else { continue };
+        let judgement = Judgement {
+            share: 0.0,
+            expected: 0.0,
+            ratio: 0.0,
+            p_value: 1.0,
+            anomalous: None,
+            clear_over: true,
+            clear_under: true,
+        };
+        let evidence = evidence(
+            window,
+            &name,
+            &judgement,
+            ExpectedFrom::Baseline,
+            1.0,
+            window.total_requests(),
+            pool.backends.len(),
+            config,
+            window.end_ms - firing.started_at_ms,
+        );
+        alerts.push(AlertEvent {
+            state: AlertState::Resolved,
+            kind: firing.kind,
+            direction: firing.direction,
+            backend: name.clone(),
+            pool: window.pool.clone(),
+            at_ms: window.end_ms,
+            started_at_ms: firing.started_at_ms,
+            severity: firing.severity,
+            summary: format!(
+                "{name} has served nothing in pool {} for {}: treated as removed on purpose; the \
+                 baseline no longer expects it",
+                window.pool,
+                fmt_duration(i64::from(config.forget_after_s))
+            ),
+            evidence,
+        });
     }
 }
 
@@ -1240,6 +1317,41 @@ mod tests {
             "{}",
             fired.summary
         );
+    }
+
+    #[test]
+    fn a_backend_removed_on_purpose_is_forgotten_and_one_added_is_welcome() {
+        let mut detector = learned();
+        // 5 minutes of warm-up with four, then one is removed for good at 600 s, and a new one
+        // joins at 3000 s and takes its fair share.
+        let windows = (0..400).map(|i| {
+            let t = i * 10;
+            if t < 600 {
+                window(t, &[100, 100, 100, 100])
+            } else if t < 3000 {
+                window(t, &[133, 133, 134, 0])
+            } else {
+                let mut w = window(t, &[100, 100, 100, 0, 100]);
+                w.backends.remove(3);
+                w
+            }
+        });
+        let alerts = run(&mut detector, windows);
+        let seen: Vec<_> =
+            alerts.iter().map(|a| (a.state, a.kind, &*a.backend, a.at_ms / 1000)).collect();
+        assert_eq!(
+            seen,
+            [
+                (AlertState::Firing, AlertKind::Drop, "10.0.0.3:80", 630),
+                (AlertState::Resolved, AlertKind::Drop, "10.0.0.3:80", 2400),
+            ]
+        );
+        assert!(
+            alerts[1].summary.contains("treated as removed on purpose"),
+            "{}",
+            alerts[1].summary
+        );
+        assert!(detector.firing().is_empty());
     }
 
     #[test]
