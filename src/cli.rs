@@ -71,7 +71,8 @@ pub struct SimulateArgs {
     #[arg(long, value_delimiter = ',')]
     pub weights: Vec<f64>,
     /// A scripted incident, `KIND@START+DURATION[:key=value,...]`; repeat for more. Kinds:
-    /// skew (share), drift (share), drop, errors (rate), slow (factor), surge (factor), seed;
+    /// skew (share), drift (share), drop, errors (rate), slow (factor), surge (factor), outage
+    /// (rate, every backend), seed;
     /// `backend=N` picks the backend (default 2). Example: `skew@20m+25m:backend=2,share=0.45`.
     #[arg(long = "incident")]
     pub incidents: Vec<String>,
@@ -952,7 +953,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<Outcome> {
             let label = serde_json::json!({
                 "incident": spec,
                 "kind": kind,
-                "backend": if kind == "spike" { crate::detect::WHOLE_POOL.to_string() } else { backend },
+                "backend": if incident.is_pool_wide() { crate::detect::WHOLE_POOL.to_string() } else { backend },
                 "pool": (!pool.is_empty()).then_some(pool),
                 "start": crate::parse::time::format_rfc3339(start_ms + i64::from(incident.start_s) * 1000),
                 "end": crate::parse::time::format_rfc3339(start_ms + i64::from(incident.start_s + incident.duration_s) * 1000),

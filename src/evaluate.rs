@@ -61,7 +61,8 @@ fn backends(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)).collect()
 }
 
-/// The suite: the ten scenarios plus a day of clean traffic for each pool shape.
+/// The suite: the ten scenarios, a pool-wide outage, and a day of clean traffic for
+/// each pool shape.
 /// `hours_clean` sets the length of the clean runs (24 in the recorded evaluation).
 pub fn suite(hours_clean: u32) -> Vec<Case> {
     let base = Scenario { retry_fraction: 0.002, ..Scenario::clean(3600, 40) };
@@ -176,6 +177,17 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             weights: None,
         },
         Case {
+            name: "pool-wide outage",
+            description: "every backend fails 10% of its requests for 20 minutes",
+            scenario: Scenario {
+                duration_s: 2 * hour,
+                incidents: vec![spec("outage@60m+20m:rate=0.1")],
+                seed: 13,
+                ..base.clone()
+            },
+            weights: None,
+        },
+        Case {
             name: "late lines",
             description: "the seed incident with 10% of lines up to 30 s out of order",
             scenario: Scenario {
@@ -272,7 +284,7 @@ fn labels(scenario: &Scenario) -> Vec<Label> {
             let kind = incident.expected_kind(normal[incident.backend]);
             Label {
                 kind,
-                backend: if kind == "spike" {
+                backend: if incident.is_pool_wide() {
                     Arc::from(crate::detect::WHOLE_POOL)
                 } else {
                     Arc::from(scenario.backends[incident.backend].as_str())

@@ -33,6 +33,8 @@ pub struct Incident {
     pub latency_factor: f64,
     /// The whole pool's traffic multiplier (a surge spread over the backends as usual).
     pub traffic_factor: f64,
+    /// `error_rate` applies to every backend (a pool-wide outage), not just `backend`.
+    pub all_backends: bool,
 }
 
 impl Default for Incident {
@@ -46,6 +48,7 @@ impl Default for Incident {
             error_rate: 0.0,
             latency_factor: 1.0,
             traffic_factor: 1.0,
+            all_backends: false,
         }
     }
 }
@@ -79,7 +82,8 @@ impl Incident {
     /// Parses a scripted incident: `KIND@START+DURATION[:key=value,...]`, e.g.
     /// `skew@20m+25m:backend=2,share=0.45`. Kinds: `skew` (share, default 0.45), `drift`
     /// (share reached at the end, default 0.35), `drop`, `errors` (rate, default 0.2), `slow`
-    /// (factor, default 10), `surge` (factor, default 3), and `seed` (the seed postmortem's:
+    /// (factor, default 10), `surge` (factor, default 3), `outage` (every backend fails at
+    /// `rate`, default 0.1), and `seed` (the seed postmortem's:
     /// share 0.45, 12% errors, 12x slower). `backend` is an index (default 2).
     pub fn from_spec(spec: &str) -> Result<Self, String> {
         let bad = |why: &str| {
@@ -125,6 +129,10 @@ impl Incident {
             "errors" => incident.error_rate = take("rate", 0.2),
             "slow" => incident.latency_factor = take("factor", 10.0),
             "surge" => incident.traffic_factor = take("factor", 3.0),
+            "outage" => {
+                incident.error_rate = take("rate", 0.1);
+                incident.all_backends = true;
+            }
             "seed" => {
                 incident.share = Some(take("share", 0.45));
                 incident.error_rate = take("rate", 0.12);
@@ -149,6 +157,9 @@ impl Incident {
     /// share: a change of share is a skew (or a drop at 0), a surge a spike, otherwise errors
     /// or latency. One backend drowning with errors and slowness is one skew page.
     pub fn expected_kind(&self, normal_share: f64) -> &'static str {
+        if self.all_backends {
+            return "errors";
+        }
         match self.share {
             Some(0.0) => "drop",
             Some(share) if (share - normal_share).abs() > 1e-9 => "skew",
@@ -157,6 +168,11 @@ impl Incident {
             _ if self.latency_factor > 1.0 => "latency",
             _ => "none",
         }
+    }
+
+    /// Whether the alert it should raise is about the whole pool (backend `*`).
+    pub fn is_pool_wide(&self) -> bool {
+        self.all_backends || (self.share.is_none() && self.traffic_factor > 1.0)
     }
 
     fn is_active(&self, second: u32) -> bool {
@@ -520,7 +536,11 @@ impl Scenario {
                     };
                 }
             }
-            if incident.error_rate > 0.0 {
+            if incident.all_backends {
+                for h in &mut health {
+                    h.0 = incident.error_rate;
+                }
+            } else if incident.error_rate > 0.0 {
                 health[b].0 = incident.error_rate;
             }
             health[b].1 *= incident.latency_factor;

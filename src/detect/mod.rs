@@ -28,6 +28,7 @@ use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF};
 
 use crate::window::WindowSummary;
 
+mod burn;
 mod peers;
 
 /// Detector settings. Every field has a default that suits a pool of a few to a few dozen
@@ -88,6 +89,17 @@ pub struct DetectorConfig {
     /// Without weights: a backend that serves nothing for this long is treated as removed on
     /// purpose (its drop alert resolves, the baseline stops expecting it), seconds.
     pub forget_after_s: u32,
+    /// Pool-wide errors: page when the 5xx rate over both windows is this multiple of the
+    /// pool's usual rate (the SRE workbook's 14.4x: 2% of a 30-day budget in an hour) ...
+    pub burn_rate: f64,
+    /// ... and at least this rate (0.01 = 1%) ...
+    pub burn_min_rate: f64,
+    /// ... over the short window, seconds ...
+    pub burn_short_s: u32,
+    /// ... and the long window, seconds ...
+    pub burn_long_s: u32,
+    /// ... with at least this many requests in the short window.
+    pub burn_min_requests: u64,
 }
 
 impl Default for DetectorConfig {
@@ -118,6 +130,11 @@ impl Default for DetectorConfig {
             spike_overdispersion: 0.2,
             spike_min_baseline: 20.0,
             forget_after_s: 1800,
+            burn_rate: 14.4,
+            burn_min_rate: 0.01,
+            burn_short_s: 300,
+            burn_long_s: 3600,
+            burn_min_requests: 300,
         }
     }
 }
@@ -315,6 +332,8 @@ struct PoolState {
     volume_baseline: f64,
     volume_windows: u32,
     spike: peers::Tracker,
+    /// Pool-wide errors against the pool's own history.
+    burn: burn::BurnState,
 }
 
 /// The per-backend test result for one window.
@@ -410,6 +429,9 @@ impl SkewDetector {
             if let Some(since) = state.spike.firing_since() {
                 out.push((pool.clone(), Arc::from(WHOLE_POOL), "spike", since));
             }
+            if let Some(since) = state.burn.tracker.firing_since() {
+                out.push((pool.clone(), Arc::from(WHOLE_POOL), "errors", since));
+            }
             for (backend, backend_state) in &state.backends {
                 let mut push = |what, since| out.push((pool.clone(), backend.clone(), what, since));
                 if let Some(firing) = &backend_state.firing {
@@ -485,6 +507,7 @@ impl SkewDetector {
         // paged again for the errors and latency its alert already reports.
         observe_peers(pool, window, weights, &config, alerts);
         observe_volume(pool, window, &config, warmup_windows, alerts);
+        observe_burn(pool, window, &config, warmup_windows, alerts);
     }
 }
 
@@ -706,6 +729,91 @@ fn forget_removed_backends(
             evidence,
         });
     }
+}
+
+/// Judges the pool's 5xx rate against its own history (multi-window burn rate) and appends
+/// the state changes of the pool-wide `errors` alert (backend `*`).
+fn observe_burn(
+    pool: &mut PoolState,
+    window: &WindowSummary,
+    config: &DetectorConfig,
+    warmup_windows: u32,
+    alerts: &mut Vec<AlertEvent>,
+) {
+    // Backends already paged for their own errors or for taking too much traffic are left
+    // out: their alerts explain their errors, and their history must not page the pool later.
+    let paged = |name: &Arc<str>| {
+        pool.backends.get(name).is_some_and(|b| {
+            b.errors.firing_since().is_some()
+                || b.firing.as_ref().is_some_and(|f| f.direction == Direction::Over)
+        })
+    };
+    let (errors, requests) = window
+        .backends
+        .iter()
+        .filter(|b| !paged(&b.backend))
+        .fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests));
+    let burn = pool.burn.observe(errors, requests, config, warmup_windows);
+    let Some(transition) = pool.burn.tracker.step(burn.verdict, window, config) else { return };
+    let (state, since_ms) = match transition {
+        peers::Transition::Fired { since_ms } => (AlertState::Firing, since_ms),
+        peers::Transition::Resolved { since_ms } => (AlertState::Resolved, since_ms),
+    };
+    let judgement = Judgement {
+        share: 1.0,
+        expected: 1.0,
+        ratio: 1.0,
+        p_value: 1.0,
+        anomalous: None,
+        clear_over: false,
+        clear_under: false,
+    };
+    let mut evidence = evidence(
+        window,
+        WHOLE_POOL,
+        &judgement,
+        ExpectedFrom::Baseline,
+        1.0,
+        requests,
+        window.backends.len(),
+        config,
+        window.end_ms - since_ms,
+    );
+    evidence.error_rate = burn.short_rate;
+    evidence.peer_error_rate = burn.usual_rate;
+    let minutes = |s: u32| fmt_duration(i64::from(s));
+    let summary = match state {
+        AlertState::Firing => format!(
+            "pool {} is failing {} of its requests over {} ({} over {}) against {} usually, \
+             on every backend alike: a pool-wide error burst, not one server; for {}",
+            window.pool,
+            fmt_pct(burn.short_rate),
+            minutes(config.burn_short_s),
+            fmt_pct(burn.long_rate),
+            minutes(config.burn_long_s),
+            fmt_pct(burn.usual_rate),
+            fmt_duration(evidence.duration_s)
+        ),
+        AlertState::Resolved => format!(
+            "pool {}'s 5xx rate is back to {} over {} after {}",
+            window.pool,
+            fmt_pct(burn.short_rate),
+            minutes(config.burn_short_s),
+            fmt_duration(evidence.duration_s)
+        ),
+    };
+    alerts.push(AlertEvent {
+        state,
+        kind: AlertKind::Errors,
+        direction: Direction::Over,
+        backend: Arc::from(WHOLE_POOL),
+        pool: window.pool.clone(),
+        at_ms: window.end_ms,
+        started_at_ms: since_ms,
+        severity: Severity::Critical,
+        summary,
+        evidence,
+    });
 }
 
 /// The backend name of pool-wide alerts.
