@@ -166,6 +166,31 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             weights: None,
         },
         Case {
+            name: "2 backends, one 75%",
+            description: "the smallest pool: one of two backends takes three quarters",
+            scenario: Scenario {
+                duration_s: 2 * hour,
+                backends: backends(2),
+                incidents: vec![spec("skew@60m+15m:backend=1,share=0.75")],
+                seed: 14,
+                ..base.clone()
+            },
+            weights: None,
+        },
+        Case {
+            name: "500 backends, one 4x",
+            description: "500 backends at 1,000 requests/s where one takes 4x its share",
+            scenario: Scenario {
+                duration_s: hour,
+                rate_per_s: 1000,
+                backends: backends(500),
+                incidents: vec![spec("skew@30m+15m:backend=321,share=0.008")],
+                seed: 15,
+                ..base.clone()
+            },
+            weights: None,
+        },
+        Case {
             name: "slow drift",
             description: "one backend drifts from 12.5% to 35% over 40 minutes",
             scenario: Scenario {
@@ -204,6 +229,18 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             name: "8 backends, clean",
             description: "8 equal backends at 40 requests/s with diurnal load",
             scenario: Scenario { duration_s: clean_day, seed: 11, diurnal: true, ..base.clone() },
+            weights: None,
+        },
+        Case {
+            name: "2 backends, clean",
+            description: "the smallest pool at 40 requests/s with diurnal load",
+            scenario: Scenario {
+                duration_s: clean_day,
+                backends: backends(2),
+                seed: 16,
+                diurnal: true,
+                ..base.clone()
+            },
             weights: None,
         },
         Case {

@@ -1107,6 +1107,29 @@ fn judge(counts: &[u64], expected: &[f64], config: &DetectorConfig) -> Vec<Judge
                 remaining[index] = false;
             }
             _ => {
+                let mut round = round;
+                // A pair is one event seen from both sides: one taking too much is the other
+                // getting too little, and noise can push either side past its floor first.
+                // Page once, for the one taking too much, unless the other has dropped out
+                // entirely, which says more.
+                if let [(a, ja), (b, jb)] = round[..]
+                    && n_left == 2
+                    && (ja.anomalous.is_some() || jb.anomalous.is_some())
+                {
+                    let (over, under) = if ja.share - ja.expected >= jb.share - jb.expected {
+                        (0, 1)
+                    } else {
+                        (1, 0)
+                    };
+                    let under_dropped = counts[if under == 0 { a } else { b }] == 0;
+                    let (keep, quiet, direction) = if under_dropped {
+                        (under, over, Direction::Under)
+                    } else {
+                        (over, under, Direction::Over)
+                    };
+                    round[keep].1.anomalous = Some(direction);
+                    round[quiet].1.anomalous = None;
+                }
                 for (index, judgement) in round {
                     results[index] = Some(judgement);
                 }
@@ -1460,6 +1483,26 @@ mod tests {
             alerts[1].summary
         );
         assert!(detector.firing().is_empty());
+    }
+
+    #[test]
+    fn a_pair_pages_once() {
+        for (skewed, want) in [
+            ([300, 100], (AlertKind::Skew, Direction::Over, "10.0.0.0:80")),
+            ([100, 300], (AlertKind::Skew, Direction::Over, "10.0.0.1:80")),
+            ([0, 400], (AlertKind::Drop, Direction::Under, "10.0.0.0:80")),
+        ] {
+            let windows = (0..60).map(|i| {
+                window(i * 10, if (400..500).contains(&(i * 10)) { &skewed } else { &[200, 200] })
+            });
+            let alerts = run(&mut learned(), windows);
+            let firing: Vec<_> = alerts
+                .iter()
+                .filter(|a| a.state == AlertState::Firing)
+                .map(|a| (a.kind, a.direction, &*a.backend))
+                .collect();
+            assert_eq!(firing, [want], "{skewed:?}");
+        }
     }
 
     #[test]
