@@ -191,6 +191,18 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             weights: None,
         },
         Case {
+            name: "100,000 req/s, one 1.6x",
+            description: "8 weighted backends at 100,000 requests/s where one takes 20%",
+            scenario: Scenario {
+                duration_s: 6 * 60,
+                rate_per_s: 100_000,
+                incidents: vec![spec("skew@3m+2m:backend=4,share=0.2")],
+                seed: 17,
+                ..base.clone()
+            },
+            weights: Some(vec![1.0; 8]),
+        },
+        Case {
             name: "slow drift",
             description: "one backend drifts from 12.5% to 35% over 40 minutes",
             scenario: Scenario {
@@ -447,7 +459,7 @@ pub fn table(cases: &[Case], results: &[CaseResult], summary: &Summary) -> Strin
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |",
             r.name,
             case.description,
             r.hours,
