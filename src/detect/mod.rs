@@ -755,30 +755,8 @@ fn observe_burn(
         .fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests));
     let burn = pool.burn.observe(errors, requests, config, warmup_windows);
     let Some(transition) = pool.burn.tracker.step(burn.verdict, window, config) else { return };
-    let (state, since_ms) = match transition {
-        peers::Transition::Fired { since_ms } => (AlertState::Firing, since_ms),
-        peers::Transition::Resolved { since_ms } => (AlertState::Resolved, since_ms),
-    };
-    let judgement = Judgement {
-        share: 1.0,
-        expected: 1.0,
-        ratio: 1.0,
-        p_value: 1.0,
-        anomalous: None,
-        clear_over: false,
-        clear_under: false,
-    };
-    let mut evidence = evidence(
-        window,
-        WHOLE_POOL,
-        &judgement,
-        ExpectedFrom::Baseline,
-        1.0,
-        requests,
-        window.backends.len(),
-        config,
-        window.end_ms - since_ms,
-    );
+    let (state, since_ms) = transition.state();
+    let mut evidence = pool_wide_evidence(window, config, 1.0, since_ms);
     evidence.error_rate = burn.short_rate;
     evidence.peer_error_rate = burn.usual_rate;
     let minutes = |s: u32| fmt_duration(i64::from(s));
@@ -802,18 +780,69 @@ fn observe_burn(
             fmt_duration(evidence.duration_s)
         ),
     };
-    alerts.push(AlertEvent {
+    alerts.push(pool_wide_event(
+        window,
+        AlertKind::Errors,
         state,
-        kind: AlertKind::Errors,
+        since_ms,
+        Severity::Critical,
+        summary,
+        evidence,
+    ));
+}
+
+/// The evidence of a pool-wide event: the pool's window and how long it has held; `ratio` is
+/// the pool's traffic against its usual. The caller adds what it measured.
+fn pool_wide_evidence(
+    window: &WindowSummary,
+    config: &DetectorConfig,
+    ratio: f64,
+    since_ms: i64,
+) -> SkewEvidence {
+    let judgement = Judgement {
+        share: 1.0,
+        expected: 1.0,
+        ratio,
+        p_value: 1.0,
+        anomalous: None,
+        clear_over: false,
+        clear_under: false,
+    };
+    evidence(
+        window,
+        WHOLE_POOL,
+        &judgement,
+        ExpectedFrom::Baseline,
+        1.0,
+        window.total_requests(),
+        window.backends.len(),
+        config,
+        window.end_ms - since_ms,
+    )
+}
+
+/// An event about the whole pool (backend `*`).
+fn pool_wide_event(
+    window: &WindowSummary,
+    kind: AlertKind,
+    state: AlertState,
+    since_ms: i64,
+    severity: Severity,
+    summary: String,
+    evidence: SkewEvidence,
+) -> AlertEvent {
+    AlertEvent {
+        state,
+        kind,
         direction: Direction::Over,
         backend: Arc::from(WHOLE_POOL),
         pool: window.pool.clone(),
         at_ms: window.end_ms,
         started_at_ms: since_ms,
-        severity: Severity::Critical,
+        severity,
         summary,
         evidence,
-    });
+    }
 }
 
 /// The backend name of pool-wide alerts.
@@ -863,30 +892,9 @@ fn observe_volume(
         pool.volume_baseline += alpha * (n - baseline);
     }
     let Some(transition) = pool.spike.step(verdict, window, config) else { return };
-    let (state, since_ms) = match transition {
-        peers::Transition::Fired { since_ms } => (AlertState::Firing, since_ms),
-        peers::Transition::Resolved { since_ms } => (AlertState::Resolved, since_ms),
-    };
-    let judgement = Judgement {
-        share: 1.0,
-        expected: 1.0,
-        ratio: if baseline > 0.0 { n / baseline } else { 0.0 },
-        p_value: 1.0,
-        anomalous: None,
-        clear_over: false,
-        clear_under: false,
-    };
-    let mut evidence = evidence(
-        window,
-        WHOLE_POOL,
-        &judgement,
-        ExpectedFrom::Baseline,
-        1.0,
-        window.total_requests(),
-        window.backends.len(),
-        config,
-        window.end_ms - since_ms,
-    );
+    let (state, since_ms) = transition.state();
+    let ratio = if baseline > 0.0 { n / baseline } else { 0.0 };
+    let mut evidence = pool_wide_evidence(window, config, ratio, since_ms);
     evidence.usual_pool_requests = Some(baseline);
     evidence.volume_z = Some(z);
     let summary = match state {
@@ -907,18 +915,15 @@ fn observe_volume(
             fmt_duration(evidence.duration_s)
         ),
     };
-    alerts.push(AlertEvent {
+    alerts.push(pool_wide_event(
+        window,
+        AlertKind::Spike,
         state,
-        kind: AlertKind::Spike,
-        direction: Direction::Over,
-        backend: Arc::from(WHOLE_POOL),
-        pool: window.pool.clone(),
-        at_ms: window.end_ms,
-        started_at_ms: since_ms,
-        severity: Severity::Warning,
+        since_ms,
+        Severity::Warning,
         summary,
         evidence,
-    });
+    ));
 }
 
 /// Judges every backend of the window against its peers on errors and latency, and appends
@@ -981,10 +986,7 @@ fn observe_peers(
                 _ => &mut state.latency,
             };
             let Some(transition) = tracker.step(verdict, window, config) else { continue };
-            let (state_change, since_ms) = match transition {
-                peers::Transition::Fired { since_ms } => (AlertState::Firing, since_ms),
-                peers::Transition::Resolved { since_ms } => (AlertState::Resolved, since_ms),
-            };
+            let (state_change, since_ms) = transition.state();
             let mut evidence = evidence(
                 window,
                 name,

@@ -37,6 +37,16 @@ pub(super) enum Transition {
     Resolved { since_ms: i64 },
 }
 
+impl Transition {
+    /// The alert state it produces and when the condition began.
+    pub fn state(self) -> (super::AlertState, i64) {
+        match self {
+            Transition::Fired { since_ms } => (super::AlertState::Firing, since_ms),
+            Transition::Resolved { since_ms } => (super::AlertState::Resolved, since_ms),
+        }
+    }
+}
+
 /// Pending → firing → resolved for one condition of one backend: fires after `for_s` of
 /// consecutive anomalous windows and resolves after `resolve_for_s` of clear ones.
 #[derive(Debug, Clone, Copy, Default)]
