@@ -377,6 +377,11 @@ impl Windower {
                     stats.latency.clear();
                 }
             }
+            // A pool that has never named a backend and saw nothing now (an input's default
+            // pool when every line names its own) has no window to report.
+            if self.backend_names[pool_index].is_empty() && summary.no_backend == 0 {
+                continue;
+            }
             closed.push(summary);
         }
         self.spare.push(window);
@@ -388,6 +393,21 @@ mod tests {
     use super::*;
 
     const CONFIG: WindowConfig = WindowConfig { window_ms: 10_000, lateness_ms: 5_000 };
+
+    #[test]
+    fn an_unused_default_pool_reports_no_windows() {
+        let mut windower = Windower::new(CONFIG);
+        let _default = windower.pool(b"input.log");
+        let named = windower.pool(b"be_api");
+        let slot = windower.slot(named, Some(b"be_api/s1"));
+        let mut closed = Vec::new();
+        for second in 0..30 {
+            windower.add(second * 1000, slot, false, false, Some(0.01), &mut closed);
+        }
+        windower.close_all(&mut closed);
+        assert!(!closed.is_empty());
+        assert!(closed.iter().all(|w| &*w.pool == "be_api"), "{closed:?}");
+    }
 
     #[test]
     fn histogram_quantiles_are_within_a_few_percent() {
