@@ -916,9 +916,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<Outcome> {
         start_ms,
         duration_s,
         rate_per_s: args.rate,
-        backends: (0..args.backends)
-            .map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1))
-            .collect(),
+        backends: crate::synth::backend_addresses(args.backends),
         weights: args.weights.clone(),
         incidents,
         diurnal: args.diurnal,

@@ -13,7 +13,7 @@ use crate::detect::{AlertEvent, AlertState, DetectorConfig, SkewDetector};
 use crate::parse::Record;
 use crate::parse::time::format_rfc3339;
 use crate::pipeline::{Observer, Pipeline};
-use crate::synth::{Generated, Incident, Scenario};
+use crate::synth::{Generated, Incident, Scenario, backend_addresses};
 use crate::window::WindowSummary;
 
 /// Seconds after an incident ends within which a matching alert still counts as detecting it
@@ -57,10 +57,6 @@ pub struct CaseResult {
     pub alert_lines: Vec<String>,
 }
 
-fn backends(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)).collect()
-}
-
 /// The suite: the ten scenarios, a pool-wide outage, and a day of clean traffic for
 /// each pool shape.
 /// `hours_clean` sets the length of the clean runs (24 in the recorded evaluation).
@@ -99,7 +95,7 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             description: "3:1:1:1 behaving as configured",
             scenario: Scenario {
                 duration_s: clean_day,
-                backends: backends(4),
+                backends: backend_addresses(4),
                 weights: vec![3.0, 1.0, 1.0, 1.0],
                 seed: 3,
                 diurnal: true,
@@ -158,7 +154,7 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             scenario: Scenario {
                 duration_s: 2 * hour,
                 rate_per_s: 200,
-                backends: backends(200),
+                backends: backend_addresses(200),
                 incidents: vec![spec("skew@60m+15m:backend=17,share=0.02")],
                 seed: 8,
                 ..base.clone()
@@ -170,7 +166,7 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             description: "the smallest pool: one of two backends takes three quarters",
             scenario: Scenario {
                 duration_s: 2 * hour,
-                backends: backends(2),
+                backends: backend_addresses(2),
                 incidents: vec![spec("skew@60m+15m:backend=1,share=0.75")],
                 seed: 14,
                 ..base.clone()
@@ -183,7 +179,7 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             scenario: Scenario {
                 duration_s: hour,
                 rate_per_s: 1000,
-                backends: backends(500),
+                backends: backend_addresses(500),
                 incidents: vec![spec("skew@30m+15m:backend=321,share=0.008")],
                 seed: 15,
                 ..base.clone()
@@ -248,7 +244,7 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             description: "the smallest pool at 40 requests/s with diurnal load",
             scenario: Scenario {
                 duration_s: clean_day,
-                backends: backends(2),
+                backends: backend_addresses(2),
                 seed: 16,
                 diurnal: true,
                 ..base.clone()
@@ -261,7 +257,7 @@ pub fn suite(hours_clean: u32) -> Vec<Case> {
             scenario: Scenario {
                 duration_s: clean_day,
                 rate_per_s: 200,
-                backends: backends(200),
+                backends: backend_addresses(200),
                 seed: 12,
                 diurnal: true,
                 ..base

@@ -693,6 +693,11 @@ pub struct RequestFacts {
     port: u16,
 }
 
+/// `n` backend addresses, `10.0.0.1:8080` upwards (250 per /24), for generated pools.
+pub fn backend_addresses(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)).collect()
+}
+
 /// A healthy backend's 5xx rate.
 const NORMAL_ERROR_RATE: f64 = 0.002;
 
