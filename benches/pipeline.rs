@@ -4,7 +4,7 @@
 //! `cargo bench --bench pipeline`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use skewtail::detect::{DetectorConfig, SkewDetector};
+use skewtail::detect::{Detector, DetectorConfig};
 use skewtail::parse::PatternSet;
 use skewtail::pipeline::{Observer, Pipeline};
 use skewtail::source::Line;
@@ -51,10 +51,8 @@ fn benchmarks(c: &mut Criterion) {
                 b.iter(|| {
                     let parser =
                         patterns.get(format).expect("pattern").compile(&[]).expect("compiles");
-                    let mut pipeline = Pipeline::new(SkewDetector::new(
-                        DetectorConfig::default(),
-                        Default::default(),
-                    ));
+                    let mut pipeline =
+                        Pipeline::new(Detector::new(DetectorConfig::default(), Default::default()));
                     let input = pipeline.add_input("bench", parser, "api");
                     for (number, line) in lines.iter().enumerate() {
                         pipeline.push_line(

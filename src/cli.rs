@@ -13,7 +13,7 @@ use clap::{Args, Parser as ClapParser, Subcommand};
 
 use crate::alert::{DeliveryTotals, Dispatcher};
 use crate::config::{Settings, StartAt, build_parser, no_backend_message};
-use crate::detect::{AlertEvent, SkewDetector};
+use crate::detect::AlertEvent;
 use crate::parse::Parser;
 use crate::pipeline::{Observer, Pipeline};
 use crate::report::{Report, Style};
@@ -363,10 +363,7 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let sinks = settings.build_sinks(false)?;
     let runtime = if sinks.is_empty() { None } else { Some(new_runtime()?) };
     let dispatcher = runtime.as_ref().map(|rt| Dispatcher::start(sinks, rt.handle()));
-    let mut pipeline = Pipeline::new(SkewDetector::new(
-        settings.detector.clone(),
-        settings.weights.clone().into_iter().collect(),
-    ));
+    let mut pipeline = Pipeline::new(settings.build_detector());
     let stdout = io::stdout().lock();
     let style = if args.json { Style::Json } else { Style::Human };
     let mut report =
@@ -395,7 +392,7 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         )),
         _ => None,
     };
-    let finished = report.finish(&counters, &pipeline.detector().firing(), delivery.as_ref());
+    let finished = report.finish(&counters, pipeline.detector(), delivery.as_ref());
     match finished {
         Err(error) if !is_broken_pipe(&error) => {
             return Err(error).context("cannot write the report");
@@ -614,8 +611,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
     let parser = build_parser(&settings.patterns, Some("upstream"), None, &[], None)
         .map_err(anyhow::Error::msg)?
         .0;
-    let mut pipeline =
-        Pipeline::new(SkewDetector::new(settings.detector.clone(), Default::default()));
+    let mut pipeline = Pipeline::new(settings.build_detector());
     let index = pipeline.add_input("demo", parser, "api");
     let mut stdout = io::stdout().lock();
     if !args.json {
@@ -633,7 +629,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
     feed(&mut pipeline, index, &log[..], settings.max_line_bytes, &mut report)?;
     pipeline.finish_input(index, &mut report);
     let counters = pipeline.counters();
-    match report.finish(&counters, &pipeline.detector().firing(), None) {
+    match report.finish(&counters, pipeline.detector(), None) {
         Err(error) if !is_broken_pipe(&error) => Err(error.into()),
         _ => Ok(Outcome::Clean),
     }
@@ -647,7 +643,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {
         "{}: config OK ({} input(s), {} pool weight set(s), {} sink(s))",
         args.config.display(),
         settings.inputs.len(),
-        settings.weights.len(),
+        settings.expectations.len(),
         settings.sinks.len()
     )?;
     let mut problems = Vec::new();
@@ -775,10 +771,7 @@ fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         let _ = stop_tx.send(());
     });
 
-    let mut pipeline = Pipeline::new(SkewDetector::new(
-        settings.detector.clone(),
-        settings.weights.clone().into_iter().collect(),
-    ));
+    let mut pipeline = Pipeline::new(settings.build_detector());
     let mut followers = Vec::new();
     for input in &settings.inputs {
         let index = pipeline.add_input(&input.name, input.parser.clone(), &input.pool);

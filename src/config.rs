@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::alert::{DEFAULT_QUEUE_CAPACITY, Sink, WebhookSink};
-use crate::detect::DetectorConfig;
+use crate::detect::{Detector, DetectorConfig, PoolExpectation};
 use crate::parse::{Parser, PatternSet};
 
 /// A secret string (a webhook URL, a routing key): usable, but never printed or logged.
@@ -205,8 +205,8 @@ pub struct Settings {
     pub detector: DetectorConfig,
     /// Inputs, in config order.
     pub inputs: Vec<InputSettings>,
-    /// Expected weights per pool.
-    pub weights: BTreeMap<String, BTreeMap<String, f64>>,
+    /// What each configured pool is expected to look like (weights, slow start).
+    pub expectations: BTreeMap<String, PoolExpectation>,
     /// Sinks with their queue capacities; built by [`Settings::build_sinks`].
     pub sinks: Vec<SinkConfig>,
     /// Known formats.
@@ -299,24 +299,26 @@ pub fn no_backend_message(format_name: &str) -> String {
     )
 }
 
-/// A pool's weights from exactly one of its sources, with the config offset to blame.
-#[allow(clippy::type_complexity)]
-fn pool_weights(
+/// A pool's expectation from exactly one of its sources, with the config offset to blame.
+fn pool_expectation(
     pool: &str,
     config: &PoolConfig,
     base: &Path,
-) -> Result<(usize, BTreeMap<String, f64>), (Option<usize>, String)> {
-    use crate::balancer_config::{BalancerKind, read_weights};
+) -> Result<(usize, PoolExpectation), (Option<usize>, String)> {
+    use crate::balancer_config::{BalancerKind, read_pool};
     let read = |section: &Spanned<BalancerSection>, kind| {
         let span = section.span().start;
         let section = section.get_ref();
         let name = section.name.as_deref().unwrap_or(pool);
-        read_weights(kind, &base.join(&section.file), name)
-            .map(|weights| (span, weights))
+        read_pool(kind, &base.join(&section.file), name)
+            .map(|expectation| (span, expectation))
             .map_err(|e| (Some(span), format!("pool `{pool}`: {e}")))
     };
     match (&config.weights, &config.nginx_upstream, &config.haproxy_backend) {
-        (Some(weights), None, None) => Ok((weights.span().start, weights.get_ref().clone())),
+        (Some(weights), None, None) => Ok((
+            weights.span().start,
+            PoolExpectation { weights: weights.get_ref().clone(), slow_start_s: None },
+        )),
         (None, Some(section), None) => read(section, BalancerKind::NginxUpstream),
         (None, None, Some(section)) => read(section, BalancerKind::HaproxyBackend),
         (None, None, None) => Err((
@@ -342,7 +344,7 @@ impl Settings {
         Settings {
             detector: DetectorConfig::default(),
             inputs: Vec::new(),
-            weights: BTreeMap::new(),
+            expectations: BTreeMap::new(),
             sinks: Vec::new(),
             patterns: PatternSet::builtin(),
             max_line_bytes: crate::source::DEFAULT_MAX_LINE_BYTES,
@@ -377,39 +379,17 @@ impl Settings {
             |key: &str| text.find(&format!("{key} =")).or_else(|| text.find(key)).unwrap_or(0);
 
         let detector = file.detector.clone();
-        let checks: [(&str, bool, &str); 7] = [
-            ("window_s", detector.window_s >= 1, "must be at least 1"),
-            (
-                "alpha",
-                detector.alpha > 0.0 && detector.alpha < 1.0,
-                "must be between 0 and 1, e.g. 0.001",
-            ),
-            ("min_ratio", detector.min_ratio > 1.0, "must be above 1, e.g. 1.5"),
-            (
-                "resolve_ratio",
-                detector.resolve_ratio > 1.0 && detector.resolve_ratio <= detector.min_ratio,
-                "must be above 1 and at most min_ratio",
-            ),
-            (
-                "min_share_delta",
-                (0.0..1.0).contains(&detector.min_share_delta),
-                "must be a fraction below 1, e.g. 0.05 for 5 points",
-            ),
-            (
-                "min_backends",
-                detector.min_backends >= 2,
-                "must be at least 2: skew needs peers to compare",
-            ),
-            (
-                "baseline_half_life_s",
-                detector.baseline_half_life_s >= detector.window_s,
-                "must be at least one window",
-            ),
-        ];
-        for (key, ok, fix) in checks {
-            if !ok {
-                return Err(at(key_offset(key), format!("detector.{key} {fix}")));
-            }
+        if let Err(invalid) = detector.validate() {
+            return Err(at(
+                key_offset(invalid.key),
+                format!("detector.{} {}", invalid.key, invalid.message),
+            ));
+        }
+        if file.max_line_bytes == Some(0) {
+            return Err(at(
+                key_offset("max_line_bytes"),
+                "max_line_bytes must be at least 1; 65536 suits every balancer log".to_string(),
+            ));
         }
 
         let mut patterns = PatternSet::builtin();
@@ -420,12 +400,13 @@ impl Settings {
                 .map_err(|e| at(key_offset("patterns_dir"), e.to_string()))?;
         }
 
-        let mut weights = BTreeMap::new();
+        let mut expectations = BTreeMap::new();
         for (pool, config) in &file.pools {
-            let (span, pool_weights) =
-                pool_weights(pool, config, base).map_err(|(offset, message)| {
+            let (span, expectation) =
+                pool_expectation(pool, config, base).map_err(|(offset, message)| {
                     at(offset.unwrap_or_else(|| key_offset("pool")), message)
                 })?;
+            let pool_weights = &expectation.weights;
             if pool_weights.is_empty() {
                 return Err(at(
                     span,
@@ -434,7 +415,7 @@ impl Settings {
                     ),
                 ));
             }
-            for (backend, weight) in &pool_weights {
+            for (backend, weight) in pool_weights {
                 if !weight.is_finite() || *weight < 0.0 {
                     return Err(at(
                         span,
@@ -450,7 +431,7 @@ impl Settings {
                     ),
                 ));
             }
-            weights.insert(pool.clone(), pool_weights);
+            expectations.insert(pool.clone(), expectation);
         }
 
         let mut inputs = Vec::new();
@@ -522,12 +503,20 @@ impl Settings {
         Ok(Settings {
             detector,
             inputs,
-            weights,
+            expectations,
             sinks: file.sinks,
             patterns,
             max_line_bytes: file.max_line_bytes.unwrap_or(crate::source::DEFAULT_MAX_LINE_BYTES),
             source: Some(path.to_path_buf()),
         })
+    }
+
+    /// The detector these settings describe.
+    pub fn build_detector(&self) -> Detector {
+        Detector::new(
+            self.detector.clone(),
+            self.expectations.iter().map(|(pool, e)| (pool.clone(), e.clone())).collect(),
+        )
     }
 
     /// Builds the configured sinks. `with_stdout` is false for `replay`, which prints its own report.
@@ -627,7 +616,7 @@ type = "stdout"
         assert_eq!(settings.inputs[0].pool, "api");
         assert_eq!(settings.inputs[1].pool, "edge");
         assert_eq!(settings.inputs[1].path, Path::new("/etc/edge.log"));
-        assert_eq!(settings.weights["api"]["10.0.0.1:8080"], 3.0);
+        assert_eq!(settings.expectations["api"].weights["10.0.0.1:8080"], 3.0);
         assert!(
             !format!("{settings:?}").contains("hooks.example.com"),
             "secrets never reach Debug output"
@@ -711,7 +700,7 @@ type = "stdout"
         std::fs::write(&config, "[pool.api]\nnginx_upstream = { file = \"upstreams.conf\" }\n")
             .unwrap();
         let settings = Settings::load(&config).unwrap();
-        let weights = &settings.weights["api"];
+        let weights = &settings.expectations["api"].weights;
         assert_eq!(weights["10.0.1.1:8080"], 3.0);
         assert_eq!(weights["10.0.1.9:8080"], 0.0);
 

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::detect::{AlertEvent, AlertState, DetectorConfig, SkewDetector};
+use crate::detect::{AlertEvent, AlertState, Detector, DetectorConfig};
 use crate::parse::Record;
 use crate::parse::time::format_rfc3339;
 use crate::pipeline::{Observer, Pipeline};
@@ -286,7 +286,7 @@ pub fn run_case(case: &Case) -> CaseResult {
             scenario.backends.iter().cloned().zip(case_weights.iter().copied()).collect(),
         );
     }
-    let mut pipeline = Pipeline::new(SkewDetector::new(DetectorConfig::default(), weights));
+    let mut pipeline = Pipeline::new(Detector::with_weights(DetectorConfig::default(), weights));
     let parser = crate::parse::PatternSet::builtin()
         .get("upstream")
         .and_then(|p| p.compile(&[]).ok())

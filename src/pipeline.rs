@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::detect::{AlertEvent, AlertState, DetectorConfig, SkewDetector};
+use crate::detect::{AlertEvent, AlertState, Detector, DetectorConfig};
 use crate::parse::{ParseErrorKind, Parser, Record};
 use crate::source::Line;
 use crate::window::{Admission, WindowConfig, WindowSummary, Windower};
@@ -69,7 +69,7 @@ struct InputState {
 #[derive(Debug)]
 pub struct Pipeline {
     inputs: Vec<InputState>,
-    detector: SkewDetector,
+    detector: Detector,
     closed: Vec<WindowSummary>,
     alerts: Vec<AlertEvent>,
     counters: Counters,
@@ -77,7 +77,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline with no inputs yet.
-    pub fn new(detector: SkewDetector) -> Self {
+    pub fn new(detector: Detector) -> Self {
         Pipeline {
             inputs: Vec::new(),
             detector,
@@ -112,7 +112,7 @@ impl Pipeline {
     }
 
     /// The detector, for what is still firing.
-    pub fn detector(&self) -> &SkewDetector {
+    pub fn detector(&self) -> &Detector {
         &self.detector
     }
 

@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::alert::{AlertMessage, DeliveryTotals, Dispatcher};
-use crate::detect::{AlertEvent, AlertKind, AlertState, Direction, Severity, fmt_duration};
+use crate::detect::{
+    AlertEvent, AlertKind, AlertState, Detector, Direction, Severity, Unjudged, fmt_duration,
+};
 use crate::parse::time::format_rfc3339;
 use crate::pipeline::{Counters, Observer};
 use crate::window::WindowSummary;
@@ -46,6 +48,11 @@ struct Summary<'a> {
     #[serde(flatten)]
     counters: Counters,
     still_firing: usize,
+    /// Pools whose shares were never judged, and why: "0 alerts" must not pass for "all is
+    /// well" when nothing was looked at.
+    unjudged_pools: &'a [Unjudged],
+    /// Backends forgotten after `forget_after_s` of silence.
+    forgotten_backends: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     delivery: Option<&'a DeliveryTotals>,
 }
@@ -73,23 +80,38 @@ impl<W: Write> Report<W> {
     pub fn finish(
         mut self,
         counters: &Counters,
-        still_firing: &[(std::sync::Arc<str>, std::sync::Arc<str>, &str, i64)],
+        detector: &Detector,
         delivery: Option<&DeliveryTotals>,
     ) -> io::Result<()> {
         let style = self.style;
+        let still_firing = detector.firing();
+        let unjudged = detector.unjudged();
         self.emit(|out| match style {
             Style::Json => {
-                let summary = Summary { kind: "summary", counters: *counters, still_firing: still_firing.len(), delivery };
+                let summary = Summary {
+                    kind: "summary",
+                    counters: *counters,
+                    still_firing: still_firing.len(),
+                    unjudged_pools: &unjudged,
+                    forgotten_backends: detector.forgotten_backends(),
+                    delivery,
+                };
                 serde_json::to_writer(&mut *out, &summary)?;
                 writeln!(out)
             }
             Style::Human => {
-                for (pool, backend, what, started) in still_firing {
+                for firing in &still_firing {
                     writeln!(
                         out,
-                        "still firing at end of input: {what} on {backend} in pool {pool}, since {}",
-                        format_rfc3339(*started)
+                        "still firing at end of input: {} on {} in pool {}, since {}",
+                        firing.what,
+                        firing.backend,
+                        firing.pool,
+                        format_rfc3339(firing.since_ms)
                     )?;
+                }
+                for pool in &unjudged {
+                    writeln!(out, "pool {} was never judged: {}", pool.pool, pool.reason)?;
                 }
                 writeln!(
                     out,

@@ -2,7 +2,7 @@
 //! parse → window → detect allocates only per closed window (its summary), never per line.
 //! A separate test binary, because it installs a counting global allocator (dhat).
 
-use skewtail::detect::{AlertEvent, DetectorConfig, SkewDetector};
+use skewtail::detect::{AlertEvent, Detector, DetectorConfig};
 use skewtail::parse::PatternSet;
 use skewtail::pipeline::{Observer, Pipeline};
 use skewtail::source::{LineReader, Next};
@@ -31,8 +31,7 @@ fn allocations_per_window(style: LogStyle) -> (u64, u64) {
         .expect("pattern")
         .compile(&[])
         .expect("compile");
-    let mut pipeline =
-        Pipeline::new(SkewDetector::new(DetectorConfig::default(), Default::default()));
+    let mut pipeline = Pipeline::new(Detector::new(DetectorConfig::default(), Default::default()));
     let input = pipeline.add_input("alloc", parser, "api");
     let mut reader = LineReader::new(&log[..], 1 << 20);
     let mut feed = |n_lines: usize, pipeline: &mut Pipeline| {
@@ -67,10 +66,11 @@ fn lines_do_not_allocate_after_warm_up() {
     ] {
         let (n_allocations, n_windows) = allocations_per_window(style);
         assert!(n_windows > 50, "{style:?}: {n_windows}");
-        // A closed window allocates its summary (a Vec of 8 backends) and the detector's
-        // per-window scratch; 30,000 lines allocate nothing.
+        // A closed window allocates its summary (8 backends, each with its latency sketch) and
+        // the detector's per-window scratch, a few dozen blocks; the 30,000 lines (about 400
+        // per window) allocate nothing themselves.
         assert!(
-            n_allocations <= n_windows * 12,
+            n_allocations <= n_windows * 80,
             "{style:?}: {n_allocations} allocations for 30000 lines and {n_windows} windows"
         );
         #[allow(clippy::print_stderr)]

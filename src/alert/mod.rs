@@ -239,7 +239,7 @@ mod tests {
 
     use super::*;
     use crate::config::Secret;
-    use crate::detect::{AlertKind, AlertState, Direction, ExpectedFrom, Severity, SkewEvidence};
+    use crate::detect::{AlertKind, AlertState, Diagnosis, Direction, Evidence, Severity, Verdict};
 
     fn event(backend: &str) -> AlertEvent {
         AlertEvent {
@@ -252,26 +252,18 @@ mod tests {
             started_at_ms: 1_699_999_970_000,
             severity: Severity::Critical,
             summary: "test".into(),
-            evidence: SkewEvidence {
+            diagnosis: Diagnosis { verdict: Verdict::Balancer, reason: "test".into() },
+            evidence: Evidence {
                 observed_share: 0.5,
                 expected_share: 0.25,
                 ratio: 2.0,
-                expected_from: ExpectedFrom::Baseline,
                 backend_requests: 50,
                 pool_requests: 100,
                 pool_backends: 4,
                 p_value: 1e-9,
                 pool_g_test_p_value: 1e-9,
-                error_rate: 0.0,
-                peer_error_rate: 0.0,
-                p99_ms: None,
-                peer_p99_ms: None,
-                errors_p_value: None,
-                latency_robust_z: None,
-                usual_pool_requests: None,
-                volume_z: None,
-                window_s: 10,
                 duration_s: 30,
+                ..Evidence::blank(10)
             },
         }
     }

@@ -7,11 +7,17 @@
 
 use std::collections::VecDeque;
 
-use super::DetectorConfig;
-use super::peers::{Tracker, Verdict};
+use serde::{Deserialize, Serialize};
+
+use super::stats::half_life_alpha;
+use super::tracker::{Hold, Tracker, Verdict};
+use super::{
+    AlertKind, DetectorConfig, Direction, Evidence, Finding, PoolState, Severity, WHOLE_POOL,
+};
+use crate::window::WindowSummary;
 
 /// The pool's recent windows and its usual 5xx rate.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(super) struct BurnState {
     /// (5xx, requests) per window, newest last, at most the long window's worth.
     windows: VecDeque<(u64, u64)>,
@@ -27,8 +33,6 @@ pub(super) struct Burn {
     pub verdict: Verdict,
     /// 5xx rate over the short window.
     pub short_rate: f64,
-    /// 5xx rate over the long window.
-    pub long_rate: f64,
     /// The pool's usual 5xx rate.
     pub usual_rate: f64,
 }
@@ -57,8 +61,7 @@ impl BurnState {
         }
         let (short_rate, short_requests) = rate(self.windows.iter().rev().take(short).copied());
         let (long_rate, _) = rate(self.windows.iter().copied());
-        let unknown =
-            Burn { verdict: Verdict::Unknown, short_rate, long_rate, usual_rate: self.usual_rate };
+        let unknown = Burn { verdict: Verdict::Unknown, short_rate, usual_rate: self.usual_rate };
         #[allow(clippy::cast_precision_loss)]
         let this_rate = if requests == 0 { 0.0 } else { errors as f64 / requests as f64 };
         if self.learned_windows < warmup_windows {
@@ -85,11 +88,66 @@ impl BurnState {
             // Learn slowly, only from windows that look normal themselves: the first windows
             // of a burst still have a clear short window.
             let half_life_windows = f64::from(config.baseline_half_life_s) / f64::from(window_s);
-            let alpha = 1.0 - 0.5f64.powf(1.0 / half_life_windows.max(1.0));
-            self.usual_rate += alpha * (this_rate - self.usual_rate);
+            self.usual_rate += half_life_alpha(half_life_windows) * (this_rate - self.usual_rate);
         }
         Burn { verdict, ..unknown }
     }
+}
+
+/// Judges the pool's 5xx rate against its own history and appends the state changes of the
+/// pool-wide `errors` alert (backend `*`).
+pub(super) fn observe(
+    pool: &mut PoolState,
+    window: &WindowSummary,
+    config: &DetectorConfig,
+    findings: &mut Vec<Finding>,
+) {
+    // Backends already paged for their own errors or for taking too much traffic are left
+    // out: their alerts explain their errors, and their history must not page the pool later.
+    let (mut errors, mut requests) = (0, 0);
+    for summary in &window.backends {
+        let paged = pool
+            .index
+            .get(&summary.backend)
+            .and_then(|&slot| pool.slots[slot].as_ref())
+            .is_some_and(|b| b.errors.firing_since().is_some() || b.shares.is_over());
+        if !paged {
+            errors += summary.errors;
+            requests += summary.requests;
+        }
+    }
+    let warmup_windows = config.warmup_s.div_ceil(config.window_s.max(1));
+    let burn = pool.burn.observe(errors, requests, config, warmup_windows);
+    let hold = Hold {
+        fire_ms: i64::from(config.for_s) * 1000,
+        resolve_ms: i64::from(config.resolve_for_s) * 1000,
+    };
+    let Some(transition) =
+        pool.burn.tracker.step(burn.verdict, window.start_ms, window.end_ms, hold)
+    else {
+        return;
+    };
+    let (state, since_ms) = transition.state();
+    let mut evidence = Evidence::blank(config.window_s);
+    evidence.observed_share = 1.0;
+    evidence.expected_share = 1.0;
+    evidence.ratio = 1.0;
+    evidence.pool_requests = window.total_requests();
+    evidence.pool_backends = window.backends.len();
+    // For the whole pool, the "peers" are the pool's own past.
+    evidence.error_rate = burn.short_rate;
+    evidence.peer_error_rate = burn.usual_rate;
+    evidence.duration_s = (window.end_ms - since_ms) / 1000;
+    findings.push(Finding {
+        state,
+        kind: AlertKind::Errors,
+        direction: Direction::Over,
+        backend: WHOLE_POOL.into(),
+        started_at_ms: since_ms,
+        severity: Severity::Critical,
+        evidence,
+        note: None,
+    });
 }
 
 #[cfg(test)]

@@ -1,146 +1,64 @@
-//! Peer comparison: one backend's 5xx rate or latency pulling away from the rest of its pool.
+//! Peers: one backend's 5xx rate or latency pulling away from the rest of its pool, judged
+//! within the same window (so it works from the first window and through a skew).
 //!
 //! - **errors**: the backend's 5xx count against the pooled rate of its peers, with a one-sided
 //!   exact binomial test (Bonferroni over the pool's backends), a volume guard, and an effect
-//!   floor (ratio and percentage points), as Envoy's success-rate ejection and the SRE
-//!   workbook's burn rates do.
-//! - **latency**: the backend's p99 against the median of its peers' p99s, scaled by their
-//!   median absolute deviation (robust z); the MAD is floored so a tight cluster of fast
-//!   servers does not make a millisecond look like an outlier, and the p99 must also be a
-//!   multiple of the peers' and some milliseconds slower.
-//!
-//! Both go through the same pending → firing → resolved [`Tracker`] as skew.
+//!   floor (ratio and percentage points), as Envoy's success-rate ejection does.
+//! - **latency**: count-aware. A p99 over a few dozen requests is just their maximum, so one
+//!   slow request would swing it. Instead each backend's requests slower than a threshold are
+//!   counted: the threshold is the peers' p95, raised to `latency_min_ratio` times and
+//!   `latency_min_delta_ms` over their median so that a tight cluster of fast servers does not
+//!   make a millisecond look slow. A healthy backend has at most 5% of its requests above it;
+//!   a backend is slow when a much larger fraction is (`latency_min_slow_fraction`) and a
+//!   one-sided binomial test against 5% says that is no accident. A quiet pool's single slow
+//!   request is 1 of 40, not a page.
 
-use statrs::distribution::{Binomial, DiscreteCDF};
+use super::stats::{ratio, upper};
+use super::tracker::{Hold, Verdict};
+use super::{AlertKind, DetectorConfig, Direction, Evidence, Finding, PoolState, Severity};
+use crate::window::{
+    BackendSummary, N_BUCKETS, WindowSummary, first_bucket_above_ms, quantile_of_buckets,
+};
 
-use crate::window::{BackendSummary, WindowSummary};
+/// The fraction of a healthy backend's requests above the peers' p95.
+const SLOW_NULL_RATE: f64 = 0.05;
 
-use super::DetectorConfig;
-
-/// The outcome of one window for one condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
-    /// The condition holds.
-    Anomalous,
-    /// Clearly back to normal (past the hysteresis threshold).
-    Clear,
-    /// Neither, or not enough data to say: no change.
-    Unknown,
-}
-
-/// A state change of a [`Tracker`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Transition {
-    /// Fired; the condition began at this event time.
-    Fired { since_ms: i64 },
-    /// Resolved; the condition had begun at this event time.
-    Resolved { since_ms: i64 },
-}
-
-impl Transition {
-    /// The alert state it produces and when the condition began.
-    pub fn state(self) -> (super::AlertState, i64) {
-        match self {
-            Transition::Fired { since_ms } => (super::AlertState::Firing, since_ms),
-            Transition::Resolved { since_ms } => (super::AlertState::Resolved, since_ms),
-        }
-    }
-}
-
-/// Pending → firing → resolved for one condition of one backend: fires after `for_s` of
-/// consecutive anomalous windows and resolves after `resolve_for_s` of clear ones.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Tracker {
-    pending_since_ms: Option<i64>,
-    firing_since_ms: Option<i64>,
-    clear_since_ms: Option<i64>,
-}
-
-impl Tracker {
-    /// When the firing condition began, if it is firing.
-    pub fn firing_since(&self) -> Option<i64> {
-        self.firing_since_ms
-    }
-
-    /// Forgets a pending condition (a gap in the log breaks persistence).
-    pub fn interrupt(&mut self) {
-        self.pending_since_ms = None;
-    }
-
-    /// Feeds one window's verdict.
-    pub fn step(
-        &mut self,
-        verdict: Verdict,
-        window: &WindowSummary,
-        config: &DetectorConfig,
-    ) -> Option<Transition> {
-        match self.firing_since_ms {
-            None => {
-                if verdict != Verdict::Anomalous {
-                    self.pending_since_ms = None;
-                    return None;
-                }
-                let since = *self.pending_since_ms.get_or_insert(window.start_ms);
-                if window.end_ms - since < i64::from(config.for_s) * 1000 {
-                    return None;
-                }
-                self.pending_since_ms = None;
-                self.firing_since_ms = Some(since);
-                self.clear_since_ms = None;
-                Some(Transition::Fired { since_ms: since })
-            }
-            Some(since_ms) => {
-                if verdict != Verdict::Clear {
-                    self.clear_since_ms = None;
-                    return None;
-                }
-                let clear_since = *self.clear_since_ms.get_or_insert(window.start_ms);
-                if window.end_ms - clear_since < i64::from(config.resolve_for_s) * 1000 {
-                    return None;
-                }
-                self.firing_since_ms = None;
-                self.clear_since_ms = None;
-                Some(Transition::Resolved { since_ms })
-            }
-        }
-    }
-}
+/// Below this many backends, each backend's peers are the others (leave one out); above it,
+/// the whole pool stands in for them, which one backend barely moves.
+const LEAVE_ONE_OUT_MAX: usize = 20;
 
 /// The numbers behind an errors verdict.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct ErrorsJudgement {
-    pub verdict: Verdict,
+    pub(super) verdict: Verdict,
     /// Bonferroni-adjusted one-sided p-value.
-    pub p_value: f64,
+    pub(super) p_value: f64,
 }
 
-/// Judges backend `this` of `window` on its 5xx rate against its peers'.
-#[allow(clippy::cast_precision_loss)]
+/// Judges a backend with `requests` and `errors` against peers with `peer_requests` and
+/// `peer_errors`, among `n_backends`.
 pub(super) fn judge_errors(
-    window: &WindowSummary,
-    this: &BackendSummary,
+    requests: u64,
+    errors: u64,
+    peer_requests: u64,
+    peer_errors: u64,
+    n_backends: usize,
     config: &DetectorConfig,
 ) -> ErrorsJudgement {
     let unknown = ErrorsJudgement { verdict: Verdict::Unknown, p_value: 1.0 };
-    let (peer_errors, peer_requests) = window
-        .backends
-        .iter()
-        .filter(|b| b.backend != this.backend)
-        .fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests));
-    if this.requests < config.errors_min_requests || peer_requests < config.errors_min_requests {
+    if requests < config.errors_min_requests || peer_requests < config.errors_min_requests {
         return unknown;
     }
-    let rate = this.errors as f64 / this.requests as f64;
-    let peer_rate = peer_errors as f64 / peer_requests as f64;
+    let rate = ratio(errors, requests);
+    let peer_rate = ratio(peer_errors, peer_requests);
     // Clearly back: under the floor's halfway mark.
     if rate < peer_rate + config.errors_min_delta / 2.0 {
         return ErrorsJudgement { verdict: Verdict::Clear, p_value: 1.0 };
     }
     // A peer rate of 0 would make any single error infinitely unlikely: floor it.
     let null_rate = peer_rate.max(1e-3);
-    let p_value = Binomial::new(null_rate, this.requests)
-        .map_or(1.0, |b| if this.errors == 0 { 1.0 } else { b.sf(this.errors - 1) });
-    let adjusted = (p_value * window.backends.len() as f64).min(1.0);
+    #[allow(clippy::cast_precision_loss)]
+    let adjusted = (upper(errors, requests, null_rate, 1.0) * n_backends as f64).min(1.0);
     let anomalous = adjusted < config.alpha
         && rate >= peer_rate + config.errors_min_delta
         && rate >= peer_rate * config.errors_min_ratio;
@@ -153,75 +71,201 @@ pub(super) fn judge_errors(
 /// The numbers behind a latency verdict.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct LatencyJudgement {
-    pub verdict: Verdict,
-    /// The median of the peers' p99s, ms.
-    pub peer_p99_ms: f64,
-    /// (p99 − peer median) / max(1.4826·MAD, floors).
-    pub robust_z: f64,
+    pub(super) verdict: Verdict,
+    /// The slow threshold, ms.
+    pub(super) threshold_ms: f64,
+    /// The backend's fraction of requests above it.
+    pub(super) slow_fraction: f64,
+    /// Bonferroni-adjusted one-sided p-value of that fraction against 5%.
+    pub(super) p_value: f64,
 }
 
-fn median(sorted: &[f64]) -> f64 {
-    let mid = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] }
+/// The pool's latencies in one window, bucket by bucket.
+struct PoolLatency {
+    buckets: Vec<u64>,
+    total: u64,
 }
 
-/// Judges backend `this` of `window` on its p99 latency against its peers' p99s.
-pub(super) fn judge_latency(
-    window: &WindowSummary,
+impl PoolLatency {
+    fn of(window: &WindowSummary) -> Self {
+        let mut buckets = vec![0u64; N_BUCKETS];
+        let mut total = 0;
+        for backend in &window.backends {
+            for (bucket, count) in backend.latency.iter() {
+                buckets[bucket] += count;
+            }
+            total += backend.latency.total();
+        }
+        PoolLatency { buckets, total }
+    }
+
+    /// The slow threshold for the peers of `this` backend (or the whole pool), ms: their p95,
+    /// at least `latency_min_ratio` times and `latency_min_delta_ms` over their median.
+    fn threshold_ms(&self, this: Option<&BackendSummary>, config: &DetectorConfig) -> Option<f64> {
+        let own: Vec<(usize, u64)> = this.map(|b| b.latency.iter().collect()).unwrap_or_default();
+        let own_total = this.map_or(0, |b| b.latency.total());
+        let peers = || {
+            let mut own = own.iter().peekable();
+            self.buckets.iter().enumerate().map(move |(bucket, &count)| {
+                let mine = match own.peek() {
+                    Some(&&(b, c)) if b == bucket => {
+                        own.next();
+                        c
+                    }
+                    _ => 0,
+                };
+                (bucket, count - mine)
+            })
+        };
+        let total = self.total - own_total;
+        let p95 = quantile_of_buckets(peers(), total, 0.95)?;
+        let median = quantile_of_buckets(peers(), total, 0.5)?;
+        Some(p95.max(median * config.latency_min_ratio).max(median + config.latency_min_delta_ms))
+    }
+}
+
+/// Judges `this` backend's latency: the fraction of its requests over the threshold.
+fn judge_latency(
     this: &BackendSummary,
+    threshold_ms: f64,
+    n_backends: usize,
     config: &DetectorConfig,
-    peers_scratch: &mut Vec<f64>,
 ) -> Option<LatencyJudgement> {
-    let p99 = this.p99_ms.filter(|_| this.requests >= config.latency_min_requests)?;
-    peers_scratch.clear();
-    peers_scratch.extend(
-        window
-            .backends
-            .iter()
-            .filter(|b| b.backend != this.backend && b.requests >= config.latency_min_requests)
-            .filter_map(|b| b.p99_ms),
-    );
-    // Peer statistics need peers: at least two besides this one.
-    if peers_scratch.len() < 2 {
+    let n = this.latency.total();
+    if n < config.latency_min_requests {
         return None;
     }
-    peers_scratch.sort_by(f64::total_cmp);
-    let peer_median = median(peers_scratch);
-    for value in peers_scratch.iter_mut() {
-        *value = (*value - peer_median).abs();
-    }
-    peers_scratch.sort_by(f64::total_cmp);
-    let mad = median(peers_scratch);
-    let scale = (1.4826 * mad).max(0.1 * peer_median).max(config.latency_min_delta_ms / 4.0);
-    let robust_z = (p99 - peer_median) / scale;
-    let anomalous = robust_z >= config.latency_min_z
-        && p99 >= peer_median * config.latency_min_ratio
-        && p99 - peer_median >= config.latency_min_delta_ms;
-    let clear = p99 < peer_median * (1.0 + (config.latency_min_ratio - 1.0) / 2.0)
-        || robust_z < config.latency_min_z / 2.0;
-    let verdict = if anomalous {
+    let slow = this.latency.count_from_bucket(first_bucket_above_ms(threshold_ms));
+    let slow_fraction = ratio(slow, n);
+    #[allow(clippy::cast_precision_loss)]
+    let p_value = (upper(slow, n, SLOW_NULL_RATE, 1.0) * n_backends as f64).min(1.0);
+    let verdict = if p_value < config.alpha && slow_fraction >= config.latency_min_slow_fraction {
         Verdict::Anomalous
-    } else if clear {
+    } else if slow_fraction < (SLOW_NULL_RATE + config.latency_min_slow_fraction) / 2.0 {
         Verdict::Clear
     } else {
         Verdict::Unknown
     };
-    Some(LatencyJudgement { verdict, peer_p99_ms: peer_median, robust_z })
+    Some(LatencyJudgement { verdict, threshold_ms, slow_fraction, p_value })
+}
+
+/// Judges every backend of the window against its peers on errors and latency and appends the
+/// state changes. `present` maps the window's backends (by position) to their slots.
+pub(super) fn observe(
+    pool: &mut PoolState,
+    window: &WindowSummary,
+    present: &[(usize, usize)],
+    config: &DetectorConfig,
+    findings: &mut Vec<Finding>,
+) {
+    let n_backends = window.backends.len();
+    if n_backends < 2 {
+        return;
+    }
+    let (pool_errors, pool_requests) =
+        window.backends.iter().fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests));
+    // Latency needs peers with enough requests to have a p95 worth the name.
+    let judged_latency =
+        window.backends.iter().filter(|b| b.latency.total() >= config.latency_min_requests).count();
+    let latency = (judged_latency >= 3).then(|| PoolLatency::of(window));
+    let leave_one_out = n_backends <= LEAVE_ONE_OUT_MAX;
+    let pool_threshold = latency
+        .as_ref()
+        .filter(|_| !leave_one_out)
+        .and_then(|pool_latency| pool_latency.threshold_ms(None, config));
+    let hold = Hold {
+        fire_ms: i64::from(config.for_s) * 1000,
+        resolve_ms: i64::from(config.resolve_for_s) * 1000,
+    };
+    for &(slot, position) in present {
+        let this = &window.backends[position];
+        let Some(backend) = pool.backend_mut(slot) else { continue };
+        let errors = judge_errors(
+            this.requests,
+            this.errors,
+            pool_requests - this.requests,
+            pool_errors - this.errors,
+            n_backends,
+            config,
+        );
+        let latency = latency
+            .as_ref()
+            .filter(|_| this.latency.total() >= config.latency_min_requests)
+            .and_then(|pool_latency| {
+                let threshold = match pool_threshold {
+                    Some(threshold) => threshold,
+                    None => pool_latency.threshold_ms(Some(this), config)?,
+                };
+                judge_latency(this, threshold, n_backends, config)
+            });
+        // A backend already paged (or about to be) for taking too much traffic: its skew
+        // alert reports its errors and latency, so they do not page again (an inhibition, as
+        // in Alertmanager).
+        let inhibited = backend.shares.is_over();
+        for kind in [AlertKind::Errors, AlertKind::Latency] {
+            let verdict = match kind {
+                AlertKind::Errors => errors.verdict,
+                _ => latency.map_or(Verdict::Unknown, |j| j.verdict),
+            };
+            let verdict = match verdict {
+                Verdict::Anomalous if inhibited => Verdict::Unknown,
+                verdict => verdict,
+            };
+            let tracker =
+                if kind == AlertKind::Errors { &mut backend.errors } else { &mut backend.latency };
+            let Some(transition) = tracker.step(verdict, window.start_ms, window.end_ms, hold)
+            else {
+                continue;
+            };
+            let (state, since_ms) = transition.state();
+            let mut evidence = Evidence::blank(config.window_s);
+            evidence.observed_share = ratio(this.requests, pool_requests);
+            evidence.backend_requests = this.requests;
+            evidence.pool_requests = pool_requests;
+            evidence.pool_backends = n_backends;
+            evidence.duration_s = (window.end_ms - since_ms) / 1000;
+            super::explain::add_health(&mut evidence, &this.backend, window);
+            if kind == AlertKind::Errors {
+                evidence.errors_p_value = Some(errors.p_value);
+            } else if let Some(judgement) = latency {
+                evidence.latency_threshold_ms = Some(judgement.threshold_ms);
+                evidence.slow_fraction = Some(judgement.slow_fraction);
+                evidence.latency_p_value = Some(judgement.p_value);
+            }
+            findings.push(Finding {
+                state,
+                kind,
+                direction: Direction::Over,
+                backend: backend.name.clone(),
+                started_at_ms: since_ms,
+                severity: if kind == AlertKind::Errors {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                evidence,
+                note: None,
+            });
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::LatencySketch;
     use std::sync::Arc;
 
-    fn backend(name: &str, requests: u64, errors: u64, p99_ms: f64) -> BackendSummary {
+    fn backend(name: &str, latencies_ms: &[f64]) -> BackendSummary {
+        let latency = LatencySketch::from_latencies_ms(latencies_ms);
         BackendSummary {
             backend: Arc::from(name),
-            requests,
-            errors,
+            requests: latencies_ms.len() as u64,
+            errors: 0,
             retried: 0,
-            p50_ms: Some(p99_ms / 3.0),
-            p99_ms: Some(p99_ms),
+            p50_ms: latency.quantile_ms(0.5),
+            p99_ms: latency.quantile_ms(0.99),
+            latency,
         }
     }
 
@@ -235,84 +279,72 @@ mod tests {
         }
     }
 
+    /// `n` latencies spread like a healthy server's: 10 to 50 ms, with a rare slow one.
+    fn healthy(n: usize, slow_every: usize) -> Vec<f64> {
+        (0..n)
+            .map(
+                |i| {
+                    if slow_every > 0 && i % slow_every == 7 {
+                        900.0
+                    } else {
+                        10.0 + (i % 40) as f64
+                    }
+                },
+            )
+            .collect()
+    }
+
     #[test]
     fn a_backend_failing_a_fifth_of_its_requests_stands_out() {
         let config = DetectorConfig::default();
-        let w = window(vec![
-            backend("a", 100, 20, 50.0),
-            backend("b", 100, 0, 50.0),
-            backend("c", 100, 1, 50.0),
-            backend("d", 100, 0, 50.0),
-        ]);
-        let judgement = judge_errors(&w, &w.backends[0], &config);
+        let judgement = judge_errors(100, 20, 300, 1, 4, &config);
         assert_eq!(judgement.verdict, Verdict::Anomalous);
         assert!(judgement.p_value < 1e-6, "{judgement:?}");
-        assert_eq!(judge_errors(&w, &w.backends[1], &config).verdict, Verdict::Clear);
-    }
-
-    #[test]
-    fn few_requests_or_a_pool_wide_error_rate_are_not_one_backend() {
-        let config = DetectorConfig::default();
+        assert_eq!(judge_errors(100, 0, 300, 21, 4, &config).verdict, Verdict::Clear);
         // 2 errors of 5: 40%, but five requests say little.
-        let w = window(vec![backend("a", 5, 2, 50.0), backend("b", 200, 0, 50.0)]);
-        assert_eq!(judge_errors(&w, &w.backends[0], &config).verdict, Verdict::Unknown);
+        assert_eq!(judge_errors(5, 2, 200, 0, 2, &config).verdict, Verdict::Unknown);
         // Everyone at 10%: an outage of the pool, not an outlier.
-        let w = window(vec![
-            backend("a", 100, 11, 50.0),
-            backend("b", 100, 10, 50.0),
-            backend("c", 100, 9, 50.0),
-        ]);
-        assert_ne!(judge_errors(&w, &w.backends[0], &config).verdict, Verdict::Anomalous);
+        assert_ne!(judge_errors(100, 11, 200, 19, 3, &config).verdict, Verdict::Anomalous);
     }
 
     #[test]
-    fn a_slow_backend_stands_out_and_a_tight_fast_cluster_does_not_flap() {
+    fn a_slow_backend_stands_out_and_one_slow_request_does_not() {
         let config = DetectorConfig::default();
-        let mut scratch = Vec::new();
+        let slow: Vec<f64> = (0..100).map(|i| 400.0 + f64::from(i)).collect();
         let w = window(vec![
-            backend("slow", 100, 0, 900.0),
-            backend("b", 100, 0, 80.0),
-            backend("c", 100, 0, 85.0),
-            backend("d", 100, 0, 90.0),
+            backend("slow", &slow),
+            backend("b", &healthy(100, 0)),
+            backend("c", &healthy(100, 0)),
+            backend("d", &healthy(100, 0)),
         ]);
-        let judgement = judge_latency(&w, &w.backends[0], &config, &mut scratch).unwrap();
+        let pool = PoolLatency::of(&w);
+        let threshold = pool.threshold_ms(Some(&w.backends[0]), &config).unwrap();
+        let judgement = judge_latency(&w.backends[0], threshold, 4, &config).unwrap();
         assert_eq!(judgement.verdict, Verdict::Anomalous, "{judgement:?}");
-        assert_eq!(judgement.peer_p99_ms, 85.0);
-        // 3 ms slower than identical peers is noise, however small their spread.
+        assert!(judgement.slow_fraction > 0.9);
+        // A quiet pool: 40 requests each, one of them very slow on one backend. Its p99 is
+        // 20x its peers', but 1 in 40 is what a healthy backend does.
         let w = window(vec![
-            backend("a", 100, 0, 13.0),
-            backend("b", 100, 0, 10.0),
-            backend("c", 100, 0, 10.0),
+            backend("a", &healthy(40, 40)),
+            backend("b", &healthy(40, 0)),
+            backend("c", &healthy(40, 0)),
         ]);
-        let judgement = judge_latency(&w, &w.backends[0], &config, &mut scratch).unwrap();
+        let pool = PoolLatency::of(&w);
+        let threshold = pool.threshold_ms(Some(&w.backends[0]), &config).unwrap();
+        let judgement = judge_latency(&w.backends[0], threshold, 3, &config).unwrap();
         assert_ne!(judgement.verdict, Verdict::Anomalous, "{judgement:?}");
-        // Two backends: no peer statistics.
-        let w = window(vec![backend("a", 100, 0, 900.0), backend("b", 100, 0, 10.0)]);
-        assert!(judge_latency(&w, &w.backends[0], &config, &mut scratch).is_none());
-    }
-
-    #[test]
-    fn the_tracker_fires_after_for_and_resolves_after_resolve_for() {
-        let config = DetectorConfig { for_s: 20, resolve_for_s: 20, ..DetectorConfig::default() };
-        let mut tracker = Tracker::default();
-        let at = |start_s: i64| WindowSummary {
-            start_ms: start_s * 1000,
-            end_ms: start_s * 1000 + 10_000,
-            ..window(vec![])
-        };
-        assert_eq!(tracker.step(Verdict::Anomalous, &at(0), &config), None);
-        assert_eq!(
-            tracker.step(Verdict::Anomalous, &at(10), &config),
-            Some(Transition::Fired { since_ms: 0 })
+        // 3 ms slower than identical peers is noise: the threshold is 50 ms over their median.
+        let shifted: Vec<f64> = healthy(100, 0).iter().map(|ms| ms + 3.0).collect();
+        let w = window(vec![
+            backend("a", &shifted),
+            backend("b", &healthy(100, 0)),
+            backend("c", &healthy(100, 0)),
+        ]);
+        let threshold = PoolLatency::of(&w).threshold_ms(Some(&w.backends[0]), &config).unwrap();
+        assert!(threshold >= 50.0);
+        assert_ne!(
+            judge_latency(&w.backends[0], threshold, 3, &config).unwrap().verdict,
+            Verdict::Anomalous
         );
-        assert_eq!(tracker.firing_since(), Some(0));
-        assert_eq!(tracker.step(Verdict::Clear, &at(20), &config), None);
-        assert_eq!(tracker.step(Verdict::Unknown, &at(30), &config), None);
-        assert_eq!(tracker.step(Verdict::Clear, &at(40), &config), None);
-        assert_eq!(
-            tracker.step(Verdict::Clear, &at(50), &config),
-            Some(Transition::Resolved { since_ms: 0 })
-        );
-        assert_eq!(tracker.firing_since(), None);
     }
 }

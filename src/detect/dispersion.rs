@@ -1,0 +1,244 @@
+//! How much more a pool's per-backend counts vary than a binomial model allows.
+//!
+//! Pools balanced by client hash, sticky cookie or at layer 4 send a client's whole keep-alive
+//! batch to one backend, so their per-window counts vary like batches, not like requests: the
+//! variance is about E[B²]/E[B] times the binomial one for batches of size B. That factor is
+//! learned from the pool's own quiet windows as Pearson's χ²/df of the observed counts against
+//! the expected ones (quasi-likelihood), decayed so that it follows the pool's clients through
+//! the day. Until enough windows are in, an upper confidence bound is used instead of the
+//! estimate, so a young pool is judged conservatively rather than noisily.
+
+use serde::{Deserialize, Serialize};
+
+use super::stats::chi_squared_quantile;
+
+/// Degrees of freedom of the prior (a dispersion of 1, as for independent requests).
+const PRIOR_DOF: f64 = 2.0;
+
+/// One pool's learned dispersion.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct Dispersion {
+    /// Decayed sum of Pearson χ² statistics of quiet windows.
+    chi_squared: f64,
+    /// Decayed sum of their (independent) degrees of freedom.
+    dof: f64,
+}
+
+impl Dispersion {
+    /// Adds one quiet window's Pearson χ² with `dof` degrees of freedom. `overlap` is how many
+    /// consecutive statistics share each window (the span length), so overlapping spans are
+    /// not counted as independent evidence. `decay` is the per-window forgetting factor.
+    pub(super) fn add(&mut self, chi_squared: f64, dof: f64, overlap: f64, decay: f64) {
+        if !(chi_squared.is_finite() && dof > 0.0) {
+            return;
+        }
+        let keep = 1.0 - decay;
+        let weight = 1.0 / overlap.max(1.0);
+        self.chi_squared = self.chi_squared * keep + chi_squared * weight;
+        self.dof = self.dof * keep + dof * weight;
+    }
+
+    /// The point estimate (at least 1).
+    #[cfg(test)]
+    pub(super) fn estimate(&self) -> f64 {
+        ((self.chi_squared + PRIOR_DOF) / (self.dof + PRIOR_DOF)).max(1.0)
+    }
+
+    /// The upper 95% confidence bound (at least 1): what the tests use.
+    pub(super) fn upper(&self) -> f64 {
+        let dof = self.dof + PRIOR_DOF;
+        let low_quantile = chi_squared_quantile(0.05, dof).max(1e-3);
+        ((self.chi_squared + PRIOR_DOF) / low_quantile).max(1.0)
+    }
+}
+
+/// Windows over which a backend's level is a running mean before it becomes a moving average
+/// (half-life): long enough that bursts lasting minutes count as noise, short enough to follow
+/// a pool whose split changes on purpose.
+const LEVEL_WINDOWS: u32 = 60;
+
+/// A deviation from a backend's level larger than this many (squared) standard deviations in
+/// a window the skew test found unremarkable means the level is stale (a backend back from the
+/// dead, a split changed while learning was paused): the level restarts there and the window
+/// does not count as noise.
+const STALE_LEVEL_Z2: f64 = 25.0;
+
+/// A window whose χ²/df around the levels is this many times the dispersion moved the whole
+/// split (χ²(3)/3 exceeds 5 in 0.2% of windows of a steady pool).
+const SHIFTED_POOL: f64 = 5.0;
+
+/// One backend's recent share of its pool: what its noise is measured around.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Level {
+    share: f64,
+    /// Windows since the level was (re)started; 0 when it has none.
+    windows: u32,
+}
+
+/// A pool's noise: each backend's level and the dispersion of the counts around those levels.
+///
+/// Dispersion is measured around each backend's *own* recent share, not around its expected
+/// share: a backend that has been dead or skewed since the start is a bias, not noise, and
+/// must not teach the pool that such deviations are normal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct Noise {
+    levels: Vec<Level>,
+    /// Effective requests behind the levels (their own certainty).
+    level_requests: f64,
+    level_windows: u32,
+    /// Dispersion of single windows (for departures from rotation).
+    pub(super) window: Dispersion,
+    /// Dispersion of whole spans (for the skew test; includes correlation across windows).
+    pub(super) span: Dispersion,
+}
+
+/// One backend's counts in a quiet window: (slot, requests in the window, requests in the span).
+pub(super) type Cell = (usize, u64, u64);
+
+impl Noise {
+    /// Drops a forgotten backend's level.
+    pub(super) fn forget(&mut self, slot: usize) {
+        if let Some(level) = self.levels.get_mut(slot) {
+            *level = Level::default();
+        }
+    }
+
+    /// Learns from a window in which nothing looked off. `span_windows` is the span's length
+    /// when the span is full; `decay` the per-window forgetting of the dispersion.
+    #[allow(clippy::cast_precision_loss)]
+    pub(super) fn learn(&mut self, cells: &[Cell], span_windows: Option<usize>, decay: f64) {
+        let n: u64 = cells.iter().map(|c| c.1).sum();
+        if n == 0 {
+            return;
+        }
+        if let Some(max_slot) = cells.iter().map(|c| c.0).max()
+            && self.levels.len() <= max_slot
+        {
+            self.levels.resize(max_slot + 1, Level::default());
+        }
+        let n_span: u64 = cells.iter().map(|c| c.2).sum();
+        let (n, n_span) = (n as f64, n_span as f64);
+        let level_sum: f64 =
+            cells.iter().map(|c| self.levels[c.0]).filter(|l| l.windows > 0).map(|l| l.share).sum();
+        let mut stale = Vec::new();
+        if self.level_requests > 0.0 && level_sum > 0.0 {
+            let window_inflation = 1.0 + n / self.level_requests;
+            let span_inflation = 1.0 + n_span / self.level_requests;
+            let limit = STALE_LEVEL_Z2 * self.window.upper() * window_inflation;
+            let (mut chi_window, mut cells_window) = (0.0, 0usize);
+            let (mut chi_span, mut cells_span) = (0.0, 0usize);
+            for &(slot, count, span_count) in cells {
+                let level = self.levels[slot];
+                if level.windows == 0 || level.share <= 0.0 {
+                    continue;
+                }
+                let p = level.share / level_sum;
+                let m = n * p;
+                let deviation = (count as f64 - m).powi(2) / m;
+                if deviation > limit {
+                    stale.push(slot);
+                    continue;
+                }
+                chi_window += deviation;
+                cells_window += 1;
+                if let Some(span) = span_windows
+                    && level.windows as usize >= span
+                {
+                    let m = n_span * p;
+                    chi_span += (span_count as f64 - m).powi(2) / m;
+                    cells_span += 1;
+                }
+            }
+            let dof = |cells: usize| cells.saturating_sub(1) as f64;
+            if chi_window / window_inflation
+                > SHIFTED_POOL * dof(cells_window) * self.window.upper()
+            {
+                // Every level is stale at once: the pool's split moved (a backend came back and
+                // the others made room). Start the levels again from here.
+                stale.extend(cells.iter().map(|c| c.0));
+            } else {
+                self.window.add(chi_window / window_inflation, dof(cells_window), 1.0, decay);
+                if let Some(span) = span_windows {
+                    self.span.add(chi_span / span_inflation, dof(cells_span), span as f64, decay);
+                }
+            }
+        }
+        let beta = if self.level_windows < LEVEL_WINDOWS {
+            1.0 / f64::from(self.level_windows + 1)
+        } else {
+            super::stats::half_life_alpha(f64::from(LEVEL_WINDOWS))
+        };
+        for &(slot, count, _) in cells {
+            let share = count as f64 / n;
+            let level = &mut self.levels[slot];
+            if level.windows == 0 || stale.contains(&slot) {
+                *level = Level { share, windows: 1 };
+            } else {
+                level.share += beta * (share - level.share);
+                level.windows = level.windows.saturating_add(1);
+            }
+        }
+        self.level_requests = if self.level_windows < LEVEL_WINDOWS {
+            self.level_requests + n
+        } else {
+            self.level_requests * (1.0 - beta) + n
+        };
+        self.level_windows = self.level_windows.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Cells of `n_batches` batches of `batch` requests over backends with `weights`.
+    fn batched(rng: &mut SmallRng, weights: &[f64], n_batches: usize, batch: u64) -> Vec<Cell> {
+        let total: f64 = weights.iter().sum();
+        let mut counts = vec![0; weights.len()];
+        for _ in 0..n_batches {
+            let mut pick = rng.random::<f64>() * total;
+            let chosen = weights.iter().position(|w| {
+                pick -= w;
+                pick < 0.0
+            });
+            counts[chosen.unwrap_or(0)] += batch;
+        }
+        counts.into_iter().enumerate().map(|(slot, c)| (slot, c, c * 3)).collect()
+    }
+
+    #[test]
+    fn learns_the_batch_size_and_starts_conservative() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut noise = Noise::default();
+        assert!(noise.span.upper() > 10.0, "a young pool is judged conservatively");
+        for _ in 0..600 {
+            noise.learn(&batched(&mut rng, &[1.0; 8], 40, 20), None, 0.005);
+        }
+        let estimate = noise.window.estimate();
+        assert!((15.0..25.0).contains(&estimate), "batches of 20: {estimate}");
+        assert!(noise.window.upper() < estimate * 1.2);
+        let mut single = Noise::default();
+        for _ in 0..600 {
+            single.learn(&batched(&mut rng, &[1.0; 8], 800, 1), None, 0.005);
+        }
+        assert!(single.window.estimate() < 1.3, "{}", single.window.estimate());
+    }
+
+    #[test]
+    fn a_backend_dead_from_the_start_is_bias_not_noise() {
+        let mut rng = SmallRng::seed_from_u64(8);
+        let mut noise = Noise::default();
+        // Four configured, one dead: around their own levels, the counts are binomial.
+        for _ in 0..300 {
+            noise.learn(&batched(&mut rng, &[1.0, 1.0, 1.0, 0.0], 400, 1), None, 0.005);
+        }
+        assert!(noise.window.estimate() < 1.3, "{}", noise.window.estimate());
+        // It comes back at full share: its level restarts instead of inflating the noise.
+        for _ in 0..30 {
+            noise.learn(&batched(&mut rng, &[1.0; 4], 400, 1), None, 0.005);
+        }
+        assert!(noise.window.estimate() < 1.3, "{}", noise.window.estimate());
+    }
+}

@@ -1,0 +1,271 @@
+//! What the detector says: alert state changes, their kinds, the evidence behind them and the
+//! diagnosis of where the fault most likely is.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The backend name of pool-wide alerts.
+pub const WHOLE_POOL: &str = "*";
+
+/// Alert lifecycle states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// The condition has held for the configured duration.
+    Firing,
+    /// The condition has cleared for the configured duration.
+    Resolved,
+}
+
+/// What kind of anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A backend's share of its pool is off its expected share.
+    Skew,
+    /// A backend that should take traffic takes none (or keeps leaving and rejoining).
+    Drop,
+    /// The whole pool takes far more traffic than usual (backend `*`).
+    Spike,
+    /// A backend's 5xx rate is far above its peers' (or the pool's above its own history).
+    Errors,
+    /// A backend's latency is far above its peers'.
+    Latency,
+    /// A backend serves traffic but has no configured weight (an `info` finding).
+    Unexpected,
+}
+
+impl AlertKind {
+    /// The kind as it appears in NDJSON and fingerprints.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertKind::Skew => "skew",
+            AlertKind::Drop => "drop",
+            AlertKind::Spike => "spike",
+            AlertKind::Errors => "errors",
+            AlertKind::Latency => "latency",
+            AlertKind::Unexpected => "unexpected",
+        }
+    }
+}
+
+/// Which way a backend is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// More than its share.
+    Over,
+    /// Less than its share.
+    Under,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Info,
+    /// Needs attention soon.
+    Warning,
+    /// Page someone.
+    Critical,
+}
+
+/// Where the expected shares came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedFrom {
+    /// Configured weights (or weights read from the balancer's config).
+    Weights,
+    /// The learned baseline.
+    Baseline,
+    /// The baseline while it is still being learned: it starts from equal shares (every
+    /// balancer's default) and follows the windows that look normal.
+    Warmup,
+}
+
+/// Where the fault most likely is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The balancer: one or a few backends take more or less than their share, and their
+    /// errors or latency follow from that.
+    Balancer,
+    /// One backend is slow or failing at its normal share.
+    Backend,
+    /// Every backend slows down or fails together at even shares: something behind them all,
+    /// a database for example.
+    SharedDependency,
+    /// An even surge of traffic.
+    Load,
+}
+
+impl Verdict {
+    /// The verdict as the human summary starts with it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Balancer => "balancer",
+            Verdict::Backend => "backend",
+            Verdict::SharedDependency => "shared dependency",
+            Verdict::Load => "load",
+        }
+    }
+}
+
+/// A short verdict on where the fault is, and the evidence for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnosis {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, in one sentence.
+    pub reason: String,
+}
+
+/// The numbers behind an alert, for the on-call and for machines.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    /// The backend's share of the pool's requests in the deciding span.
+    pub observed_share: f64,
+    /// Its expected share.
+    pub expected_share: f64,
+    /// observed / expected.
+    pub ratio: f64,
+    /// Where the expected share came from.
+    pub expected_from: ExpectedFrom,
+    /// Requests the backend served in the deciding span.
+    pub backend_requests: u64,
+    /// Requests the pool served in the deciding span.
+    pub pool_requests: u64,
+    /// Backends in the pool.
+    pub pool_backends: usize,
+    /// Bonferroni-adjusted two-sided p-value of the backend's count (quasi-binomial).
+    pub p_value: f64,
+    /// p-value of the G-test of the whole pool's split against the expected shares, with the
+    /// pool's dispersion.
+    pub pool_g_test_p_value: f64,
+    /// How much more the pool's per-backend counts vary than a binomial model allows (1 for
+    /// independent requests; tens for pools that send whole client batches to one backend),
+    /// learned from the pool's own quiet windows and used to scale the tests.
+    pub dispersion: f64,
+    /// The backend's 5xx rate in the deciding window.
+    pub error_rate: f64,
+    /// The other backends' combined 5xx rate.
+    pub peer_error_rate: f64,
+    /// The backend's p99 latency, ms.
+    pub p99_ms: Option<f64>,
+    /// The median of the other backends' p99 latencies, ms.
+    pub peer_p99_ms: Option<f64>,
+    /// Errors alerts: the Bonferroni-adjusted one-sided binomial p-value of the backend's 5xx
+    /// count at its peers' rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors_p_value: Option<f64>,
+    /// Latency alerts: the latency the peers' requests rarely exceed (their p95, floored), ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_threshold_ms: Option<f64>,
+    /// Latency alerts: the fraction of the backend's requests slower than that threshold
+    /// (about 5% for a healthy backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_fraction: Option<f64>,
+    /// Latency alerts: the Bonferroni-adjusted one-sided binomial p-value of that fraction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p_value: Option<f64>,
+    /// Spike alerts: the pool's usual requests per window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usual_pool_requests: Option<f64>,
+    /// Spike alerts: how far the pool's volume over the span is above usual, in units of its
+    /// own learned volatility.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_z: Option<f64>,
+    /// Drop alerts: the backend keeps leaving and rejoining rotation.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub flapping: bool,
+    /// Flapping alerts: how many times it left rotation within the flapping horizon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub departures: Option<u32>,
+    /// Unexpected alerts: the configured backend whose name is closest (a likely typo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closest_configured: Option<String>,
+    /// Window length, seconds.
+    pub window_s: u32,
+    /// How long the condition had lasted at this state change, seconds.
+    pub duration_s: i64,
+}
+
+impl Evidence {
+    /// Evidence with nothing measured yet; each judge fills in what it measured.
+    pub fn blank(window_s: u32) -> Self {
+        Evidence {
+            observed_share: 0.0,
+            expected_share: 0.0,
+            ratio: 0.0,
+            expected_from: ExpectedFrom::Baseline,
+            backend_requests: 0,
+            pool_requests: 0,
+            pool_backends: 0,
+            p_value: 1.0,
+            pool_g_test_p_value: 1.0,
+            dispersion: 1.0,
+            error_rate: 0.0,
+            peer_error_rate: 0.0,
+            p99_ms: None,
+            peer_p99_ms: None,
+            errors_p_value: None,
+            latency_threshold_ms: None,
+            slow_fraction: None,
+            latency_p_value: None,
+            usual_pool_requests: None,
+            volume_z: None,
+            flapping: false,
+            departures: None,
+            closest_configured: None,
+            window_s,
+            duration_s: 0,
+        }
+    }
+}
+
+/// One alert state change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertEvent {
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// The anomaly kind.
+    pub kind: AlertKind,
+    /// Over or under its share.
+    pub direction: Direction,
+    /// The backend, as logged.
+    pub backend: Arc<str>,
+    /// The pool it belongs to.
+    pub pool: Arc<str>,
+    /// Event time of the end of the window that changed the state, Unix ms.
+    #[serde(rename = "at", serialize_with = "serialize_rfc3339")]
+    pub at_ms: i64,
+    /// Event time the anomaly began, Unix ms.
+    #[serde(rename = "started_at", serialize_with = "serialize_rfc3339")]
+    pub started_at_ms: i64,
+    /// How urgent it is.
+    pub severity: Severity,
+    /// Where the fault most likely is.
+    pub diagnosis: Diagnosis,
+    /// One line for humans, starting with the diagnosis.
+    pub summary: String,
+    /// The numbers behind it.
+    pub evidence: Evidence,
+}
+
+impl AlertEvent {
+    /// A stable identity for this anomaly across its firing and resolved events, usable as a
+    /// deduplication key by receivers.
+    pub fn fingerprint(&self) -> String {
+        format!("skewtail/{}/{}/{}/{:?}", self.pool, self.backend, self.kind.name(), self.direction)
+            .to_lowercase()
+    }
+}
+
+fn serialize_rfc3339<S: serde::Serializer>(
+    unix_ms: &i64,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::parse::time::format_rfc3339(*unix_ms))
+}
