@@ -35,6 +35,9 @@ pub struct Incident {
     pub traffic_factor: f64,
     /// `error_rate` applies to every backend (a pool-wide outage), not just `backend`.
     pub all_backends: bool,
+    /// The backend flaps: out of rotation for the first half of every period this long,
+    /// seconds (a health check that fails and recovers); 0 for none.
+    pub flap_period_s: u32,
 }
 
 impl Default for Incident {
@@ -49,6 +52,7 @@ impl Default for Incident {
             latency_factor: 1.0,
             traffic_factor: 1.0,
             all_backends: false,
+            flap_period_s: 0,
         }
     }
 }
@@ -81,7 +85,8 @@ pub fn parse_duration_s(text: &str) -> Option<u32> {
 impl Incident {
     /// Parses a scripted incident: `KIND@START+DURATION[:key=value,...]`, e.g.
     /// `skew@20m+25m:backend=2,share=0.45`. Kinds: `skew` (share, default 0.45), `drift`
-    /// (share reached at the end, default 0.35), `drop`, `errors` (rate, default 0.2), `slow`
+    /// (share reached at the end, default 0.35), `drop`, `flap` (out of rotation for the first
+    /// half of every `period` seconds, default 40), `errors` (rate, default 0.2), `slow`
     /// (factor, default 10), `surge` (factor, default 3), `outage` (every backend fails at
     /// `rate`, default 0.1), and `seed` (the seed postmortem's:
     /// share 0.45, 12% errors, 12x slower). `backend` is an index (default 2).
@@ -126,6 +131,12 @@ impl Incident {
                 incident.ramp = true;
             }
             "drop" => incident.share = Some(0.0),
+            "flap" => {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                {
+                    incident.flap_period_s = take("period", 40.0).max(2.0) as u32;
+                }
+            }
             "errors" => incident.error_rate = take("rate", 0.2),
             "slow" => incident.latency_factor = take("factor", 10.0),
             "surge" => incident.traffic_factor = take("factor", 3.0),
@@ -140,7 +151,7 @@ impl Incident {
             }
             _ => {
                 return Err(bad(
-                    "unknown kind; use skew, drift, drop, errors, slow, surge or seed",
+                    "unknown kind; use skew, drift, drop, flap, errors, slow, surge, outage or seed",
                 ));
             }
         }
@@ -159,6 +170,9 @@ impl Incident {
     pub fn expected_kind(&self, normal_share: f64) -> &'static str {
         if self.all_backends {
             return "errors";
+        }
+        if self.flap_period_s > 0 {
+            return "drop";
         }
         match self.share {
             Some(0.0) => "drop",
@@ -214,7 +228,34 @@ pub struct Scenario {
     pub seed: u64,
     /// Which balancer's log to write.
     pub style: LogStyle,
+    /// How much more per-backend counts vary than for independent requests: requests come in
+    /// client keep-alive batches (geometric, mean `(d+1)/2`) that land on one backend, which
+    /// makes counts about `d` times as dispersed. 1 is independent requests.
+    pub batch_dispersion: f64,
+    /// Hashed or sticky pools: each of a few hundred clients keeps its backend for this many
+    /// seconds on average (0: every batch is placed anew).
+    pub sticky_s: u32,
+    /// Backends that join during the run and ramp up (the balancer's slow start).
+    pub joins: Vec<Join>,
+    /// With `diurnal`, the rate at the quietest hour as a fraction of the mean.
+    pub night_ratio: f64,
+    /// Latencies with a realistic heavy tail: 1% of requests 5 to 50 times slower.
+    pub latency_tail: bool,
 }
+
+/// A backend that joins the pool during a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Join {
+    /// Index of the backend; it takes nothing before it joins.
+    pub backend: usize,
+    /// When it joins, seconds after the start.
+    pub at_s: u32,
+    /// Its share ramps linearly from 0 over this long, seconds.
+    pub ramp_s: u32,
+}
+
+/// Clients of a hashed or sticky pool.
+const STICKY_CLIENTS: usize = 200;
 
 /// The log layouts the generator writes: one per built-in format that names backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,6 +531,11 @@ impl Scenario {
             retry_fraction: 0.002,
             seed: 20_231_115,
             style: LogStyle::NginxUpstream,
+            batch_dispersion: 1.0,
+            sticky_s: 0,
+            joins: Vec::new(),
+            night_ratio: 0.5,
+            latency_tail: false,
         }
     }
 
@@ -513,12 +559,29 @@ impl Scenario {
     /// at `second`, with the active incidents applied.
     fn conditions_at(&self, second: u32, normal: &[f64]) -> (Vec<f64>, f64, Vec<(f64, f64)>) {
         let mut shares = normal.to_vec();
+        for join in &self.joins {
+            if let Some(share) = shares.get_mut(join.backend) {
+                let since = f64::from(second.saturating_sub(join.at_s));
+                let ramp = f64::from(join.ramp_s.max(1));
+                *share *= if second < join.at_s { 0.0 } else { (since / ramp).min(1.0) };
+            }
+        }
+        if !self.joins.is_empty() {
+            let total: f64 = shares.iter().sum();
+            for share in &mut shares {
+                *share /= total.max(f64::MIN_POSITIVE);
+            }
+        }
         let mut traffic = 1.0;
         let mut health = vec![(NORMAL_ERROR_RATE, 1.0); normal.len()];
         for incident in self.incidents.iter().filter(|i| i.is_active(second)) {
             traffic *= incident.traffic_factor;
             let b = incident.backend.min(normal.len().saturating_sub(1));
-            if let Some(target) = incident.share {
+            let flapped_out = incident.flap_period_s > 0
+                && (second - incident.start_s) % incident.flap_period_s
+                    < incident.flap_period_s / 2;
+            let target = if flapped_out { Some(0.0) } else { incident.share };
+            if let Some(target) = target {
                 let share = if incident.ramp {
                     normal[b] + (target - normal[b]) * incident.progress(second)
                 } else {
@@ -559,6 +622,7 @@ impl Scenario {
         // Lines written late wait here, keyed by (the second they are written, sequence).
         let mut late: std::collections::BTreeMap<(u32, u64), Generated> = Default::default();
         let mut cumulative = Vec::with_capacity(n_backends);
+        let mut placement = Placement::default();
         for second in 0..self.duration_s {
             let second_ms = self.start_ms + i64::from(second) * 1000;
             while let Some(entry) = late.first_entry() {
@@ -577,10 +641,12 @@ impl Scenario {
             let diurnal = if self.diurnal {
                 #[allow(clippy::cast_precision_loss)]
                 let hour = (second_ms.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
-                1.0 + 0.5 * (std::f64::consts::TAU * (hour - 10.0) / 24.0).sin()
+                let wave = (1.0 + (std::f64::consts::TAU * (hour - 10.0) / 24.0).sin()) / 2.0;
+                self.night_ratio + (2.0 - 2.0 * self.night_ratio) * wave
             } else {
                 1.0
             };
+            placement.new_second(self, second, &shares, &cumulative, &mut rng);
             let rate = f64::from(self.rate_per_s) * traffic * diurnal * rng.random_range(0.8..1.2);
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let n_requests = rate.round() as u32;
@@ -595,11 +661,9 @@ impl Scenario {
                     visit(&Generated::Garbage(garbage))?;
                     continue;
                 }
-                let pick = rng.random::<f64>() * sum;
-                let backend = cumulative.partition_point(|&c| c <= pick).min(n_backends - 1);
+                let backend = placement.backend(self, &cumulative, &mut rng);
                 let (error_rate, latency_factor) = health[backend];
-                let latency_s =
-                    (0.015 * (-rng.random::<f64>().max(1e-9).ln()) + 0.005) * latency_factor;
+                let latency_s = self.latency_s(&mut rng) * latency_factor;
                 let status = if rng.random_bool(error_rate.clamp(0.0, 1.0)) {
                     if error_rate > NORMAL_ERROR_RATE { 503 } else { 502 }
                 } else {
@@ -632,6 +696,19 @@ impl Scenario {
         Ok(n_lines)
     }
 
+    /// A healthy backend's latency, seconds.
+    fn latency_s(&self, rng: &mut SmallRng) -> f64 {
+        if !self.latency_tail {
+            return 0.015 * (-rng.random::<f64>().max(1e-9).ln()) + 0.005;
+        }
+        // A log-normal body around 15 ms, and 1% of requests 5 to 50 times slower (a GC
+        // pause, a cold cache, a slow query).
+        let normal = (-2.0 * rng.random::<f64>().max(1e-12).ln()).sqrt()
+            * (std::f64::consts::TAU * rng.random::<f64>()).cos();
+        let body = 0.005 + (0.015f64.ln() + 0.7 * normal).exp();
+        if rng.random_bool(0.01) { body * rng.random_range(5.0..50.0) } else { body }
+    }
+
     /// Writes the log; returns the number of lines.
     pub fn write(&self, out: &mut impl Write) -> io::Result<u64> {
         let mut clock = Clock::default();
@@ -662,6 +739,81 @@ impl Scenario {
                 .write(self.style, out)
             }
         })
+    }
+}
+
+/// Which backend each request goes to: independently by share, or in client batches, or to
+/// the backend a (hashed, sticky) client is pinned to.
+#[derive(Debug, Default)]
+struct Placement {
+    /// Requests left in the current client batch, and where it goes.
+    batch_left: u32,
+    batch_backend: usize,
+    /// Sticky clients' backends.
+    clients: Vec<usize>,
+    /// Which incidents were active last second: a change re-hashes the clients.
+    active: Vec<bool>,
+}
+
+impl Placement {
+    fn pick(cumulative: &[f64], rng: &mut SmallRng) -> usize {
+        let sum = cumulative.last().copied().unwrap_or(1.0);
+        let pick = rng.random::<f64>() * sum;
+        cumulative.partition_point(|&c| c <= pick).min(cumulative.len().saturating_sub(1))
+    }
+
+    fn new_second(
+        &mut self,
+        scenario: &Scenario,
+        second: u32,
+        shares: &[f64],
+        cumulative: &[f64],
+        rng: &mut SmallRng,
+    ) {
+        if shares.get(self.batch_backend).is_none_or(|s| *s <= 0.0) {
+            self.batch_left = 0;
+        }
+        if scenario.sticky_s == 0 {
+            return;
+        }
+        let active: Vec<bool> = scenario.incidents.iter().map(|i| i.is_active(second)).collect();
+        let rehash = self.clients.is_empty() || active != self.active;
+        self.active = active;
+        if rehash {
+            self.clients = (0..STICKY_CLIENTS).map(|_| Self::pick(cumulative, rng)).collect();
+            return;
+        }
+        let renew = 1.0 / f64::from(scenario.sticky_s);
+        for client in &mut self.clients {
+            if shares[*client] <= 0.0 || rng.random_bool(renew) {
+                *client = Self::pick(cumulative, rng);
+            }
+        }
+    }
+
+    fn backend(&mut self, scenario: &Scenario, cumulative: &[f64], rng: &mut SmallRng) -> usize {
+        if scenario.batch_dispersion <= 1.0 && scenario.sticky_s == 0 {
+            return Self::pick(cumulative, rng);
+        }
+        if self.batch_left == 0 {
+            // Geometric batch sizes with mean (d+1)/2 make counts d times as dispersed.
+            let mean = (scenario.batch_dispersion.max(1.0) + 1.0) / 2.0;
+            let p = 1.0 / mean;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let size = if p >= 1.0 {
+                1
+            } else {
+                1 + (rng.random::<f64>().max(1e-12).ln() / (1.0 - p).ln()) as u32
+            };
+            self.batch_left = size.min(10_000);
+            self.batch_backend = if self.clients.is_empty() {
+                Self::pick(cumulative, rng)
+            } else {
+                self.clients[rng.random_range(0..self.clients.len())]
+            };
+        }
+        self.batch_left -= 1;
+        self.batch_backend
     }
 }
 

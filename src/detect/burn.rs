@@ -1,9 +1,14 @@
 //! Pool-wide errors against the pool's own history, in the SRE workbook's multi-window
-//! burn-rate style: page when the 5xx rate over both a short window (5 minutes) and a long one
-//! (1 hour) is at least `burn_rate` times the pool's usual rate (and at least
+//! burn-rate style: page when the 5xx rate over both a short window (30 seconds) and a long one
+//! (5 minutes) is at least `burn_rate` times the pool's usual rate (and at least
 //! `burn_min_rate`). The short window makes it reset fast, the long one keeps a brief burst
 //! from paging. Peer comparison cannot see this case: when every backend fails alike, no
 //! backend stands out.
+//!
+//! The windows are the workbook's fastest pair scaled down (its 1 hour and 5 minutes guard a
+//! 30-day SLO budget): the reference here is the pool's own usual rate, not a budget, and a
+//! pool that starts failing all over must page within minutes, not the 20 an hour-long window
+//! takes to fill at a 50x burn.
 
 use std::collections::VecDeque;
 
@@ -31,8 +36,8 @@ pub(super) struct BurnState {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Burn {
     pub verdict: Verdict,
-    /// 5xx rate over the short window.
-    pub short_rate: f64,
+    /// 5xx rate over the long window.
+    pub long_rate: f64,
     /// The pool's usual 5xx rate.
     pub usual_rate: f64,
 }
@@ -59,9 +64,9 @@ impl BurnState {
         if self.windows.len() > long {
             self.windows.pop_front();
         }
-        let (short_rate, short_requests) = rate(self.windows.iter().rev().take(short).copied());
-        let (long_rate, _) = rate(self.windows.iter().copied());
-        let unknown = Burn { verdict: Verdict::Unknown, short_rate, usual_rate: self.usual_rate };
+        let (short_rate, _) = rate(self.windows.iter().rev().take(short).copied());
+        let (long_rate, long_requests) = rate(self.windows.iter().copied());
+        let unknown = Burn { verdict: Verdict::Unknown, long_rate, usual_rate: self.usual_rate };
         #[allow(clippy::cast_precision_loss)]
         let this_rate = if requests == 0 { 0.0 } else { errors as f64 / requests as f64 };
         if self.learned_windows < warmup_windows {
@@ -70,7 +75,7 @@ impl BurnState {
             return unknown;
         }
         let threshold = (config.burn_rate * self.usual_rate.max(1e-3)).max(config.burn_min_rate);
-        let verdict = if short_requests >= config.burn_min_requests
+        let verdict = if long_requests >= config.burn_min_requests
             && short_rate >= threshold
             && long_rate >= threshold
         {
@@ -135,7 +140,7 @@ pub(super) fn observe(
     evidence.pool_requests = window.total_requests();
     evidence.pool_backends = window.backends.len();
     // For the whole pool, the "peers" are the pool's own past.
-    evidence.error_rate = burn.short_rate;
+    evidence.error_rate = burn.long_rate;
     evidence.peer_error_rate = burn.usual_rate;
     evidence.duration_s = (window.end_ms - since_ms) / 1000;
     findings.push(Finding {
@@ -162,11 +167,14 @@ mod tests {
         for _ in 0..360 {
             state.observe(1, 400, &config, 30);
         }
-        // A 20-second burst of 30% errors: the hour barely moves.
+        // A 20-second burst of 30% errors: five minutes barely move.
         for _ in 0..2 {
             assert_ne!(state.observe(120, 400, &config, 30).verdict, Verdict::Anomalous);
         }
-        // Sustained 10%: the hour crosses 14.4 x 0.25% = 3.6% after about 20 minutes, and
+        for _ in 0..30 {
+            state.observe(1, 400, &config, 30);
+        }
+        // Sustained 10%: five minutes cross 14.4 x 0.25% = 3.6% after about two minutes, and
         // the usual rate does not learn the burst meanwhile.
         let mut first_anomalous = None;
         for i in 0..200 {
@@ -176,9 +184,9 @@ mod tests {
             }
         }
         let first = first_anomalous.expect("a sustained burn pages");
-        assert!((100..160).contains(&first), "after {first} windows");
+        assert!((8..14).contains(&first), "after {first} windows");
         assert!((state.usual_rate - 0.0025).abs() < 1e-4, "{}", state.usual_rate);
-        // Back to normal: the short window clears within its five minutes.
+        // Back to normal: the short window clears within a minute.
         let cleared = (0..30).any(|_| state.observe(1, 400, &config, 30).verdict == Verdict::Clear);
         assert!(cleared);
     }

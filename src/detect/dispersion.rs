@@ -52,11 +52,6 @@ impl Dispersion {
     }
 }
 
-/// Windows over which a backend's level is a running mean before it becomes a moving average
-/// (half-life): long enough that bursts lasting minutes count as noise, short enough to follow
-/// a pool whose split changes on purpose.
-const LEVEL_WINDOWS: u32 = 60;
-
 /// A deviation from a backend's level larger than this many (squared) standard deviations in
 /// a window the skew test found unremarkable means the level is stale (a backend back from the
 /// dead, a split changed while learning was paused): the level restarts there and the window
@@ -77,9 +72,11 @@ struct Level {
 
 /// A pool's noise: each backend's level and the dispersion of the counts around those levels.
 ///
-/// Dispersion is measured around each backend's *own* recent share, not around its expected
+/// Dispersion is measured around each backend's *own* long-run share, not around its expected
 /// share: a backend that has been dead or skewed since the start is a bias, not noise, and
-/// must not teach the pool that such deviations are normal.
+/// must not teach the pool that such deviations are normal. The level moves as slowly as the
+/// learned baseline, so drifts lasting minutes (sticky sessions, a few heavy hashed clients)
+/// are noise.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Noise {
     levels: Vec<Level>,
@@ -163,11 +160,10 @@ impl Noise {
                 }
             }
         }
-        let beta = if self.level_windows < LEVEL_WINDOWS {
-            1.0 / f64::from(self.level_windows + 1)
-        } else {
-            super::stats::half_life_alpha(f64::from(LEVEL_WINDOWS))
-        };
+        // A running mean until the moving average (the baseline's half-life) takes over: long
+        // enough that sticky sessions and hash imbalances lasting minutes count as noise.
+        let running = 1.0 / f64::from(self.level_windows + 1);
+        let beta = running.max(decay);
         for &(slot, count, _) in cells {
             let share = count as f64 / n;
             let level = &mut self.levels[slot];
@@ -178,7 +174,7 @@ impl Noise {
                 level.windows = level.windows.saturating_add(1);
             }
         }
-        self.level_requests = if self.level_windows < LEVEL_WINDOWS {
+        self.level_requests = if running > decay {
             self.level_requests + n
         } else {
             self.level_requests * (1.0 - beta) + n

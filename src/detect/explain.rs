@@ -172,13 +172,13 @@ fn describe(finding: &Finding, pool: &str, config: &DetectorConfig) -> String {
             "pool {pool} is failing {} of its requests over {} against {} usually, on every \
              backend alike; for {duration}",
             fmt_pct(e.error_rate),
-            fmt_duration(i64::from(config.burn_short_s)),
+            fmt_duration(i64::from(config.burn_long_s)),
             fmt_pct(e.peer_error_rate),
         ),
         (_, AlertKind::Errors, _, _) if backend == WHOLE_POOL => format!(
             "pool {pool}'s 5xx rate is back to {} over {} after {duration}",
             fmt_pct(e.error_rate),
-            fmt_duration(i64::from(config.burn_short_s)),
+            fmt_duration(i64::from(config.burn_long_s)),
         ),
         (_, AlertKind::Errors, _, _) if firing => format!(
             "{backend} is failing {} of its requests in pool {pool} against {} on its peers \

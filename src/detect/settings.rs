@@ -76,7 +76,7 @@ pub struct DetectorConfig {
     /// in any pool its memory is released. Configured backends are never forgotten.
     pub forget_after_s: u32,
     /// Pool-wide errors: page when the 5xx rate over both windows is this multiple of the
-    /// pool's usual rate (the SRE workbook's 14.4x: 2% of a 30-day budget in an hour) ...
+    /// pool's usual rate (the SRE workbook's fast-burn 14.4x) ...
     pub burn_rate: f64,
     /// ... and at least this rate (0.01 = 1%) ...
     pub burn_min_rate: f64,
@@ -84,7 +84,7 @@ pub struct DetectorConfig {
     pub burn_short_s: u32,
     /// ... and the long window, seconds ...
     pub burn_long_s: u32,
-    /// ... with at least this many requests in the short window.
+    /// ... with at least this many requests in the long window.
     pub burn_min_requests: u64,
 }
 
@@ -122,8 +122,8 @@ impl Default for DetectorConfig {
             forget_after_s: 1800,
             burn_rate: 14.4,
             burn_min_rate: 0.01,
-            burn_short_s: 300,
-            burn_long_s: 3600,
+            burn_short_s: 30,
+            burn_long_s: 300,
             burn_min_requests: 300,
         }
     }
