@@ -23,6 +23,12 @@ struct Args {
     /// Format to write (a built-in format name that names backends).
     #[arg(long, default_value = "upstream")]
     format: String,
+    /// Distinct backends in the pool (each takes an equal share).
+    #[arg(long, default_value_t = 8)]
+    backends: usize,
+    /// Minutes of log instead of hours (no incident): for scale benchmarks.
+    #[arg(long)]
+    minutes: Option<u32>,
     /// Output file.
     out: PathBuf,
 }
@@ -33,6 +39,23 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no generator for format `{}`", args.format))?;
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&args.out)?);
     let mut n_lines = 0;
+    if let Some(minutes) = args.minutes {
+        let scenario = Scenario {
+            duration_s: minutes * 60,
+            rate_per_s: args.rate,
+            backends: skewtail::synth::backend_addresses(args.backends),
+            incidents: Vec::new(),
+            style,
+            ..Scenario::seed_incident()
+        };
+        n_lines = scenario.write(&mut out)?;
+        out.flush()?;
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("wrote {n_lines} lines to {}", args.out.display());
+        }
+        return Ok(());
+    }
     // One 3-hour scenario after another, each with its own incident, on a continuous clock.
     for block in 0..args.hours.div_ceil(3) {
         let hours = (args.hours - block * 3).min(3);
@@ -51,6 +74,7 @@ fn main() -> anyhow::Result<()> {
                 ..Incident::default()
             }],
             style,
+            backends: skewtail::synth::backend_addresses(args.backends),
             ..Scenario::seed_incident()
         };
         n_lines += scenario.write(&mut out)?;

@@ -3,6 +3,7 @@
 //! Every subcommand builds the same [`Pipeline`]; they differ only in where lines come from
 //! (files, stdin, a generated log, followed files) and in what watches the results.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -646,7 +647,12 @@ fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {
         settings.expectations.len(),
         settings.sinks.len()
     )?;
+    for note in settings.detector.disabled_parts() {
+        writeln!(out, "note: {note}")?;
+    }
     let mut problems = Vec::new();
+    // Backends seen in the sample lines, per pool, with their request counts.
+    let mut seen: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for input in &settings.inputs {
         let mut parser = input.parser.clone();
         write!(
@@ -678,7 +684,20 @@ fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {
                 Next::Line(line) => {
                     tried += 1;
                     match parser.parse(line.bytes) {
-                        Ok(_) => matched += 1,
+                        Ok(record) => {
+                            matched += 1;
+                            if let Some(backend) = record.backend {
+                                let pool = record.pool.map_or_else(
+                                    || input.pool.clone(),
+                                    |p| String::from_utf8_lossy(p).into_owned(),
+                                );
+                                *seen
+                                    .entry(pool)
+                                    .or_default()
+                                    .entry(String::from_utf8_lossy(backend).into_owned())
+                                    .or_default() += 1;
+                            }
+                        }
                         Err(error) => failures.push(format!(
                             "    line {}: {}",
                             line.number,
@@ -704,7 +723,69 @@ fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {
             ));
         }
     }
+    problems.extend(check_weights(&mut out, &settings, &seen)?);
     if problems.is_empty() { Ok(Outcome::Clean) } else { bail!("{}", problems.join("\n")) }
+}
+
+/// Prints each pool's expected weights and compares them with the backends seen in the sample
+/// lines; returns the problems: backends that serve without a weight.
+fn check_weights(
+    out: &mut impl Write,
+    settings: &Settings,
+    seen: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for (pool, expectation) in &settings.expectations {
+        let total: f64 = expectation.weights.values().sum();
+        let listed: Vec<String> = expectation
+            .weights
+            .iter()
+            .map(|(backend, weight)| {
+                format!("{backend} = {weight} ({:.1}%)", 100.0 * weight / total)
+            })
+            .collect();
+        write!(out, "pool `{pool}` expects: {}", listed.join(", "))?;
+        match expectation.slow_start_s {
+            Some(s) => writeln!(out, "; slow start {s}s")?,
+            None => writeln!(out)?,
+        }
+        let Some(sample) = seen.get(pool) else {
+            writeln!(out, "  no backend of pool `{pool}` appears in the sample lines")?;
+            continue;
+        };
+        for (backend, n) in sample {
+            if expectation.weights.contains_key(backend) {
+                continue;
+            }
+            let closest = expectation
+                .weights
+                .keys()
+                .filter(|name| !sample.contains_key(*name))
+                .map(|name| (strsim::levenshtein(name, backend), name))
+                .min();
+            let hint = match closest {
+                Some((distance, name)) if distance <= 2 => format!("; did you mean `{name}`?"),
+                _ => String::new(),
+            };
+            problems.push(format!(
+                "pool `{pool}`: backend `{backend}` serves {n} of the sample's requests but has no weight{hint} Add it to the weights, or skewtail will report it as `unexpected`"
+            ));
+        }
+        for backend in expectation.weights.keys().filter(|b| !sample.contains_key(*b)) {
+            writeln!(
+                out,
+                "  {backend} is configured but not in the sample lines (fine if the sample is short; a `drop` if it never serves)"
+            )?;
+        }
+    }
+    for pool in seen.keys().filter(|p| !settings.expectations.contains_key(*p)) {
+        writeln!(
+            out,
+            "pool `{pool}` has no weights: a baseline is learned, starting from equal shares ({} backend(s) in the sample)",
+            seen[pool].len()
+        )?;
+    }
+    Ok(problems)
 }
 
 /// Wall-clock time in Unix ms: the live clock. Replay never calls this.

@@ -847,7 +847,7 @@ pub struct RequestFacts {
 
 /// `n` backend addresses, `10.0.0.1:8080` upwards (250 per /24), for generated pools.
 pub fn backend_addresses(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)).collect()
+    (0..n).map(|i| format!("10.{}.{}.{}:8080", i / 62_500, i / 250 % 250, i % 250 + 1)).collect()
 }
 
 /// A healthy backend's 5xx rate.

@@ -209,6 +209,9 @@ struct BackendStats {
 pub struct BackendSummary {
     /// The backend's name as logged (`10.0.0.3:8080`).
     pub backend: Arc<str>,
+    /// Its number within its pool, stable while the window's source remembers the backend: a
+    /// cheaper key than the name.
+    pub id: u32,
     /// Requests whose final response came from this backend.
     pub requests: u64,
     /// Of those, how many got a 5xx.
@@ -248,6 +251,9 @@ impl WindowSummary {
 #[derive(Debug, Default)]
 struct PoolSlot {
     backends: Vec<BackendStats>,
+    /// The backends that served in this window, so that closing it costs what it holds, not
+    /// every backend the pool ever had.
+    touched: Vec<u32>,
     no_backend: u64,
 }
 
@@ -275,6 +281,50 @@ pub struct WindowConfig {
     pub lateness_ms: i64,
 }
 
+/// A backend name as a hash-map key, kept inside the table when it is short (as addresses
+/// are): a lookup then compares bytes it already has in cache instead of following a pointer,
+/// which is most of a lookup's cost in a pool of 100,000 backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Name {
+    Inline { len: u8, bytes: [u8; Name::INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Name {
+    const INLINE: usize = 30;
+
+    fn new(name: &[u8]) -> Self {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= Self::INLINE => {
+                let mut bytes = [0; Self::INLINE];
+                bytes[..name.len()].copy_from_slice(name);
+                Name::Inline { len, bytes }
+            }
+            _ => Name::Heap(name.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Name::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As the byte slice hashes, so that lookups by `&[u8]` find it.
+        self.as_bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Name {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
 /// A pool and backend resolved to dense indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
@@ -290,10 +340,9 @@ pub struct Windower {
     spare: Vec<OpenWindow>,
     pools: FxHashMap<Box<[u8]>, u32>,
     pool_names: Vec<Arc<str>>,
-    /// Key: pool index (4 bytes LE) then the backend name; value: the backend's index in its pool.
-    backends: FxHashMap<Box<[u8]>, u32>,
+    /// Per pool: backend name → the backend's index in its pool.
+    backends: Vec<FxHashMap<Name, u32>>,
     backend_names: Vec<Vec<Arc<str>>>,
-    key_scratch: Vec<u8>,
     newest_event_ms: i64,
     late: u64,
 }
@@ -310,9 +359,8 @@ impl Windower {
             spare: Vec::new(),
             pools: FxHashMap::default(),
             pool_names: Vec::new(),
-            backends: FxHashMap::default(),
+            backends: Vec::new(),
             backend_names: Vec::new(),
-            key_scratch: Vec::with_capacity(128),
             newest_event_ms: i64::MIN,
             late: 0,
         }
@@ -333,23 +381,22 @@ impl Windower {
         self.pools.insert(name.into(), index);
         self.pool_names.push(String::from_utf8_lossy(name).into());
         self.backend_names.push(Vec::new());
+        self.backends.push(FxHashMap::default());
         index
     }
 
     /// Resolves a pool and backend to a [`Slot`].
     pub fn slot(&mut self, pool: u32, backend: Option<&[u8]>) -> Slot {
         let Some(name) = backend else { return Slot { pool, backend: None } };
-        self.key_scratch.clear();
-        self.key_scratch.extend_from_slice(&pool.to_le_bytes());
-        self.key_scratch.extend_from_slice(name);
-        if let Some(&index) = self.backends.get(self.key_scratch.as_slice()) {
+        let backends = &mut self.backends[pool as usize];
+        if let Some(&index) = backends.get(name) {
             return Slot { pool, backend: Some(index) };
         }
         let names = &mut self.backend_names[pool as usize];
         #[allow(clippy::cast_possible_truncation)] // a pool has far fewer than 2^32 backends
         let index = names.len() as u32;
         names.push(String::from_utf8_lossy(name).into());
-        self.backends.insert(self.key_scratch.as_slice().into(), index);
+        backends.insert(Name::new(name), index);
         Slot { pool, backend: Some(index) }
     }
 
@@ -413,6 +460,10 @@ impl Windower {
                     pool.backends.resize_with(backend + 1, BackendStats::default);
                 }
                 let stats = &mut pool.backends[backend];
+                if stats.requests == 0 {
+                    #[allow(clippy::cast_possible_truncation)] // it came from a u32
+                    pool.touched.push(backend as u32);
+                }
                 stats.requests += 1;
                 stats.errors += u64::from(is_error);
                 stats.retried += u64::from(retried);
@@ -460,24 +511,29 @@ impl Windower {
             };
             if let Some(pool) = window.pools.get_mut(pool_index) {
                 summary.no_backend = std::mem::take(&mut pool.no_backend);
-                for (backend_index, stats) in pool.backends.iter_mut().enumerate() {
-                    if stats.requests > 0 {
-                        let latency = stats.latency.to_sketch();
-                        summary.backends.push(BackendSummary {
-                            backend: self.backend_names[pool_index][backend_index].clone(),
-                            requests: stats.requests,
-                            errors: stats.errors,
-                            retried: stats.retried,
-                            p50_ms: latency.quantile_ms(0.5),
-                            p99_ms: latency.quantile_ms(0.99),
-                            latency,
-                        });
-                    }
+                // In first-seen order, as the backends were interned.
+                pool.touched.sort_unstable();
+                summary.backends.reserve(pool.touched.len());
+                for &backend_index in &pool.touched {
+                    let backend_index = backend_index as usize;
+                    let stats = &mut pool.backends[backend_index];
+                    let latency = stats.latency.to_sketch();
+                    summary.backends.push(BackendSummary {
+                        backend: self.backend_names[pool_index][backend_index].clone(),
+                        id: backend_index as u32,
+                        requests: stats.requests,
+                        errors: stats.errors,
+                        retried: stats.retried,
+                        p50_ms: latency.quantile_ms(0.5),
+                        p99_ms: latency.quantile_ms(0.99),
+                        latency,
+                    });
                     stats.requests = 0;
                     stats.errors = 0;
                     stats.retried = 0;
                     stats.latency.clear();
                 }
+                pool.touched.clear();
             }
             // A pool that has never named a backend and saw nothing now (an input's default
             // pool when every line names its own) has no window to report.

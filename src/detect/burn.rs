@@ -104,18 +104,18 @@ impl BurnState {
 pub(super) fn observe(
     pool: &mut PoolState,
     window: &WindowSummary,
+    present: &[(usize, usize)],
     config: &DetectorConfig,
     findings: &mut Vec<Finding>,
 ) {
     // Backends already paged for their own errors or for taking too much traffic are left
     // out: their alerts explain their errors, and their history must not page the pool later.
     let (mut errors, mut requests) = (0, 0);
-    for summary in &window.backends {
-        let paged = pool
-            .index
-            .get(&summary.backend)
-            .and_then(|&slot| pool.slots[slot].as_ref())
-            .is_some_and(|b| b.errors.firing_since().is_some() || b.shares.is_over());
+    for &(slot, position) in present {
+        let summary = &window.backends[position];
+        let paged = pool.slots[slot]
+            .as_ref()
+            .is_some_and(|b| b.firing_since(super::Watch::Errors).is_some() || b.shares.is_over());
         if !paged {
             errors += summary.errors;
             requests += summary.requests;

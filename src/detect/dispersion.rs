@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::chi_squared_quantile;
+use super::stats::{SharedTotal, chi_squared_quantile};
 
 /// Degrees of freedom of the prior (a dispersion of 1, as for independent requests).
 const PRIOR_DOF: f64 = 2.0;
@@ -62,12 +62,13 @@ const STALE_LEVEL_Z2: f64 = 25.0;
 /// split (χ²(3)/3 exceeds 5 in 0.2% of windows of a steady pool).
 const SHIFTED_POOL: f64 = 5.0;
 
-/// One backend's recent share of its pool: what its noise is measured around.
+/// One backend's long-run share of its pool, as a weight over the pool's level total: what its
+/// noise is measured around.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 struct Level {
-    share: f64,
-    /// Windows since the level was (re)started; 0 when it has none.
-    windows: u32,
+    weight: f64,
+    /// The learning round in which the level was (re)started, plus 1; 0 when it has none.
+    started: u32,
 }
 
 /// A pool's noise: each backend's level and the dispersion of the counts around those levels.
@@ -80,106 +81,194 @@ struct Level {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Noise {
     levels: Vec<Level>,
+    /// The levels' total (a level's share is its weight over this).
+    total: SharedTotal,
+    /// Levels with a positive weight: the cells of the χ² statistic.
+    positive: usize,
     /// Effective requests behind the levels (their own certainty).
     level_requests: f64,
-    level_windows: u32,
+    /// Windows learned.
+    learned: u32,
     /// Dispersion of single windows (for departures from rotation).
     pub(super) window: Dispersion,
     /// Dispersion of whole spans (for the skew test; includes correlation across windows).
     pub(super) span: Dispersion,
 }
 
-/// One backend's counts in a quiet window: (slot, requests in the window, requests in the span).
-pub(super) type Cell = (usize, u64, u64);
+/// One backend's counts in a quiet window: its slot, its requests in the window and in the
+/// span, and whether it is steady (not ramping up): only steady backends are noise. Backends
+/// that are not given served nothing in the span.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Cell {
+    pub(super) slot: usize,
+    pub(super) window: u64,
+    pub(super) span: u64,
+    pub(super) steady: bool,
+}
 
 impl Noise {
     /// Drops a forgotten backend's level.
     pub(super) fn forget(&mut self, slot: usize) {
         if let Some(level) = self.levels.get_mut(slot) {
+            if level.started > 0 {
+                self.total.total -= level.weight;
+                self.positive -= usize::from(level.weight > 0.0);
+            }
             *level = Level::default();
         }
+    }
+
+    fn set(&mut self, slot: usize, weight: f64) {
+        let level = &mut self.levels[slot];
+        if level.started > 0 {
+            self.total.total -= level.weight;
+            self.positive -= usize::from(level.weight > 0.0);
+        }
+        *level = Level { weight, started: self.learned + 1 };
+        self.total.total += weight;
+        self.positive += usize::from(weight > 0.0);
     }
 
     /// Learns from a window in which nothing looked off. `span_windows` is the span's length
     /// when the span is full; `decay` the per-window forgetting of the dispersion.
     #[allow(clippy::cast_precision_loss)]
     pub(super) fn learn(&mut self, cells: &[Cell], span_windows: Option<usize>, decay: f64) {
-        let n: u64 = cells.iter().map(|c| c.1).sum();
-        if n == 0 {
+        let n_all: u64 = cells.iter().map(|c| c.window).sum();
+        if n_all == 0 {
             return;
         }
-        if let Some(max_slot) = cells.iter().map(|c| c.0).max()
+        if let Some(max_slot) = cells.iter().map(|c| c.slot).max()
             && self.levels.len() <= max_slot
         {
             self.levels.resize(max_slot + 1, Level::default());
         }
-        let n_span: u64 = cells.iter().map(|c| c.2).sum();
-        let (n, n_span) = (n as f64, n_span as f64);
-        let level_sum: f64 =
-            cells.iter().map(|c| self.levels[c.0]).filter(|l| l.windows > 0).map(|l| l.share).sum();
-        let mut stale = Vec::new();
-        if self.level_requests > 0.0 && level_sum > 0.0 {
-            let window_inflation = 1.0 + n / self.level_requests;
-            let span_inflation = 1.0 + n_span / self.level_requests;
-            let limit = STALE_LEVEL_Z2 * self.window.upper() * window_inflation;
-            let (mut chi_window, mut cells_window) = (0.0, 0usize);
-            let (mut chi_span, mut cells_span) = (0.0, 0usize);
-            for &(slot, count, span_count) in cells {
-                let level = self.levels[slot];
-                if level.windows == 0 || level.share <= 0.0 {
-                    continue;
-                }
-                let p = level.share / level_sum;
-                let m = n * p;
-                let deviation = (count as f64 - m).powi(2) / m;
-                if deviation > limit {
-                    stale.push(slot);
-                    continue;
-                }
-                chi_window += deviation;
-                cells_window += 1;
-                if let Some(span) = span_windows
-                    && level.windows as usize >= span
-                {
-                    let m = n_span * p;
-                    chi_span += (span_count as f64 - m).powi(2) / m;
-                    cells_span += 1;
-                }
-            }
-            let dof = |cells: usize| cells.saturating_sub(1) as f64;
-            if chi_window / window_inflation
-                > SHIFTED_POOL * dof(cells_window) * self.window.upper()
-            {
-                // Every level is stale at once: the pool's split moved (a backend came back and
-                // the others made room). Start the levels again from here.
-                stale.extend(cells.iter().map(|c| c.0));
-            } else {
-                self.window.add(chi_window / window_inflation, dof(cells_window), 1.0, decay);
-                if let Some(span) = span_windows {
-                    self.span.add(chi_span / span_inflation, dof(cells_span), span as f64, decay);
-                }
-            }
+        if self.measure(cells, span_windows, decay) {
+            // Every level is stale at once: the pool's split moved (a backend came back and
+            // the others made room). Start the levels again from here.
+            self.levels.fill(Level::default());
+            self.total = SharedTotal::default();
+            self.positive = 0;
         }
         // A running mean until the moving average (the baseline's half-life) takes over: long
         // enough that sticky sessions and hash imbalances lasting minutes count as noise.
-        let running = 1.0 / f64::from(self.level_windows + 1);
-        let beta = running.max(decay);
-        for &(slot, count, _) in cells {
-            let share = count as f64 / n;
-            let level = &mut self.levels[slot];
-            if level.windows == 0 || stale.contains(&slot) {
-                *level = Level { share, windows: 1 };
-            } else {
-                level.share += beta * (share - level.share);
-                level.windows = level.windows.saturating_add(1);
+        let running = 1.0 / f64::from(self.learned + 1);
+        let beta = running.max(decay).min(1.0 - 1e-9);
+        let n = n_all as f64;
+        // (1 - beta) * share + beta * window share, for every level at once: the window's
+        // shares are added with this weight, and the total grows by what is added.
+        let add = beta / (1.0 - beta) * self.total.total;
+        let mut added = 0.0;
+        let mut fresh = Vec::new();
+        for cell in cells {
+            let share = cell.window as f64 / n;
+            let level = &mut self.levels[cell.slot];
+            if level.started == 0 || self.total.total <= 0.0 {
+                fresh.push((cell.slot, share));
+            } else if share > 0.0 {
+                self.positive += usize::from(level.weight <= 0.0);
+                level.weight += add * share;
+                added += add * share;
             }
+        }
+        self.total.total += added;
+        for (slot, share) in fresh {
+            let base = if self.total.total > 0.0 { self.total.total } else { 1.0 };
+            self.set(slot, share * base);
+        }
+        if self.total.total > SharedTotal::RESCALE_ABOVE {
+            let scale = self.total.total;
+            for level in &mut self.levels {
+                level.weight /= scale;
+            }
+            self.total.total = 1.0;
         }
         self.level_requests = if running > decay {
             self.level_requests + n
         } else {
             self.level_requests * (1.0 - beta) + n
         };
-        self.level_windows = self.level_windows.saturating_add(1);
+        self.learned = self.learned.saturating_add(1);
+    }
+
+    /// Adds the window's χ² around the levels to the dispersions. A backend whose level is
+    /// stale loses it (to start again from this window); returns whether the whole split moved.
+    #[allow(clippy::cast_precision_loss)]
+    fn measure(&mut self, cells: &[Cell], span_windows: Option<usize>, decay: f64) -> bool {
+        if self.level_requests <= 0.0 || self.total.total <= 0.0 {
+            return false;
+        }
+        // Ramping backends and backends without a level are left out, their weight with them.
+        let (mut n, mut n_span, mut left_out, mut left_out_cells) = (0u64, 0u64, 0.0, 0usize);
+        for cell in cells {
+            let level = self.levels[cell.slot];
+            if level.started == 0 {
+                continue;
+            }
+            if cell.steady {
+                n += cell.window;
+                n_span += cell.span;
+            } else {
+                left_out += level.weight;
+                left_out_cells += usize::from(level.weight > 0.0);
+            }
+        }
+        let level_total = self.total.total - left_out;
+        if n == 0 || level_total <= 0.0 {
+            return false;
+        }
+        let (n, n_span) = (n as f64, n_span as f64);
+        let window_inflation = 1.0 + n / self.level_requests;
+        let span_inflation = 1.0 + n_span / self.level_requests;
+        let limit = STALE_LEVEL_Z2 * self.window.upper() * window_inflation;
+        let span_windows = span_windows.map(|s| u32::try_from(s).unwrap_or(u32::MAX));
+        let (mut chi_window, mut chi_span, mut measured_share) = (0.0, 0.0, 0.0);
+        // The span's χ² needs every level to be older than the span.
+        let mut span_ready = span_windows.is_some();
+        let mut stale = Vec::new();
+        for cell in cells.iter().filter(|c| c.steady) {
+            let level = self.levels[cell.slot];
+            if level.started == 0 || level.weight <= 0.0 {
+                continue;
+            }
+            let p = level.weight / level_total;
+            let m = n * p;
+            let deviation = (cell.window as f64 - m).powi(2) / m;
+            if deviation > limit {
+                stale.push(cell.slot);
+                continue;
+            }
+            measured_share += p;
+            chi_window += deviation;
+            if span_windows.is_some_and(|span| self.learned + 1 - level.started >= span) {
+                let m = n_span * p;
+                chi_span += (cell.span as f64 - m).powi(2) / m;
+            } else {
+                span_ready = false;
+            }
+        }
+        // The backends not given served nothing: each adds its expected count to χ², and the
+        // stale ones are not counted at all.
+        let stale_share: f64 =
+            stale.iter().map(|&slot| self.levels[slot].weight / level_total).sum();
+        let rest = (1.0 - measured_share - stale_share).max(0.0);
+        chi_window += n * rest;
+        chi_span += n_span * rest;
+        let cells_window = self.positive.saturating_sub(left_out_cells + stale.len());
+        let dof = cells_window.saturating_sub(1) as f64;
+        if stale.len() > 1 && stale.len() == cells.iter().filter(|c| c.steady).count() {
+            return true;
+        }
+        for slot in stale {
+            self.forget(slot);
+        }
+        if chi_window / window_inflation > SHIFTED_POOL * dof.max(1.0) * self.window.upper() {
+            return true;
+        }
+        self.window.add(chi_window / window_inflation, dof, 1.0, decay);
+        if let Some(span) = span_windows.filter(|_| span_ready && stale_share == 0.0) {
+            self.span.add(chi_span / span_inflation, dof, f64::from(span), decay);
+        }
+        false
     }
 }
 
@@ -201,7 +290,11 @@ mod tests {
             });
             counts[chosen.unwrap_or(0)] += batch;
         }
-        counts.into_iter().enumerate().map(|(slot, c)| (slot, c, c * 3)).collect()
+        counts
+            .into_iter()
+            .enumerate()
+            .map(|(slot, c)| Cell { slot, window: c, span: c * 3, steady: true })
+            .collect()
     }
 
     #[test]

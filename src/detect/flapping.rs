@@ -44,6 +44,11 @@ impl FlapHistory {
         }
     }
 
+    /// Whether there is nothing to remember.
+    pub(super) fn is_empty(&self) -> bool {
+        !self.collapsed && self.departures.is_empty()
+    }
+
     /// Departures within the horizon.
     pub(super) fn departures(&self) -> usize {
         self.departures.len()

@@ -82,9 +82,47 @@ struct BackendState {
     /// Event time of the end of the last window it served a request in.
     last_seen_ms: Option<i64>,
     shares: shares::BackendShares,
+    /// Its errors, latency and unexpected alerts, while any of them is pending or firing:
+    /// most backends have none, and a large pool holds many backends.
+    watches: Option<Box<Watches>>,
+}
+
+/// A backend's alerts other than its share's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Watches {
     errors: tracker::Tracker,
     latency: tracker::Tracker,
     unexpected: tracker::Tracker,
+}
+
+/// Which of a backend's [`Watches`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    Errors,
+    Latency,
+    Unexpected,
+}
+
+impl Watch {
+    const ALL: [Watch; 3] = [Watch::Errors, Watch::Latency, Watch::Unexpected];
+
+    fn kind(self) -> AlertKind {
+        match self {
+            Watch::Errors => AlertKind::Errors,
+            Watch::Latency => AlertKind::Latency,
+            Watch::Unexpected => AlertKind::Unexpected,
+        }
+    }
+}
+
+impl Watches {
+    fn get_mut(&mut self, watch: Watch) -> &mut tracker::Tracker {
+        match watch {
+            Watch::Errors => &mut self.errors,
+            Watch::Latency => &mut self.latency,
+            Watch::Unexpected => &mut self.unexpected,
+        }
+    }
 }
 
 impl BackendState {
@@ -95,10 +133,38 @@ impl BackendState {
             first_seen_ms: None,
             last_seen_ms: None,
             shares: shares::BackendShares::default(),
-            errors: tracker::Tracker::default(),
-            latency: tracker::Tracker::default(),
-            unexpected: tracker::Tracker::default(),
+            watches: None,
         }
+    }
+
+    /// When `watch`'s alert began, if it is firing.
+    fn firing_since(&self, watch: Watch) -> Option<i64> {
+        let watches = self.watches.as_deref()?;
+        match watch {
+            Watch::Errors => watches.errors.firing_since(),
+            Watch::Latency => watches.latency.firing_since(),
+            Watch::Unexpected => watches.unexpected.firing_since(),
+        }
+    }
+
+    /// Steps `watch` by one window's verdict.
+    fn step(
+        &mut self,
+        watch: Watch,
+        verdict: tracker::Verdict,
+        start_ms: i64,
+        end_ms: i64,
+        hold: tracker::Hold,
+    ) -> Option<tracker::Transition> {
+        if self.watches.is_none() && verdict != tracker::Verdict::Anomalous {
+            return None; // Idle and nothing new: nothing can change.
+        }
+        let watches = self.watches.get_or_insert_with(Box::default);
+        let transition = watches.get_mut(watch).step(verdict, start_ms, end_ms, hold);
+        if **watches == Watches::default() {
+            self.watches = None;
+        }
+        transition
     }
 }
 
@@ -110,8 +176,13 @@ struct PoolState {
     slots: Vec<Option<BackendState>>,
     free_slots: Vec<usize>,
     index: FxHashMap<Arc<str>, usize>,
+    /// The window's backend ids to slots: a faster way in than the name, checked against it.
+    by_id: Vec<usize>,
     /// Whether the pool has configured weights.
     weighted: bool,
+    /// The configured weights' total, and how many are positive.
+    configured_total: f64,
+    configured_backends: usize,
     slow_start_s: Option<u32>,
     first_window_start_ms: Option<i64>,
     last_window_end_ms: Option<i64>,
@@ -138,7 +209,11 @@ impl PoolState {
             slots: Vec::new(),
             free_slots: Vec::new(),
             index: FxHashMap::default(),
+            by_id: Vec::new(),
             weighted: expectation.is_some(),
+            configured_total: expectation.map_or(0.0, |e| e.weights.values().sum()),
+            configured_backends: expectation
+                .map_or(0, |e| e.weights.values().filter(|w| **w > 0.0).count()),
             slow_start_s: expectation.and_then(|e| e.slow_start_s),
             first_window_start_ms: None,
             last_window_end_ms: None,
@@ -167,6 +242,30 @@ impl PoolState {
             }
         };
         self.index.insert(name, slot);
+        slot
+    }
+
+    /// The slot of a window's backend, by its id when that still names it, else by name
+    /// (creating it when it is new).
+    fn slot_of(&mut self, summary: &crate::window::BackendSummary) -> usize {
+        let id = summary.id as usize;
+        if let Some(&slot) = self.by_id.get(id)
+            && self
+                .slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|b| Arc::ptr_eq(&b.name, &summary.backend))
+        {
+            return slot;
+        }
+        let slot = match self.index.get(&summary.backend) {
+            Some(&slot) => slot,
+            None => self.insert(summary.backend.clone(), None),
+        };
+        if self.by_id.len() <= id {
+            self.by_id.resize(id + 1, usize::MAX);
+        }
+        self.by_id[id] = slot;
         slot
     }
 
@@ -283,13 +382,9 @@ impl Detector {
                     };
                     push(&backend.name, what, since);
                 }
-                for (tracker, what) in [
-                    (&backend.errors, "errors"),
-                    (&backend.latency, "latency"),
-                    (&backend.unexpected, "unexpected"),
-                ] {
-                    if let Some(since) = tracker.firing_since() {
-                        push(&backend.name, what, since);
+                for watch in Watch::ALL {
+                    if let Some(since) = backend.firing_since(watch) {
+                        push(&backend.name, watch.kind().name(), since);
                     }
                 }
             }
@@ -327,8 +422,10 @@ impl Detector {
         if !consecutive {
             for backend in pool.slots.iter_mut().flatten() {
                 backend.shares.interrupt();
-                backend.errors.interrupt();
-                backend.latency.interrupt();
+                if let Some(watches) = &mut backend.watches {
+                    watches.errors.interrupt();
+                    watches.latency.interrupt();
+                }
             }
             pool.shares.interrupt();
         }
@@ -339,10 +436,7 @@ impl Detector {
             if summary.requests == 0 {
                 continue;
             }
-            let slot = match pool.index.get(&summary.backend) {
-                Some(&slot) => slot,
-                None => pool.insert(summary.backend.clone(), None),
-            };
+            let slot = pool.slot_of(summary);
             if let Some(backend) = pool.backend_mut(slot) {
                 backend.first_seen_ms.get_or_insert(window.end_ms);
                 backend.last_seen_ms = Some(window.end_ms);
@@ -351,13 +445,19 @@ impl Detector {
         }
 
         let mut findings = Vec::new();
-        self.forgotten_backends += forget_silent_backends(pool, window, config, &mut findings);
+        // The passes over every backend (forgetting, finding the heavy ones) run once a
+        // minute, from the pool's first window: often enough for a half-hour horizon.
+        let windows_a_minute = u64::from((60 / config.window_s.max(1)).max(1));
+        if (pool.coverage.windows - 1).is_multiple_of(windows_a_minute) {
+            self.forgotten_backends += forget_silent_backends(pool, window, config, &mut findings);
+            shares::maintain(pool, config);
+        }
         shares::observe(pool, window, &present, config, &mut findings);
         // After the shares, so that a backend already paged for taking too much traffic is not
         // paged again for the errors and latency its alert already reports.
         peers::observe(pool, window, &present, config, &mut findings);
         volume::observe(pool, window, config, &mut findings);
-        burn::observe(pool, window, config, &mut findings);
+        burn::observe(pool, window, &present, config, &mut findings);
         explain::explain(pool, window, config, findings, alerts);
     }
 }
@@ -383,7 +483,7 @@ fn forget_silent_backends(
     let n_forgotten = silent.len() as u64;
     for slot in silent {
         let Some(mut backend) = pool.remove(slot) else { continue };
-        shares::forget(&mut pool.shares, slot);
+        shares::forget(pool, slot, &backend.shares);
         let mut evidence = Evidence::blank(config.window_s);
         evidence.pool_backends = pool.index.len();
         for (kind, direction, since_ms) in backend.resolve_all() {
@@ -412,13 +512,13 @@ impl BackendState {
         if let Some((kind, direction, since)) = self.shares.take_firing() {
             resolved.push((kind, direction, since));
         }
-        for (tracker, kind) in [
-            (&mut self.errors, AlertKind::Errors),
-            (&mut self.latency, AlertKind::Latency),
-            (&mut self.unexpected, AlertKind::Unexpected),
-        ] {
-            if let Some(tracker::Transition::Resolved { since_ms }) = tracker.resolve_now() {
-                resolved.push((kind, Direction::Over, since_ms));
+        if let Some(mut watches) = self.watches.take() {
+            for watch in Watch::ALL {
+                if let Some(tracker::Transition::Resolved { since_ms }) =
+                    watches.get_mut(watch).resolve_now()
+                {
+                    resolved.push((watch.kind(), Direction::Over, since_ms));
+                }
             }
         }
         resolved

@@ -15,7 +15,7 @@
 
 use super::stats::{ratio, upper};
 use super::tracker::{Hold, Verdict};
-use super::{AlertKind, DetectorConfig, Direction, Evidence, Finding, PoolState, Severity};
+use super::{AlertKind, DetectorConfig, Direction, Evidence, Finding, PoolState, Severity, Watch};
 use crate::window::{
     BackendSummary, N_BUCKETS, WindowSummary, first_bucket_above_ms, quantile_of_buckets,
 };
@@ -211,9 +211,9 @@ pub(super) fn observe(
                 Verdict::Anomalous if inhibited => Verdict::Unknown,
                 verdict => verdict,
             };
-            let tracker =
-                if kind == AlertKind::Errors { &mut backend.errors } else { &mut backend.latency };
-            let Some(transition) = tracker.step(verdict, window.start_ms, window.end_ms, hold)
+            let watch = if kind == AlertKind::Errors { Watch::Errors } else { Watch::Latency };
+            let Some(transition) =
+                backend.step(watch, verdict, window.start_ms, window.end_ms, hold)
             else {
                 continue;
             };
@@ -260,6 +260,7 @@ mod tests {
         let latency = LatencySketch::from_latencies_ms(latencies_ms);
         BackendSummary {
             backend: Arc::from(name),
+            id: 0,
             requests: latencies_ms.len() as u64,
             errors: 0,
             retried: 0,

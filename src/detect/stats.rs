@@ -128,19 +128,16 @@ pub(super) fn chi_squared_quantile(p: f64, dof: f64) -> f64 {
     (dof * (1.0 - h + normal_quantile(p) * h.sqrt()).powi(3)).max(0.0)
 }
 
-/// G-test of observed counts against expected shares, with each count's variance `scale`
-/// times the multinomial one: p-value of G/scale under χ²(k−1).
+/// G-test of observed counts against expected shares over `k` backends (those not given
+/// served nothing, and add nothing to G), with each count's variance `scale` times the
+/// multinomial one: p-value of G/scale under χ²(k−1).
 #[allow(clippy::cast_precision_loss)]
-pub(super) fn g_test(counts: &[u64], expected: &[f64], scale: f64) -> f64 {
+pub(super) fn g_test(counts: &[u64], expected: &[f64], k: usize, scale: f64) -> f64 {
     let n: u64 = counts.iter().sum();
     let mut g = 0.0;
-    let mut k = 0usize;
     for (&x, &q) in counts.iter().zip(expected) {
-        if q > 0.0 {
-            k += 1;
-            if x > 0 {
-                g += 2.0 * x as f64 * (x as f64 / (n as f64 * q)).ln();
-            }
+        if q > 0.0 && x > 0 {
+            g += 2.0 * x as f64 * (x as f64 / (n as f64 * q)).ln();
         }
     }
     match ChiSquared::new((k.max(2) - 1) as f64) {
@@ -162,6 +159,38 @@ pub(super) fn median(sorted: &[f64]) -> f64 {
 /// `half_life_windows` windows.
 pub(super) fn half_life_alpha(half_life_windows: f64) -> f64 {
     1.0 - 0.5f64.powf(1.0 / half_life_windows.max(1.0))
+}
+
+/// Moving means of many shares at once, where a window moves only the shares that served in
+/// it. Each share is kept as a weight over a common total: blending a window in adds to the
+/// weights of the backends that served and scales the total, so the backends that did not
+/// serve decay without being visited. In a pool of 100,000 backends, a window touches the few
+/// thousand that served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(super) struct SharedTotal {
+    /// The sum of the weights; a share is its weight over this.
+    pub(super) total: f64,
+}
+
+impl SharedTotal {
+    /// Above this total the weights are rescaled, before they overflow.
+    pub(super) const RESCALE_ABOVE: f64 = 1e100;
+
+    /// Blends a window in with `weight` (0 < weight < 1): every share becomes
+    /// `(1 - weight) * share + weight * its share of the window`. Returns what to add to a
+    /// backend's weight per unit of its share of the window.
+    pub(super) fn blend(&mut self, weight: f64) -> f64 {
+        let weight = weight.clamp(0.0, 1.0 - 1e-12);
+        let add = weight / (1.0 - weight) * self.total;
+        self.total /= 1.0 - weight;
+        add
+    }
+
+    /// The share a weight stands for.
+    #[cfg(test)]
+    pub(super) fn share(&self, weight: f64) -> f64 {
+        if self.total > 0.0 { weight / self.total } else { 0.0 }
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +223,21 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_total_is_a_moving_mean_of_every_share() {
+        // Three backends at 50/30/20; a window where only the first two serve, 60/40.
+        let mut total = SharedTotal { total: 10.0 };
+        let mut weights = [5.0, 3.0, 2.0];
+        let add = total.blend(0.1);
+        weights[0] += add * 0.6;
+        weights[1] += add * 0.4;
+        let shares: Vec<f64> = weights.iter().map(|w| total.share(*w)).collect();
+        for (got, want) in shares.iter().zip([0.9 * 0.5 + 0.06, 0.9 * 0.3 + 0.04, 0.9 * 0.2]) {
+            assert!((got - want).abs() < 1e-12, "{shares:?}");
+        }
+        assert!((weights.iter().sum::<f64>() - total.total).abs() < 1e-9);
+    }
+
+    #[test]
     fn quantiles() {
         assert!((normal_quantile(0.975) - 1.959_964).abs() < 1e-5);
         assert!((normal_quantile(0.001) + 3.090_232).abs() < 1e-5);
@@ -205,8 +249,8 @@ mod tests {
             let got = chi_squared_quantile(0.05, dof);
             assert!((got - want).abs() / want < tolerance, "{dof}: {got}");
         }
-        assert!(g_test(&[25, 25, 25, 25], &[0.25; 4], 1.0) > 0.99);
-        assert!(g_test(&[70, 10, 10, 10], &[0.25; 4], 1.0) < 1e-9);
+        assert!(g_test(&[25, 25, 25, 25], &[0.25; 4], 4, 1.0) > 0.99);
+        assert!(g_test(&[70, 10, 10, 10], &[0.25; 4], 4, 1.0) < 1e-9);
         assert_eq!(median(&[1.0, 2.0, 10.0]), 2.0);
     }
 }

@@ -68,7 +68,7 @@ pub(super) fn observe(
     let volatility = (state.span_variance.max(poisson_variance)).sqrt().max(MIN_VOLATILITY);
     let z = span_mean / volatility;
     // A surge that lands on one backend is that backend's skew, already judged and paged.
-    let lands_on_one_backend = pool.slots.iter().flatten().any(|b| b.shares.is_over());
+    let lands_on_one_backend = pool.shares.any_over;
     let full = state.recent.len() == span;
     let verdict = if full
         && baseline >= config.spike_min_baseline

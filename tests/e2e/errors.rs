@@ -236,3 +236,75 @@ fn format_auto_and_patterns_test() {
     let report = String::from_utf8(output.stdout).unwrap();
     assert!(report.contains("fit the first") && report.contains("equally well"), "{report}");
 }
+
+#[test]
+fn check_compares_the_weights_with_the_backends_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Vec::new();
+    skewtail::synth::Scenario {
+        duration_s: 5,
+        backends: skewtail::synth::backend_addresses(3),
+        ..skewtail::synth::Scenario::seed_incident()
+    }
+    .write(&mut log)
+    .unwrap();
+    std::fs::write(dir.path().join("access.log"), &log).unwrap();
+    let config = dir.path().join("skewtail.toml");
+    // A typo: the log has 10.0.0.3:8080, the weights say 10.0.0.30:8080.
+    std::fs::write(
+        &config,
+        "[[input]]\npath = \"access.log\"\nformat = \"upstream\"\npool = \"api\"\n\n[pool.api]\nweights = { \"10.0.0.1:8080\" = 2, \"10.0.0.2:8080\" = 1, \"10.0.0.30:8080\" = 1 }\n",
+    )
+    .unwrap();
+    let output = skewtail().args(["check", "--config", config.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("pool `api` expects: 10.0.0.1:8080 = 2 (50.0%)"), "{text}");
+    assert!(text.contains("10.0.0.30:8080 is configured but not in the sample lines"), "{text}");
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let error = stderr(&output);
+    assert!(
+        error.contains("backend `10.0.0.3:8080` serves")
+            && error.contains("did you mean `10.0.0.30:8080`?"),
+        "{error}"
+    );
+    // Without weights it says so, and that the baseline starts from equal shares.
+    std::fs::write(
+        &config,
+        "[[input]]\npath = \"access.log\"\nformat = \"upstream\"\npool = \"api\"\n",
+    )
+    .unwrap();
+    let output = skewtail().args(["check", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("pool `api` has no weights: a baseline is learned, starting from equal shares (3 backend(s)"), "{text}");
+}
+
+#[test]
+fn settings_that_switch_detection_off_are_refused_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("skewtail.toml");
+    for (text, line, message) in [
+        ("[detector]\nalpha = nan\n", ":2:", "detector.alpha must be a finite number"),
+        ("[detector]\nmin_ratio = 1.0\n", ":2:", "detector.min_ratio must be above 1"),
+        ("[detector]\nspike_min_z = inf\n", ":2:", "detector.spike_min_z must be a finite number"),
+        (
+            "[detector]\nwindow_s = 60\nfor_s = 30\n",
+            ":3:",
+            "detector.for_s must be at least window_s",
+        ),
+        ("max_line_bytes = 0\n", ":1:", "max_line_bytes must be at least 1"),
+        ("[pool.api]\nweights = { a = nan }\n", ":2:", "weight of `a` must be a number >= 0"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let output =
+            skewtail().args(["check", "--config", config.to_str().unwrap()]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        let error = stderr(&output);
+        assert!(error.contains(line) && error.contains(message), "{text}: {error}");
+    }
+    std::fs::write(&config, "[detector]\nmin_requests = 100000000\n").unwrap();
+    let output = skewtail().args(["check", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("note: min_requests is above a million"), "{text}");
+}

@@ -4,6 +4,7 @@
 // Test helpers may unwrap; and waiting on real processes and files needs real (short, bounded) sleeps.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod balancers;
 mod errors;
 mod haproxy;
 mod live;

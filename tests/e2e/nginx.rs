@@ -1,61 +1,136 @@
-//! A real nginx balancing real requests over four local servers with a bad weight, logging
-//! with skewtail's `upstream` format; skewtail must find the overweight server.
+//! A real nginx balancing real requests over four local servers, logging with skewtail's
+//! `upstream` format: a bad weight found in replay, and the cold-start story live.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
+use crate::balancers::{Nginx, Traffic, UPSTREAM_FORMAT};
 use crate::util::*;
-
-fn nginx_binary() -> &'static str {
-    for candidate in ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"] {
-        if Path::new(candidate).exists() {
-            return candidate;
-        }
-    }
-    panic!("nginx is not installed: run `apt-get install nginx-light` (.ci/run does)");
-}
-
-const UPSTREAM_FORMAT: &str = r#"'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" uht="$upstream_header_time" urt="$upstream_response_time" ua="$upstream_addr" us="$upstream_status"'"#;
 
 #[test]
 fn real_nginx_with_a_bad_weight_is_caught() {
     let dir = tempfile::tempdir().unwrap();
-    let backends: Vec<u16> = (0..4).map(|_| free_port()).collect();
-    let front = free_port();
-    let d = dir.path().display();
-    let servers: String = backends
-        .iter()
-        .map(|p| {
-            format!(
-                "  server {{ listen 127.0.0.1:{p}; location / {{ return 200 \"ok {p}\\n\"; }} }}\n"
-            )
-        })
-        .collect();
-    let config = format!(
-        "worker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  log_format upstream {UPSTREAM_FORMAT};\n  upstream api {{\n    server 127.0.0.1:{} weight=5;\n    server 127.0.0.1:{};\n    server 127.0.0.1:{};\n    server 127.0.0.1:{};\n    keepalive 16;\n  }}\n{servers}  server {{\n    listen 127.0.0.1:{front};\n    access_log {d}/access.log upstream;\n    location / {{ proxy_pass http://api; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
-        backends[0], backends[1], backends[2], backends[3]
-    );
-    std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
-    let child = Command::new(nginx_binary())
-        .args(["-p"])
-        .arg(dir.path())
-        .args(["-c"])
-        .arg(dir.path().join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let nginx = KillOnDrop(child);
-    wait_for_port(front, || format!("{:?}", std::fs::read_to_string(dir.path().join("error.log"))));
-    let n_sent = send_traffic(front);
+    let nginx = Nginx::start(dir.path(), 4, &[5, 1, 1, 1]);
+    let n_sent = send_traffic(nginx.front);
     assert!(n_sent > 400, "only {n_sent} requests went through");
-    drop(nginx);
+    let backend_names = nginx.backend_names();
+    nginx.stop();
 
-    let backend_names: Vec<String> = backends.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let input =
         format!("path = \"access.log\"\nlog_format = '''{}'''", UPSTREAM_FORMAT.trim_matches('\''));
     let config = short_window_config(dir.path(), &input, "api", &backend_names);
     let n_sent = n_sent as u64;
     assert_only_culprit_flagged(&config, n_sent..=n_sent, &backend_names[0]);
+}
+
+/// The issue's story, compressed: 4 equal servers and no weights in skewtail's config; a
+/// while after skewtail starts (inside its warm-up), one server is reloaded to `weight=10`;
+/// later the config is fixed. The skew must be reported within 60 s of the bad reload,
+/// resolve after the fix, and nothing may be left firing.
+#[test]
+fn real_nginx_cold_start_skew_is_reported_live_and_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(dir.path(), 4, &[]);
+    std::fs::write(nginx.access_log(), "").unwrap();
+    let config = dir.path().join("skewtail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[detector]\nwindow_s = 2\nlateness_s = 1\nfor_s = 6\nresolve_for_s = 6\nmin_requests = 30\nwarmup_s = 300\n\n[[input]]\npath = \"access.log\"\nlog_format = '''{}'''\npool = \"api\"\nstart_at = \"beginning\"\n\n[[sink]]\ntype = \"stdout\"\n",
+            UPSTREAM_FORMAT.trim_matches('\'')
+        ),
+    )
+    .unwrap();
+    let stderr_path = dir.path().join("skewtail.stderr");
+    let mut sidecar = KillOnDrop(
+        skewtail()
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = sidecar.0.stdout.take().unwrap();
+    let (alerts_tx, alerts_rx) = mpsc::channel::<(Instant, serde_json::Value)>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let alert = serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
+            if alerts_tx.send((Instant::now(), alert)).is_err() {
+                break;
+            }
+        }
+    });
+    let traffic = Traffic::start(nginx.front, 150);
+
+    // 40 s of normal traffic, then the bad reload: well inside the 5-minute warm-up.
+    std::thread::sleep(Duration::from_secs(40));
+    nginx.reload(&[10, 1, 1, 1]);
+    let bad_reload = Instant::now();
+    std::thread::sleep(Duration::from_secs(40));
+    nginx.reload(&[]);
+    let fixed = Instant::now();
+    let culprit = nginx.backend_names()[0].clone();
+
+    let mut alerts: Vec<(Instant, serde_json::Value)> = Vec::new();
+    let deadline = fixed + Duration::from_secs(40);
+    while Instant::now() < deadline {
+        if let Ok(alert) = alerts_rx.recv_timeout(Duration::from_millis(200)) {
+            alerts.push(alert);
+        }
+        let resolved =
+            alerts.iter().any(|(_, a)| a["state"] == "resolved" && a["backend"] == *culprit);
+        if resolved {
+            break;
+        }
+    }
+    let sent = traffic.stop();
+    // SIGTERM: a clean stop.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &sidecar.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    while sidecar.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "skewtail did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while let Ok(alert) = alerts_rx.recv_timeout(Duration::from_millis(200)) {
+        alerts.push(alert);
+    }
+    nginx.stop();
+    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let brief: Vec<String> = alerts
+        .iter()
+        .map(|(_, a)| format!("{} {} {} {}", a["state"], a["kind"], a["backend"], a["summary"]))
+        .collect();
+    assert!(sent > 10_000, "only {sent} requests went through");
+
+    let fired = alerts
+        .iter()
+        .find(|(_, a)| a["state"] == "firing" && a["kind"] == "skew" && a["backend"] == *culprit)
+        .unwrap_or_else(|| panic!("the skew was not reported: {brief:#?}\n{log}"));
+    let delay = fired.0.duration_since(bad_reload);
+    assert!(delay <= Duration::from_secs(60), "reported {delay:?} after the reload: {brief:#?}");
+    assert_eq!(fired.1["direction"], "over");
+    assert_eq!(fired.1["evidence"]["expected_from"], "warmup", "{brief:#?}");
+    let expected = fired.1["evidence"]["expected_share"].as_f64().unwrap();
+    assert!((0.2..0.3).contains(&expected), "learned the skew as normal: expected {expected}");
+    assert!(fired.1["summary"].as_str().unwrap().starts_with("balancer: "), "{brief:#?}");
+    // Resolved after the fix, and not before it.
+    let resolved = alerts
+        .iter()
+        .find(|(_, a)| a["state"] == "resolved" && a["backend"] == *culprit)
+        .unwrap_or_else(|| panic!("the skew never resolved: {brief:#?}\n{log}"));
+    assert!(resolved.0 > fixed, "{brief:#?}");
+    // Nothing else fired (no `under` on the restored server), and nothing is left firing.
+    let firing: Vec<_> = alerts.iter().filter(|(_, a)| a["state"] == "firing").collect();
+    let resolves: Vec<_> = alerts.iter().filter(|(_, a)| a["state"] == "resolved").collect();
+    assert_eq!(firing.len(), 1, "{brief:#?}");
+    assert_eq!(resolves.len(), 1, "{brief:#?}");
 }

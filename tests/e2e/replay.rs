@@ -298,3 +298,32 @@ replay_detects_skew! {
     caddy_replay_detects_the_injected_skew => Caddy,
     gcp_lb_replay_detects_the_injected_skew => GcpLb,
 }
+
+#[test]
+fn a_replay_that_judged_nothing_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two minutes at 3 requests a second: no 10 s window reaches 100 requests.
+    let (log, _) = write_log(
+        dir.path(),
+        "quiet.log",
+        &skewtail::synth::Scenario {
+            duration_s: 120,
+            rate_per_s: 3,
+            ..skewtail::synth::Scenario::seed_incident()
+        },
+    );
+    let (_, objects) = replay_json(&log, &[]);
+    let unjudged = summary(&objects)["unjudged_pools"].as_array().unwrap().clone();
+    assert_eq!(unjudged.len(), 1, "{unjudged:?}");
+    assert_eq!(unjudged[0]["pool"], "quiet.log");
+    assert!(
+        unjudged[0]["reason"].as_str().unwrap().contains("no 10s window had 100 requests"),
+        "{unjudged:?}"
+    );
+    let output = skewtail().args(["replay", "--format", "upstream"]).arg(&log).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("pool quiet.log was never judged: no 10s window had 100 requests"),
+        "{text}"
+    );
+}

@@ -1,0 +1,619 @@
+//! Shares: is each backend taking its expected share of the pool's traffic?
+//!
+//! **Expected shares** come from configured weights, or from a baseline learned from the pool
+//! itself (`baseline.rs`), started from equal shares and learned only from windows that look
+//! normal, so an incident that starts during the warm-up is caught against what the pool did
+//! before it, and never becomes normal. While the baseline is young, its own uncertainty widens
+//! the test (a two-sample test of the recent span against the history before it).
+//!
+//! **The test** (`judge.rs`) is over the last `for_s` of windows at once: each backend's count
+//! against its expected share, with an exact binomial tail scaled by the pool's dispersion
+//! (quasi-binomial; see `dispersion.rs`), Bonferroni over the backends, with effect floors and
+//! attribution (one drowning server gives one page). A condition must also hold in each
+//! window on its own before it fires (`episode.rs`).
+//!
+//! **Resolving** needs the backend back within `resolve_ratio` of its expected share, or of the
+//! share it had before the incident began (whatever the baseline learned meanwhile), for
+//! `resolve_for_s`.
+//!
+//! Also here, because they are all about the expected split: `drop` (a backend taking nothing,
+//! configured ones included whether or not they were ever seen), the slow-start grace of new
+//! backends, flapping, and `unexpected` (`unexpected.rs`).
+//!
+//! **Cost.** A window looks only at the backends that served in the span, those with
+//! something going on, and those heavy enough that serving nothing would be remarkable; the
+//! rest of a pool of 100,000 is an aggregate. A pass over every backend happens once a minute
+//! ([`maintain`]).
+
+mod baseline;
+mod episode;
+mod judge;
+mod unexpected;
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+
+use super::dispersion::{Cell, Noise};
+use super::flapping::FlapRules;
+use super::stats::{SharedTotal, g_test, half_life_alpha, lower, normal_quantile, ratio};
+use super::tracker::Hold;
+use super::{DetectorConfig, Direction, Evidence, ExpectedFrom, Finding, PoolState};
+use crate::window::WindowSummary;
+use baseline::Baseline;
+use episode::{ShareEpisode, Step};
+use judge::{Judgement, Tested, judge};
+
+/// A pool's share statistics.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(super) struct PoolShares {
+    /// The learned baseline (pools without weights).
+    baseline: Baseline,
+    /// The span's windows: (slot, requests) of each backend that served, oldest first.
+    span: VecDeque<Vec<(usize, u64)>>,
+    /// Each backend's level and the pool's dispersion around them.
+    noise: Noise,
+    /// Backends with something going on (pending, firing, flapping, named as a typo).
+    active: FxHashSet<usize>,
+    /// Backends whose expected share is large enough that serving nothing in a span would
+    /// be remarkable (found once a minute, with a margin).
+    heavy: Vec<usize>,
+    /// Whether a backend is taking too much (pending or firing) as of the last judged window.
+    pub(super) any_over: bool,
+    /// Per slot, the last window (by `stamp`) that listed it for testing: lists each tested
+    /// backend once without sorting or hashing.
+    #[serde(skip)]
+    listed: Vec<u32>,
+    #[serde(skip)]
+    stamp: u32,
+}
+
+impl PoolShares {
+    /// A gap in the log: the span starts again.
+    pub(super) fn interrupt(&mut self) {
+        self.span.clear();
+    }
+}
+
+/// One backend's share statistics: kept for every backend, so kept small.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(super) struct BackendShares {
+    /// Learned weight (learned pools; a share is a weight over the baseline's total); `None`
+    /// until the backend is first seen.
+    baseline: Option<f64>,
+    /// Requests in the span.
+    span_requests: u64,
+    /// What is going on with it, when anything is: most backends of a large pool have
+    /// nothing pending, firing or flapping, and carry no more than the two fields above.
+    episode: Option<Box<ShareEpisode>>,
+}
+
+impl BackendShares {
+    /// The firing skew or drop: kind, direction, since.
+    pub(super) fn firing(&self) -> Option<(super::AlertKind, Direction, i64)> {
+        self.episode.as_ref()?.firing.map(|f| (f.kind, f.direction, f.since_ms))
+    }
+
+    /// Removes the firing alert (the backend is being forgotten).
+    pub(super) fn take_firing(&mut self) -> Option<(super::AlertKind, Direction, i64)> {
+        self.episode.as_mut()?.firing.take().map(|f| (f.kind, f.direction, f.since_ms))
+    }
+
+    /// Whether an "over" alert is pending or firing (its errors and latency are its own).
+    pub(super) fn is_over(&self) -> bool {
+        self.episode.as_ref().is_some_and(|e| {
+            e.firing.is_some_and(|f| f.direction == Direction::Over)
+                || e.pending.is_some_and(|p| p.direction == Direction::Over)
+        })
+    }
+
+    /// A gap in the log: pending conditions and the span start again.
+    pub(super) fn interrupt(&mut self) {
+        if let Some(episode) = &mut self.episode {
+            episode.pending = None;
+        }
+        self.span_requests = 0;
+    }
+
+    fn closest_configured(&self) -> Option<&(String, usize)> {
+        self.episode.as_ref()?.closest_configured.as_ref()
+    }
+
+    /// Lets go of the episode once nothing is going on; returns whether one is left.
+    fn tidy(&mut self) -> bool {
+        if self.episode.as_ref().is_some_and(|e| {
+            e.pending.is_none()
+                && e.firing.is_none()
+                && e.flaps.is_empty()
+                && e.closest_configured.is_none()
+        }) {
+            self.episode = None;
+        }
+        self.episode.is_some()
+    }
+}
+
+/// A backend is forgotten: its slot leaves the span, the baseline and the noise.
+pub(super) fn forget(pool: &mut PoolState, slot: usize, shares: &BackendShares) {
+    let pool_shares = &mut pool.shares;
+    for window in &mut pool_shares.span {
+        window.retain(|(s, _)| *s != slot);
+    }
+    pool_shares.noise.forget(slot);
+    pool_shares.active.remove(&slot);
+    pool_shares.heavy.retain(|&s| s != slot);
+    if let Some(weight) = shares.baseline {
+        pool_shares.baseline.forget(weight);
+    }
+}
+
+/// The once-a-minute pass over every backend: finds the heavy ones, and rescales the
+/// baseline's weights before they grow too large.
+pub(super) fn maintain(pool: &mut PoolState, config: &DetectorConfig) {
+    let rescale = pool.shares.baseline.total.total > SharedTotal::RESCALE_ABOVE;
+    if rescale {
+        let scale = pool.shares.baseline.total.total;
+        for backend in pool.slots.iter_mut().flatten() {
+            if let Some(weight) = &mut backend.shares.baseline {
+                *weight /= scale;
+            }
+        }
+        pool.shares.baseline.total.total = 1.0;
+    }
+    // Heavy: serving nothing over a span of the usual volume could be significant. The
+    // threshold takes a quarter of the last span's requests, as a margin for surges until the
+    // next pass.
+    let span_requests: u64 = pool.shares.span.iter().flatten().map(|(_, n)| n).sum();
+    let z = (normal_quantile(1.0 - config.alpha / 2.0) - 1.0).max(1.0);
+    // Before any span, every backend is heavy; and any backend with 1% of the pool is (at
+    // most a hundred, and a young pool's cautious dispersion must not hide them).
+    #[allow(clippy::cast_precision_loss)]
+    let min_share = if span_requests == 0 {
+        0.0
+    } else {
+        (z * z * pool.shares.noise.span.upper() / (span_requests as f64 / 4.0)).min(0.01)
+    };
+    let (total, weighted) = expected_total(pool);
+    pool.shares.heavy = pool
+        .backends()
+        .filter_map(|(slot, backend)| {
+            let raw = if weighted { backend.weight? } else { backend.shares.baseline? };
+            (total > 0.0 && raw / total >= min_share).then_some(slot)
+        })
+        .collect();
+}
+
+/// The total of the weights the expected shares are drawn from, and whether they are
+/// configured weights.
+fn expected_total(pool: &PoolState) -> (f64, bool) {
+    if pool.weighted {
+        (pool.configured_total, true)
+    } else {
+        (pool.shares.baseline.total.total, false)
+    }
+}
+
+/// The numbers one window's judgement of the pool rests on.
+struct PoolJudgement {
+    /// The backends tested: those that served in the span, those with something going on,
+    /// and the heavy ones.
+    slots: Vec<usize>,
+    expected: Vec<f64>,
+    span_counts: Vec<u64>,
+    window_counts: Vec<u64>,
+    /// Expected share of the pool's untested backends.
+    rest: f64,
+    /// Backends judged, tested or not.
+    n_backends: usize,
+    span_requests: u64,
+    window_requests: u64,
+    expected_from: ExpectedFrom,
+    /// The reference's extra variance, 1 + n/N_ref (1 with weights).
+    span_inflation: f64,
+    window_inflation: f64,
+    dispersion: f64,
+    pool_p_value: f64,
+}
+
+/// Judges the window's split (skew, drop, flapping, unexpected) and learns from it when the
+/// pool looks normal. `present` maps the window's backends (by position) to their slots.
+#[allow(clippy::too_many_lines)] // one pass over the pool, in the order the module doc gives
+pub(super) fn observe(
+    pool: &mut PoolState,
+    window: &WindowSummary,
+    present: &[(usize, usize)],
+    config: &DetectorConfig,
+    findings: &mut Vec<Finding>,
+) {
+    let span_windows = (config.for_s / config.window_s.max(1)).max(1) as usize;
+    let now: Vec<(usize, u64)> = present
+        .iter()
+        .map(|&(slot, position)| (slot, window.backends[position].requests))
+        .collect();
+    for &(slot, requests) in &now {
+        if let Some(backend) = pool.backend_mut(slot) {
+            backend.shares.span_requests += requests;
+        }
+    }
+    pool.shares.span.push_back(now);
+    if pool.shares.span.len() > span_windows
+        && let Some(oldest) = pool.shares.span.pop_front()
+    {
+        for (slot, requests) in oldest {
+            if let Some(backend) = pool.backend_mut(slot) {
+                backend.shares.span_requests =
+                    backend.shares.span_requests.saturating_sub(requests);
+            }
+        }
+    }
+    let span_full = pool.shares.span.len() == span_windows;
+
+    if pool.weighted {
+        unexpected::observe(pool, window, present, config, findings);
+    } else {
+        welcome_newcomers(pool, window, present);
+    }
+    let Some(judgement) = pool_judgement(pool, window, present, config) else { return };
+    pool.coverage.judged_windows += 1;
+    let tested = Tested {
+        counts: &judgement.span_counts,
+        expected: &judgement.expected,
+        rest: judgement.rest,
+        n_backends: judgement.n_backends,
+    };
+    let judgements = judge(tested, judgement.dispersion * judgement.span_inflation, config);
+
+    let first_start = pool.first_window_start_ms.unwrap_or(window.start_ms);
+    let hold = Hold {
+        fire_ms: i64::from(config.for_s) * 1000,
+        resolve_ms: i64::from(config.resolve_for_s) * 1000,
+    };
+    let rules = FlapRules {
+        window_ms: i64::from(config.flap_window_s) * 1000,
+        departures: config.flap_departures as usize,
+        stable_ms: i64::from(config.flap_stable_s) * 1000,
+    };
+    let window_scale = pool.shares.noise.window.upper() * judgement.window_inflation;
+    // Departures are judged among the backends that are not taking too much: when one
+    // drowns, the others' shares all drop with it, and none of them has left.
+    let (mut over_share, mut over_requests) = (0.0, 0u64);
+    for (index, &slot) in judgement.slots.iter().enumerate() {
+        let firing_over = pool.slots[slot].as_ref().is_some_and(|b| b.shares.is_over());
+        if firing_over || judgements[index].anomalous == Some(Direction::Over) {
+            over_share += judgement.expected[index];
+            over_requests += judgement.window_counts[index];
+        }
+    }
+    let rest_requests = judgement.window_requests - over_requests;
+    let rest_share = (1.0 - over_share).max(f64::MIN_POSITIVE);
+    let mut quiet = true;
+    let mut any_over = false;
+    let mut ramping = vec![false; judgement.slots.len()];
+    for (index, &slot) in judgement.slots.iter().enumerate() {
+        let verdict = judgements[index];
+        let slow_start_s = pool.slow_start_s;
+        let Some(backend) = pool.slots.get_mut(slot).and_then(Option::as_mut) else { continue };
+        let is_ramping_now =
+            is_ramping(backend.first_seen_ms, first_start, window.end_ms, slow_start_s, config);
+        ramping[index] = is_ramping_now;
+        let window_count = judgement.window_counts[index];
+        // Persistence: the span is significant and every window since the condition began
+        // leans the same way on its own. A backend the balancer is still ramping up may take
+        // less than its share.
+        let window_share = ratio(window_count, judgement.window_requests);
+        let anomalous = verdict.anomalous.filter(|d| match d {
+            Direction::Over => window_share >= verdict.expected * config.resolve_ratio,
+            Direction::Under => {
+                !is_ramping_now && window_share <= verdict.expected / config.resolve_ratio
+            }
+        });
+        let collapsed = !is_ramping_now
+            && verdict.anomalous != Some(Direction::Over)
+            && collapsed_in_window(
+                window_count,
+                rest_requests,
+                (verdict.expected / rest_share).min(1.0),
+                window_scale,
+                judgement.n_backends,
+                config,
+            );
+        let shares = &mut backend.shares;
+        if shares.episode.is_none() && anomalous.is_none() && !collapsed {
+            continue; // Nothing going on: most backends, most windows.
+        }
+        let episode = shares.episode.get_or_insert_with(Box::default);
+        episode.flaps.record(collapsed, window.start_ms, window.end_ms, rules);
+        let step = Step {
+            verdict,
+            anomalous,
+            ramping: is_ramping_now,
+            window_count,
+            span_count: judgement.span_counts[index],
+            span_full,
+            window,
+            hold,
+            rules,
+            config,
+        };
+        let was_firing = episode.firing.is_some();
+        let transition = episode.step(&step);
+        if was_firing || anomalous.is_some() || episode.firing.is_some() {
+            quiet = false;
+        }
+        let departures = u32::try_from(episode.flaps.departures()).ok();
+        if shares.tidy() {
+            pool.shares.active.insert(slot);
+        } else {
+            pool.shares.active.remove(&slot);
+        }
+        any_over |= shares.is_over();
+        if let Some((state, firing)) = transition {
+            let mut evidence =
+                share_evidence(&judgement, index, &verdict, &backend.name, window, config);
+            evidence.duration_s = (window.end_ms - firing.since_ms) / 1000;
+            evidence.flapping = firing.flapping;
+            if firing.flapping {
+                evidence.departures = departures;
+            }
+            findings.push(Finding {
+                state,
+                kind: firing.kind,
+                direction: firing.direction,
+                backend: backend.name.clone(),
+                started_at_ms: firing.since_ms,
+                severity: firing.severity,
+                evidence,
+                note: None,
+            });
+        }
+    }
+    pool.shares.any_over = any_over;
+    if quiet {
+        learn(pool, &judgement, present, window, &ramping, span_full, config);
+    }
+}
+
+/// Whether a backend is still within its slow-start grace: new to the pool after its first
+/// minute (or configured and not yet seen while the balancer's slow start may still hold it
+/// back), and not yet past the grace.
+fn is_ramping(
+    first_seen_ms: Option<i64>,
+    pool_start_ms: i64,
+    now_ms: i64,
+    slow_start_s: Option<u32>,
+    config: &DetectorConfig,
+) -> bool {
+    // Backends seen in a pool's first minute were there before skewtail looked.
+    let incumbent_ms = i64::from(config.for_s.max(30)) * 2000;
+    let grace_ms = match slow_start_s {
+        // The balancer's own ramp, plus the time it takes to judge.
+        Some(s) => i64::from(s) * 1000 + i64::from(config.for_s) * 1000,
+        None => i64::from(config.new_backend_grace_s) * 1000,
+    };
+    match first_seen_ms {
+        Some(first) => first - pool_start_ms > incumbent_ms && now_ms - first < grace_ms,
+        // Never seen: only a known slow start excuses it; otherwise it is down.
+        None => slow_start_s.is_some_and(|_| now_ms - pool_start_ms < grace_ms),
+    }
+}
+
+/// A backend has left rotation in a window when it takes at most this fraction of its share.
+const DEPARTED_RATIO: f64 = 0.25;
+
+/// Whether a backend's share collapsed in this window alone: to a small fraction of expected,
+/// and significantly so (a departure from rotation, for flapping).
+fn collapsed_in_window(
+    count: u64,
+    n: u64,
+    expected: f64,
+    scale: f64,
+    n_tested: usize,
+    config: &DetectorConfig,
+) -> bool {
+    let share = ratio(count, n);
+    if share > expected * DEPARTED_RATIO {
+        return false;
+    }
+    // Even taking nothing is unremarkable when the backend expected only a few requests:
+    // P(0) = (1-q)^(n/s) < alpha/N needs n·q/s above ln(N/alpha). Most backends of a large
+    // pool stop here, before the exact tail.
+    #[allow(clippy::cast_precision_loss)]
+    let expected_count = n as f64 * expected / scale.max(1.0);
+    #[allow(clippy::cast_precision_loss)]
+    if expected_count < (n_tested as f64 / config.alpha).ln() {
+        return false;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let adjusted = lower(count, n, expected, scale) * n_tested as f64;
+    adjusted < config.alpha
+}
+
+/// Gives the backends of a learned pool that serve for the first time their starting weight.
+fn welcome_newcomers(pool: &mut PoolState, window: &WindowSummary, present: &[(usize, usize)]) {
+    let newcomers: Vec<usize> = present
+        .iter()
+        .map(|&(slot, _)| slot)
+        .filter(|&slot| pool.slots[slot].as_ref().is_some_and(|b| b.shares.baseline.is_none()))
+        .collect();
+    if newcomers.is_empty() {
+        return;
+    }
+    let weight = pool.shares.baseline.welcome(newcomers.len(), window.total_requests());
+    for slot in newcomers {
+        if let Some(backend) = pool.backend_mut(slot) {
+            backend.shares.baseline = Some(weight);
+        }
+    }
+}
+
+/// Collects what the pool's split is judged on this window; `None` when it cannot be judged
+/// (too little traffic, too few backends).
+#[allow(clippy::cast_precision_loss)]
+fn pool_judgement(
+    pool: &mut PoolState,
+    window: &WindowSummary,
+    present: &[(usize, usize)],
+    config: &DetectorConfig,
+) -> Option<PoolJudgement> {
+    let excluded = if pool.weighted { unexpected::paired_typos(pool) } else { Vec::new() };
+    for &slot in &excluded {
+        if let Some(episode) = pool.backend_mut(slot).and_then(|b| b.shares.episode.as_mut()) {
+            episode.pending = None;
+        }
+    }
+    let (mut total, weighted) = expected_total(pool);
+    let mut n_backends =
+        if weighted { pool.configured_backends } else { pool.shares.baseline.known };
+    for &slot in &excluded {
+        if let Some(weight) = pool.slots[slot].as_ref().and_then(|b| b.weight) {
+            total -= weight;
+            n_backends -= usize::from(weight > 0.0);
+        }
+    }
+    // Tested: served in the span, something going on, or heavy; each once.
+    let shares = &mut pool.shares;
+    shares.stamp = shares.stamp.wrapping_add(1).max(1);
+    if shares.listed.len() < pool.slots.len() {
+        shares.listed.resize(pool.slots.len(), 0);
+    }
+    let mut candidates: Vec<usize> = Vec::new();
+    let span_slots = shares.span.iter().flatten().map(|(slot, _)| *slot);
+    for slot in span_slots.chain(shares.active.iter().copied()).chain(shares.heavy.iter().copied())
+    {
+        if shares.listed[slot] != shares.stamp {
+            shares.listed[slot] = shares.stamp;
+            candidates.push(slot);
+        }
+    }
+    // This window's requests of each listed backend.
+    let mut counts_by_slot: Vec<(usize, u64)> = present
+        .iter()
+        .map(|&(slot, position)| (slot, window.backends[position].requests))
+        .collect();
+    counts_by_slot.sort_unstable_by_key(|(slot, _)| *slot);
+    let window_count = |slot: usize| {
+        counts_by_slot.binary_search_by_key(&slot, |(s, _)| *s).map_or(0, |i| counts_by_slot[i].1)
+    };
+    let (mut slots, mut expected, mut span_counts, mut counts) = (vec![], vec![], vec![], vec![]);
+    for slot in candidates {
+        let Some(backend) = pool.slots[slot].as_ref() else { continue };
+        let raw = if weighted {
+            match backend.weight {
+                Some(w) if w > 0.0 && !excluded.contains(&slot) => w,
+                _ => continue,
+            }
+        } else {
+            match backend.shares.baseline {
+                Some(w) if w > 0.0 => w,
+                _ => continue,
+            }
+        };
+        slots.push(slot);
+        expected.push(if total > 0.0 { raw / total } else { 0.0 });
+        span_counts.push(backend.shares.span_requests);
+        counts.push(window_count(slot));
+    }
+    let window_requests: u64 = counts.iter().sum();
+    pool.coverage.max_requests = pool.coverage.max_requests.max(window_requests);
+    pool.coverage.max_backends = pool.coverage.max_backends.max(n_backends);
+    if window_requests < config.min_requests || n_backends < config.min_backends {
+        return None;
+    }
+    let rest = (1.0 - expected.iter().sum::<f64>()).max(0.0);
+    let span_requests: u64 = span_counts.iter().sum();
+    let warmup_windows = config.warmup_s.div_ceil(config.window_s.max(1));
+    let baseline = &pool.shares.baseline;
+    let (expected_from, reference) = if weighted {
+        (ExpectedFrom::Weights, f64::INFINITY)
+    } else if baseline.learned_windows < warmup_windows {
+        (ExpectedFrom::Warmup, baseline.reference_requests.max(1.0))
+    } else {
+        (ExpectedFrom::Baseline, baseline.reference_requests.max(1.0))
+    };
+    let inflation = |n: u64| 1.0 + n as f64 / reference;
+    let dispersion = pool.shares.noise.span.upper();
+    let span_inflation = inflation(span_requests);
+    let pool_p_value = g_test(&span_counts, &expected, n_backends, dispersion * span_inflation);
+    Some(PoolJudgement {
+        slots,
+        expected,
+        span_counts,
+        window_counts: counts,
+        rest,
+        n_backends,
+        span_requests,
+        window_requests,
+        expected_from,
+        span_inflation,
+        window_inflation: inflation(window_requests),
+        dispersion,
+        pool_p_value,
+    })
+}
+
+/// Learns from a window where nothing looked off: the noise (over backends that are not
+/// ramping up) and, in learned pools, the baseline (from the backends that served).
+fn learn(
+    pool: &mut PoolState,
+    judgement: &PoolJudgement,
+    present: &[(usize, usize)],
+    window: &WindowSummary,
+    ramping: &[bool],
+    span_full: bool,
+    config: &DetectorConfig,
+) {
+    let half_life_windows = f64::from(config.baseline_half_life_s) / f64::from(config.window_s);
+    let decay = half_life_alpha(half_life_windows);
+    let cells: Vec<Cell> = judgement
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(index, &slot)| Cell {
+            slot,
+            window: judgement.window_counts[index],
+            span: judgement.span_counts[index],
+            steady: !ramping[index],
+        })
+        .collect();
+    let span_windows = (config.for_s / config.window_s.max(1)).max(1) as usize;
+    pool.shares.noise.learn(&cells, span_full.then_some(span_windows), decay);
+    if pool.weighted {
+        return;
+    }
+    let warmup_windows = config.warmup_s.div_ceil(config.window_s.max(1));
+    let warming = pool.shares.baseline.learned_windows < warmup_windows;
+    let n = judgement.window_requests;
+    let add = pool.shares.baseline.learn(n, warming, decay);
+    for &(slot, position) in present {
+        #[allow(clippy::cast_precision_loss)]
+        let share = window.backends[position].requests as f64 / n.max(1) as f64;
+        if let Some(weight) = pool.backend_mut(slot).and_then(|b| b.shares.baseline.as_mut()) {
+            *weight += add * share;
+        }
+    }
+}
+
+/// The evidence of a share alert.
+fn share_evidence(
+    judgement: &PoolJudgement,
+    index: usize,
+    verdict: &Judgement,
+    backend: &str,
+    window: &WindowSummary,
+    config: &DetectorConfig,
+) -> Evidence {
+    let mut evidence = Evidence::blank(config.window_s);
+    evidence.observed_share = verdict.share;
+    evidence.expected_share = verdict.expected;
+    evidence.ratio = verdict.ratio;
+    evidence.expected_from = judgement.expected_from;
+    evidence.backend_requests = judgement.span_counts[index];
+    evidence.pool_requests = judgement.span_requests;
+    evidence.pool_backends = judgement.n_backends;
+    evidence.p_value = verdict.p_value;
+    evidence.pool_g_test_p_value = judgement.pool_p_value;
+    evidence.dispersion = judgement.dispersion;
+    super::explain::add_health(&mut evidence, backend, window);
+    evidence
+}
