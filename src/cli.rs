@@ -72,7 +72,7 @@ pub struct SimulateArgs {
     #[arg(long, value_delimiter = ',')]
     pub weights: Vec<f64>,
     /// A scripted incident, `KIND@START+DURATION[:key=value,...]`; repeat for more. Kinds:
-    /// skew (share), drift (share), drop, errors (rate), slow (factor), surge (factor), outage
+    /// skew (share), drift (share), drop, flap (period), errors (rate), slow (factor), surge (factor), outage
     /// (rate, every backend), seed;
     /// `backend=N` picks the backend (default 2). Example: `skew@20m+25m:backend=2,share=0.45`.
     #[arg(long = "incident")]
@@ -80,6 +80,24 @@ pub struct SimulateArgs {
     /// Traffic follows the day (half the mean at 04:00 UTC, 1.5x at 16:00).
     #[arg(long)]
     pub diurnal: bool,
+    /// With --diurnal, the rate at 04:00 as a fraction of the mean (0.025 makes 40 req/s
+    /// by day 1 req/s at night).
+    #[arg(long, default_value_t = 0.5)]
+    pub night_ratio: f64,
+    /// Bursty traffic: clients send keep-alive batches that land on one backend, making
+    /// per-window counts about this many times as dispersed as independent requests.
+    #[arg(long, default_value_t = 1.0)]
+    pub dispersion: f64,
+    /// A hashed or sticky pool: clients keep their backend this long on average (`5m`).
+    #[arg(long)]
+    pub sticky: Option<String>,
+    /// Scale-ups: `EVERY/RAMP`, e.g. `1h/90s`: a new backend joins every hour and the
+    /// balancer slow-starts it over 90 s (they are added to --backends).
+    #[arg(long)]
+    pub scale_up: Option<String>,
+    /// Heavy latency tails: 1% of requests 5 to 50 times slower.
+    #[arg(long)]
+    pub latency_tail: bool,
     /// Fraction of lines written late, out of order.
     #[arg(long, default_value_t = 0.0)]
     pub late_fraction: f64,
@@ -986,13 +1004,56 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<Outcome> {
             .timestamp_millis(),
         None => crate::synth::SEED_INCIDENT_DAY_MS,
     };
+    if !(args.dispersion >= 1.0 && args.dispersion <= 1000.0) {
+        bail!("--dispersion must be between 1 (independent requests) and 1000");
+    }
+    if !(args.night_ratio > 0.0 && args.night_ratio <= 1.0) {
+        bail!("--night-ratio must be above 0 and at most 1");
+    }
+    let sticky_s = match &args.sticky {
+        Some(text) => crate::synth::parse_duration_s(text)
+            .filter(|&s| s > 0)
+            .ok_or_else(|| anyhow::anyhow!("--sticky `{text}` is not like 90s or 5m"))?,
+        None => 0,
+    };
+    let joins = match &args.scale_up {
+        Some(text) => {
+            let parsed = text.split_once('/').and_then(|(every, ramp)| {
+                Some((
+                    crate::synth::parse_duration_s(every).filter(|&s| s > 0)?,
+                    crate::synth::parse_duration_s(ramp)?,
+                ))
+            });
+            let (every, ramp) = parsed.ok_or_else(|| {
+                anyhow::anyhow!("--scale-up `{text}` is not like 1h/90s (EVERY/RAMP)")
+            })?;
+            (0..duration_s / every)
+                .map(|i| crate::synth::Join {
+                    backend: args.backends + i as usize,
+                    at_s: (i + 1) * every - every / 2,
+                    ramp_s: ramp,
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let n_backends = args.backends + joins.len();
+    let mut weights = args.weights.clone();
+    if !weights.is_empty() {
+        weights.resize(n_backends, 1.0);
+    }
     let scenario = Scenario {
         start_ms,
         duration_s,
         rate_per_s: args.rate,
-        backends: crate::synth::backend_addresses(args.backends),
-        weights: args.weights.clone(),
+        backends: crate::synth::backend_addresses(n_backends),
+        weights,
         incidents,
+        joins,
+        batch_dispersion: args.dispersion,
+        sticky_s,
+        night_ratio: args.night_ratio,
+        latency_tail: args.latency_tail,
         diurnal: args.diurnal,
         late_fraction: args.late_fraction,
         max_lateness_s: args.max_lateness_s,
