@@ -128,6 +128,13 @@ fn real_nginx_cold_start_skew_is_reported_live_and_resolves() {
         .find(|(_, a)| a["state"] == "resolved" && a["backend"] == *culprit)
         .unwrap_or_else(|| panic!("the skew never resolved: {brief:#?}\n{log}"));
     assert!(resolved.0 > fixed, "{brief:#?}");
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "cold start: reported {delay:?} after the bad reload, resolved {:?} after the fix",
+            resolved.0.duration_since(fixed)
+        );
+    }
     // Nothing else fired (no `under` on the restored server), and nothing is left firing.
     let firing: Vec<_> = alerts.iter().filter(|(_, a)| a["state"] == "firing").collect();
     let resolves: Vec<_> = alerts.iter().filter(|(_, a)| a["state"] == "resolved").collect();
