@@ -40,7 +40,8 @@ pub fn read_pool(
     path: &Path,
     name: &str,
 ) -> Result<PoolExpectation, BalancerConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| BalancerConfigError {
+    // A balancer config with every include inlined is still far below 64 MiB.
+    let text = crate::source::read_capped(path, 64 << 20).map_err(|e| BalancerConfigError {
         path: path.display().to_string(),
         line: 0,
         message: format!("cannot read the balancer config: {e}"),

@@ -6,21 +6,18 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser as ClapParser, Subcommand};
 
-use crate::alert::{DeliveryTotals, Dispatcher};
-use crate::config::{Settings, StartAt, build_parser, no_backend_message};
-use crate::detect::AlertEvent;
+use crate::alert::Dispatcher;
+use crate::config::{Settings, build_parser, no_backend_message};
 use crate::parse::Parser;
 use crate::pipeline::{Observer, Pipeline};
 use crate::report::{Report, Style};
-use crate::source::{FileEvent, Follower, LineReader, Next};
+use crate::source::{LineReader, Next};
 use crate::synth::Scenario;
-use crate::window::WindowSummary;
 
 /// Catch load-balancer traffic skew from access logs.
 #[derive(Debug, ClapParser)]
@@ -214,6 +211,15 @@ pub struct RunArgs {
     /// Exit with status 1 on shutdown if any alert fired.
     #[arg(long)]
     pub fail_on_alert: bool,
+    /// Print the NDJSON stream `replay --json` prints: windows, alerts, and a summary at
+    /// shutdown.
+    #[arg(long)]
+    pub json: bool,
+    /// Where the state (positions, windows, baselines, firing alerts) is saved; default:
+    /// `state_dir` in the config, else $STATE_DIRECTORY, /var/lib/skewtail or
+    /// ~/.local/state/skewtail.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `skewtail check`.
@@ -806,154 +812,15 @@ fn check_weights(
     Ok(problems)
 }
 
-/// Wall-clock time in Unix ms: the live clock. Replay never calls this.
-#[allow(clippy::disallowed_methods)] // the one sanctioned wall-clock read
-fn wall_clock_ms() -> i64 {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// The live observer: alerts go to the sinks and the log.
-struct LiveObserver {
-    dispatcher: Arc<Dispatcher>,
-}
-
-impl Observer for LiveObserver {
-    fn window(&mut self, window: &WindowSummary) {
-        tracing::debug!(message = "Window closed.", pool = %window.pool, start = window.start_ms, requests = window.total_requests());
-    }
-
-    fn alert(&mut self, alert: &AlertEvent) {
-        tracing::info!(message = "Alert state changed.", state = ?alert.state, pool = %alert.pool, backend = %alert.backend, summary = %alert.summary);
-        self.dispatcher.send(alert);
-    }
-}
-
 fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     let settings = Settings::load(&args.config)?;
-    if settings.inputs.is_empty() {
-        bail!(
-            "{}: no [[input]] to follow; add one with `path` and `format`",
-            args.config.display()
-        );
-    }
-    for input in &settings.inputs {
-        if !input.parser.has_backend_field() {
-            bail!("input `{}`: {}", input.name, no_backend_message(&input.format_name));
-        }
-    }
-    let sinks = settings.build_sinks(true)?;
-    if sinks.is_empty() {
-        tracing::warn!(message = "No [[sink]] configured: alerts will only appear in this log.");
-    }
-    let runtime = new_runtime()?;
-    let dispatcher = Arc::new(Dispatcher::start(sinks, runtime.handle()));
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    runtime.spawn(async move {
-        let interrupt = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
-        }
-        let _ = stop_tx.send(());
-    });
-
-    let mut pipeline = Pipeline::new(settings.build_detector());
-    let mut followers = Vec::new();
-    for input in &settings.inputs {
-        let index = pipeline.add_input(&input.name, input.parser.clone(), &input.pool);
-        followers.push((
-            index,
-            Follower::new(
-                input.path.clone(),
-                input.start_at == StartAt::Beginning,
-                settings.max_line_bytes,
-            ),
-            wall_clock_ms(),
-            false,
-        ));
-        tracing::info!(message = "Following input.", input = %input.name, path = %input.path.display(), format = %input.format_name);
-    }
-    let mut observer = LiveObserver { dispatcher: dispatcher.clone() };
-    let idle_ms = i64::from(settings.detector.window_s + settings.detector.lateness_s) * 1000;
-    const LINES_PER_TURN: usize = 50_000;
-    const POLL_INTERVAL: Duration = Duration::from_millis(200);
-    loop {
-        let mut any_lines = false;
-        for (index, follower, last_line_ms, missing_reported) in &mut followers {
-            match follower.poll() {
-                FileEvent::None => *missing_reported = false,
-                FileEvent::Truncated => {
-                    tracing::warn!(message = "File truncated; reading it from the start.", path = %follower.path().display())
-                }
-                FileEvent::Rotated => {
-                    tracing::info!(message = "File rotated; reading the new file from its start.", path = %follower.path().display())
-                }
-                FileEvent::Missing if !*missing_reported => {
-                    *missing_reported = true;
-                    tracing::warn!(message = "Input file is missing; waiting for it to appear.", path = %follower.path().display());
-                }
-                FileEvent::Missing => {}
-            }
-            let mut n_read = 0;
-            while n_read < LINES_PER_TURN {
-                match follower.next_line() {
-                    Ok(Next::Line(line)) => pipeline.push_line(*index, line, &mut observer),
-                    Ok(Next::TooLong { number, length }) => {
-                        pipeline.push_too_long(*index, number, length)
-                    }
-                    Ok(Next::End) => break,
-                    Err(error) => {
-                        tracing::error!(message = "Read failed; will retry.", path = %follower.path().display(), %error);
-                        break;
-                    }
-                }
-                n_read += 1;
-            }
-            let now = wall_clock_ms();
-            if n_read > 0 {
-                any_lines = true;
-                *last_line_ms = now;
-            } else if now - *last_line_ms >= idle_ms {
-                // Quiet input: judge its last windows on the wall clock instead of waiting.
-                pipeline.close_idle(*index, now, &mut observer);
-            }
-        }
-        if !any_lines && stop_rx.recv_timeout(POLL_INTERVAL).is_ok() {
-            break;
-        }
-        if any_lines && stop_rx.try_recv().is_ok() {
-            break;
-        }
-    }
-    let counters = pipeline.counters();
-    drop(observer);
-    let dispatcher = Arc::try_unwrap(dispatcher)
-        .map_err(|_| anyhow::anyhow!("alert dispatcher still shared at shutdown"))?;
-    let delivery: DeliveryTotals = runtime.block_on(dispatcher.shutdown(Duration::from_secs(10)));
-    tracing::info!(
-        message = "Stopped.",
-        lines = counters.lines,
-        parsed = counters.parsed,
-        unparsed = counters.unparsed,
-        late = counters.late,
-        alerts_fired = counters.alerts_fired,
-        alerts_delivered = delivery.delivered,
-        alerts_failed = delivery.failed,
-        alerts_dropped = delivery.dropped
-    );
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| settings.state_dir.clone())
+        .unwrap_or_else(crate::live::default_state_dir);
+    let options = crate::live::RunOptions { json: args.json, state_dir };
+    let counters = crate::live::run(&settings, &options)?;
     Ok(outcome(args.fail_on_alert, counters.alerts_fired))
 }
 

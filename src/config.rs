@@ -167,7 +167,13 @@ pub struct ConfigFile {
     pub patterns_dir: Option<PathBuf>,
     /// Lines longer than this many bytes are skipped and counted.
     pub max_line_bytes: Option<usize>,
+    /// Where `run` saves its state (relative paths are from the config file).
+    pub state_dir: Option<PathBuf>,
 }
+
+/// Config files are refused above this size (1 MiB): a config is a page of TOML, and a
+/// wrong path (`/dev/zero`, a log) must not be read until memory runs out.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// A config problem, located.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +221,8 @@ pub struct Settings {
     pub max_line_bytes: usize,
     /// The config file, for messages.
     pub source: Option<PathBuf>,
+    /// Where `run` saves its state, when the config says.
+    pub state_dir: Option<PathBuf>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -349,16 +357,18 @@ impl Settings {
             patterns: PatternSet::builtin(),
             max_line_bytes: crate::source::DEFAULT_MAX_LINE_BYTES,
             source: None,
+            state_dir: None,
         }
     }
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            path: path.to_path_buf(),
-            line: 0,
-            message: format!("cannot read the config file: {error}"),
-        })?;
+        let text =
+            crate::source::read_capped(path, MAX_CONFIG_BYTES).map_err(|error| ConfigError {
+                path: path.to_path_buf(),
+                line: 0,
+                message: format!("cannot read the config file: {error}"),
+            })?;
         Self::from_toml(path, &text)
     }
 
@@ -508,6 +518,7 @@ impl Settings {
             patterns,
             max_line_bytes: file.max_line_bytes.unwrap_or(crate::source::DEFAULT_MAX_LINE_BYTES),
             source: Some(path.to_path_buf()),
+            state_dir: file.state_dir.as_ref().map(|dir| base.join(dir)),
         })
     }
 

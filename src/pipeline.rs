@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::detect::{AlertEvent, AlertState, Detector, DetectorConfig};
+use crate::detect::{AlertEvent, AlertState, Detector, DetectorConfig, DetectorState};
 use crate::parse::{ParseErrorKind, Parser, Record};
 use crate::source::Line;
 use crate::window::{Admission, WindowConfig, WindowSummary, Windower};
@@ -30,14 +30,17 @@ pub const UNPARSED_SAMPLES: u64 = 5;
 pub const UNPARSED_LOG_EVERY: u64 = 10_000;
 
 /// Running totals, reported at the end of a replay and by `run` on exit.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Lines read.
     pub lines: u64,
     /// Lines that parsed as requests.
     pub parsed: u64,
-    /// Lines that did not parse.
+    /// Lines that did not parse (bad names included).
     pub unparsed: u64,
+    /// Of those, lines whose backend or pool name holds control bytes, NUL or invalid UTF-8:
+    /// such a name is never made a backend (a corrupt byte would otherwise split a pool).
+    pub invalid_names: u64,
     /// Valid lines that are not requests (HAProxy `Connect from`, SSL errors): skipped.
     pub other: u64,
     /// Lines that arrived after their window had closed.
@@ -50,10 +53,21 @@ pub struct Counters {
     pub retried: u64,
     /// Pool windows closed.
     pub windows: u64,
+    /// Requests to backends beyond a pool's `max_backends`, counted under `_overflow`.
+    pub overflowed: u64,
     /// Alerts fired.
     pub alerts_fired: u64,
     /// Alerts resolved.
     pub alerts_resolved: u64,
+}
+
+/// Whether a backend or pool name can be one: no control bytes (NUL included) and valid
+/// UTF-8. Addresses are ASCII, so the common case is one pass over a few bytes.
+fn valid_name(name: &[u8]) -> bool {
+    if name.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        return true;
+    }
+    std::str::from_utf8(name).is_ok_and(|text| !text.chars().any(char::is_control))
 }
 
 /// One input's parser and clock.
@@ -63,6 +77,25 @@ struct InputState {
     parser: Parser,
     windower: Windower,
     default_pool: u32,
+    default_pool_name: String,
+}
+
+/// A pipeline's saved state: every input's open windows, what the detector has learned and
+/// what is firing, and the totals, all as of the same line of every input.
+#[derive(Debug, serde::Deserialize)]
+pub struct PipelineState {
+    window_s: u32,
+    lateness_s: u32,
+    inputs: Vec<SavedInput>,
+    detector: DetectorState,
+    counters: Counters,
+}
+
+/// One input's part of a [`PipelineState`].
+#[derive(Debug, serde::Deserialize)]
+struct SavedInput {
+    name: String,
+    windower: Windower,
 }
 
 /// The whole parse → window → detect chain.
@@ -92,7 +125,13 @@ impl Pipeline {
         let config = self.window_config();
         let mut windower = Windower::new(config);
         let default_pool = windower.pool(pool.as_bytes());
-        self.inputs.push(InputState { name: name.into(), parser, windower, default_pool });
+        self.inputs.push(InputState {
+            name: name.into(),
+            parser,
+            windower,
+            default_pool,
+            default_pool_name: pool.to_string(),
+        });
         self.inputs.len() - 1
     }
 
@@ -101,13 +140,81 @@ impl Pipeline {
         WindowConfig {
             window_ms: i64::from(config.window_s.max(1)) * 1000,
             lateness_ms: i64::from(config.lateness_s) * 1000,
+            forget_ms: i64::from(config.forget_after_s) * 1000,
+            max_backends: config.max_backends,
         }
+    }
+
+    /// Its state, to save (read back as a [`PipelineState`]).
+    pub fn save(&self) -> impl Serialize + '_ {
+        #[derive(Serialize)]
+        struct Saved<'a, D: Serialize> {
+            window_s: u32,
+            lateness_s: u32,
+            inputs: Vec<SavedInputRef<'a>>,
+            detector: D,
+            counters: Counters,
+        }
+        #[derive(Serialize)]
+        struct SavedInputRef<'a> {
+            name: &'a str,
+            windower: &'a Windower,
+        }
+        let config = self.detector.config();
+        Saved {
+            window_s: config.window_s,
+            lateness_s: config.lateness_s,
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| SavedInputRef { name: &i.name, windower: &i.windower })
+                .collect(),
+            detector: self.detector.save(),
+            counters: self.counters(),
+        }
+    }
+
+    /// Goes on from a saved state: inputs are matched by name, and the detector's pools by
+    /// their expectations. Returns what could not be restored, in words.
+    pub fn restore(&mut self, state: PipelineState) -> Vec<String> {
+        let mut notes = Vec::new();
+        let config = self.detector.config().clone();
+        let same_windows =
+            state.window_s == config.window_s && state.lateness_s == config.lateness_s;
+        if !same_windows {
+            notes.push(format!(
+                "window_s or lateness_s changed ({}s/{}s before): the open windows and the learned statistics start again",
+                state.window_s, state.lateness_s
+            ));
+        }
+        let window_config = self.window_config();
+        for saved in state.inputs {
+            match self.inputs.iter_mut().find(|i| *i.name == *saved.name) {
+                Some(input) if same_windows => {
+                    let mut windower = saved.windower.restored(window_config);
+                    input.default_pool = windower.pool(input.default_pool_name.as_bytes());
+                    input.windower = windower;
+                }
+                Some(_) => {}
+                None => notes.push(format!("input `{}` is no longer configured", saved.name)),
+            }
+        }
+        for pool in self.detector.restore(state.detector, same_windows) {
+            if same_windows {
+                notes.push(format!(
+                    "pool `{pool}`: its expected weights changed; it is learned again"
+                ));
+            }
+        }
+        self.counters = state.counters;
+        notes
     }
 
     /// The totals so far.
     pub fn counters(&self) -> Counters {
         let mut counters = self.counters;
         counters.late = self.inputs.iter().map(|i| i.windower.late()).sum();
+        counters.overflowed = self.inputs.iter().map(|i| i.windower.overflowed()).sum();
         counters
     }
 
@@ -141,6 +248,16 @@ impl Pipeline {
                 return;
             }
         };
+        let bad_name = [record.backend, record.pool].into_iter().flatten().find(|n| !valid_name(n));
+        if let Some(name) = bad_name {
+            self.counters.unparsed += 1;
+            self.counters.invalid_names += 1;
+            if self.counters.invalid_names <= UNPARSED_SAMPLES {
+                let text = name[..name.len().min(80)].escape_ascii();
+                tracing::warn!(message = "Line with an invalid backend or pool name.", input = %state.name, line = line.number, name = %text, reason = "control bytes, NUL or invalid UTF-8 in the name");
+            }
+            return;
+        }
         self.counters.parsed += 1;
         self.push_record(input, &record, observer);
     }
@@ -156,6 +273,9 @@ impl Pipeline {
             None => state.default_pool,
         };
         let slot = state.windower.slot(pool, record.backend);
+        for pool in state.windower.take_newly_overflowing() {
+            tracing::warn!(message = "Pool has more backends than detector.max_backends; requests to new ones are counted under `_overflow` and not judged.", input = %state.name, %pool, max_backends = self.detector.config().max_backends);
+        }
         self.counters.no_backend += u64::from(record.backend.is_none());
         let retried = record.attempts > 1;
         self.counters.retried += u64::from(retried);
@@ -186,12 +306,17 @@ impl Pipeline {
         self.drain(observer);
     }
 
-    /// Live clock: closes `input`'s windows that ended more than the lateness bound before
-    /// `now_ms` (wall time). Called when an input has gone quiet, so its last windows are
-    /// judged without waiting for the next line.
-    pub fn close_idle(&mut self, input: usize, now_ms: i64, observer: &mut impl Observer) {
+    /// Live clock: `input` has been quiet for `idle_ms` of wall time, so its event time has
+    /// moved on about as much: closes the windows that ended more than the lateness bound
+    /// before its newest line plus `idle_ms`. Its last windows are judged without waiting for
+    /// the next line, and a log whose clock is not the wall clock (a replayed one) is not cut
+    /// short.
+    pub fn close_idle(&mut self, input: usize, idle_ms: i64, observer: &mut impl Observer) {
         let lateness = self.window_config().lateness_ms;
-        self.inputs[input].windower.close_until(now_ms - lateness, &mut self.closed);
+        let windower = &mut self.inputs[input].windower;
+        if let Some(newest) = windower.newest_event_ms() {
+            windower.close_until(newest.saturating_add(idle_ms) - lateness, &mut self.closed);
+        }
         self.drain(observer);
     }
 

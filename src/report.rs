@@ -71,6 +71,11 @@ impl<W: Write> Report<W> {
         }
     }
 
+    /// Pushes out what is buffered (live output, after each turn).
+    pub fn flush(&mut self) {
+        self.emit(Write::flush);
+    }
+
     /// Takes the dispatcher so the caller can drain it before [`Report::finish`].
     pub fn take_dispatcher(&mut self) -> Option<Dispatcher> {
         self.dispatcher.take()

@@ -5,13 +5,12 @@
 //! [`Next::TooLong`] (never split into fake lines, never silently dropped). Invalid UTF-8 is
 //! not a concern here: lines are bytes, and the parser works on bytes.
 //!
-//! [`Follower`] is the live variant: it keeps reading a file as it grows, reopens it when it
-//! is replaced (rotation) and starts over when it shrinks (truncation). It is a simple
-//! poller; rotation-proof tailing with checkpoints is a later piece of work.
+//! Following live files (rotation, truncation, checkpoints) is `live::tailer`'s job; it reads
+//! through the same [`LineReader`].
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read};
+use std::path::Path;
 
 /// Lines longer than this are skipped and counted by default (1 MiB).
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
@@ -59,7 +58,15 @@ pub struct LineReader<R> {
     /// Bytes of an over-long line discarded so far, while skipping to its end.
     skipping: Option<u64>,
     eof: bool,
+    /// What ends a line: `\n`, or `\r` for a file whose lines end in CR only (old Mac
+    /// style), recognised from its first bytes rather than read as one huge record.
+    delimiter: u8,
+    /// Whether the line ending has been settled.
+    delimiter_known: bool,
 }
+
+/// Bytes looked at before deciding a file's lines end in CR only.
+const CR_ONLY_PROBE: usize = 4096;
 
 impl<R: Read> LineReader<R> {
     /// A reader that skips lines longer than `max_line` bytes.
@@ -74,12 +81,57 @@ impl<R: Read> LineReader<R> {
             max_line,
             skipping: None,
             eof: false,
+            delimiter: b'\n',
+            delimiter_known: false,
         }
+    }
+
+    /// Whether the input's lines end in CR only (recognised, and read as such).
+    pub fn cr_only(&self) -> bool {
+        self.delimiter == b'\r'
+    }
+
+    /// Settles the line ending from the bytes at hand: LF if there is one, CR only if there
+    /// is none in the first few KiB (or the whole input) but there are CRs.
+    fn settle_delimiter(&mut self) {
+        let pending = &self.buf[self.start..self.end];
+        if memchr::memchr(b'\n', pending).is_some() {
+            self.delimiter_known = true;
+        } else if pending.len() >= CR_ONLY_PROBE || self.eof {
+            if memchr::memchr(b'\r', pending).is_some() {
+                self.delimiter = b'\r';
+            }
+            self.delimiter_known = true;
+        }
+    }
+
+    /// A reader positioned at `offset` of its input (already seeked there), whose next line
+    /// is number `line + 1`.
+    pub fn resuming(inner: R, max_line: usize, offset: u64, line: u64) -> Self {
+        let mut reader = Self::new(inner, max_line);
+        reader.offset = offset;
+        reader.line_number = line;
+        reader
     }
 
     /// The input offset just past the last line handed out.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The input being read.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Lines handed out so far (the last line's number).
+    pub fn line_number(&self) -> u64 {
+        self.line_number
+    }
+
+    /// Bytes read from the input but not handed out yet (a partial last line).
+    pub fn buffered(&self) -> u64 {
+        (self.end - self.start) as u64
     }
 
     /// Lets a reader that hit the end of a growing file try again.
@@ -114,7 +166,15 @@ impl<R: Read> LineReader<R> {
     /// line at the end of input (replay); otherwise it waits for its newline (follow).
     pub fn next_line(&mut self, final_partial: bool) -> io::Result<Next<'_>> {
         loop {
-            if let Some(at) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+            if !self.delimiter_known {
+                self.settle_delimiter();
+            }
+            let found = if self.delimiter_known {
+                memchr::memchr(self.delimiter, &self.buf[self.start..self.end])
+            } else {
+                None
+            };
+            if let Some(at) = found {
                 let line_start = self.start;
                 let line_end = line_start + at;
                 self.start = line_end + 1;
@@ -132,6 +192,11 @@ impl<R: Read> LineReader<R> {
                 if let [rest @ .., b'\r'] = bytes {
                     bytes = rest;
                 }
+                if self.delimiter == b'\r'
+                    && let [b'\n', rest @ ..] = bytes
+                {
+                    bytes = rest;
+                }
                 return Ok(Next::Line(Line {
                     bytes,
                     number: self.line_number,
@@ -139,6 +204,10 @@ impl<R: Read> LineReader<R> {
                 }));
             }
             let pending = self.end - self.start;
+            if self.eof && !self.delimiter_known {
+                self.settle_delimiter();
+                continue;
+            }
             if self.eof {
                 if final_partial && (pending > 0 || self.skipping.is_some()) {
                     self.line_number += 1;
@@ -185,6 +254,53 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// Why a path is not a regular file, in words, with the fix; `None` for a regular file.
+pub fn not_regular(metadata: &std::fs::Metadata) -> Option<&'static str> {
+    let kind = metadata.file_type();
+    if kind.is_file() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return Some(
+                "is a FIFO (named pipe): a pipe has no end to read to and cannot be resumed; \
+                 pipe it to standard input (`-`) instead",
+            );
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return Some("is a device, not a log file");
+        }
+        if kind.is_socket() {
+            return Some("is a socket, not a log file");
+        }
+    }
+    if kind.is_dir() {
+        return Some("is a directory; pass the log files inside it");
+    }
+    Some("is not a regular file")
+}
+
+/// Reads a small text file (a config, a pattern file), refusing anything that is not a
+/// regular file or is over `limit` bytes, so a FIFO or `/dev/zero` cannot hang or exhaust it.
+pub fn read_capped(path: &Path, limit: u64) -> io::Result<String> {
+    let file = File::open(path)?;
+    let metadata = file.metadata()?;
+    if let Some(why) = not_regular(&metadata) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    }
+    let mut text = String::new();
+    file.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is larger than {limit} bytes; is it the right file?"),
+        ));
+    }
+    Ok(text)
+}
+
 /// Opens a log file for replay, with an error that names the file and the likely fix.
 pub fn open_for_replay(path: &Path) -> anyhow::Result<File> {
     let file = File::open(path).map_err(|error| match error.kind() {
@@ -199,118 +315,13 @@ pub fn open_for_replay(path: &Path) -> anyhow::Result<File> {
         }
         _ => anyhow::anyhow!("{}: cannot open: {error}", path.display()),
     })?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        anyhow::bail!("{}: is a directory; pass the log files inside it", path.display());
+    let metadata = file.metadata().map_err(|error| {
+        anyhow::anyhow!("{}: cannot read its metadata: {error}", path.display())
+    })?;
+    if let Some(why) = not_regular(&metadata) {
+        anyhow::bail!("{}: {why}", path.display());
     }
     Ok(file)
-}
-
-/// What a [`Follower`] noticed about its file on a poll.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileEvent {
-    /// Nothing unusual.
-    None,
-    /// The file shrank: it was truncated in place, so reading starts over.
-    Truncated,
-    /// The path now names a different file: it was rotated, so the new file is read from its start.
-    Rotated,
-    /// The path does not exist (yet, or any more).
-    Missing,
-}
-
-/// Follows one growing file by polling.
-#[derive(Debug)]
-pub struct Follower {
-    path: PathBuf,
-    reader: Option<LineReader<File>>,
-    /// The previous file after a rotation, read to its end before the new one so the lines
-    /// written just before the rename are not lost.
-    rotated: Option<LineReader<File>>,
-    identity: Option<(u64, u64)>,
-    max_line: usize,
-}
-
-#[cfg(unix)]
-fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (metadata.dev(), metadata.ino())
-}
-
-#[cfg(not(unix))]
-fn identity(_: &std::fs::Metadata) -> (u64, u64) {
-    (0, 0)
-}
-
-impl Follower {
-    /// Starts following `path`, from its end when `from_start` is false (like `tail -f`).
-    pub fn new(path: PathBuf, from_start: bool, max_line: usize) -> Self {
-        let mut follower = Follower { path, reader: None, rotated: None, identity: None, max_line };
-        if let Ok(mut file) = File::open(&follower.path) {
-            let start = if from_start { 0 } else { file.seek(SeekFrom::End(0)).unwrap_or(0) };
-            follower.identity = file.metadata().ok().map(|m| identity(&m));
-            let mut reader = LineReader::new(file, max_line);
-            reader.offset = start;
-            follower.reader = Some(reader);
-        }
-        follower
-    }
-
-    /// The followed path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Checks the path for rotation or truncation and prepares to read what is new.
-    pub fn poll(&mut self) -> FileEvent {
-        let Ok(metadata) = std::fs::metadata(&self.path) else {
-            return FileEvent::Missing;
-        };
-        let current = identity(&metadata);
-        let event = match (&mut self.reader, self.identity) {
-            (Some(reader), Some(known)) if known == current => {
-                if metadata.len() < reader.offset() {
-                    FileEvent::Truncated
-                } else {
-                    reader.clear_eof();
-                    return FileEvent::None;
-                }
-            }
-            (Some(_), _) => FileEvent::Rotated,
-            (None, _) => FileEvent::None,
-        };
-        // (Re)open from the start: a new file, a truncated one, or one that appeared.
-        match File::open(&self.path) {
-            Ok(file) => {
-                self.identity = Some(current);
-                let previous = self.reader.replace(LineReader::new(file, self.max_line));
-                if event == FileEvent::Rotated {
-                    self.rotated = previous.map(|mut reader| {
-                        reader.clear_eof();
-                        reader
-                    });
-                }
-                event
-            }
-            Err(_) => FileEvent::Missing,
-        }
-    }
-
-    /// The next complete line, if one has been written.
-    pub fn next_line(&mut self) -> io::Result<Next<'_>> {
-        let drain_rotated = match &mut self.rotated {
-            Some(rotated) => rotated.has_pending()?,
-            None => false,
-        };
-        if !drain_rotated {
-            self.rotated = None;
-        }
-        let reader = if drain_rotated { self.rotated.as_mut() } else { self.reader.as_mut() };
-        match reader {
-            // The rotated file is complete: its last line counts even without a newline.
-            Some(reader) => reader.next_line(drain_rotated),
-            None => Ok(Next::End),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -320,7 +331,7 @@ mod tests {
     fn collect(input: &[u8], max_line: usize) -> Vec<String> {
         let mut reader = LineReader::new(input, max_line);
         let mut out = Vec::new();
-        for _ in 0..1000 {
+        for _ in 0..10_000 {
             match reader.next_line(true).unwrap() {
                 Next::Line(line) => out.push(format!(
                     "{}@{}:{}",
@@ -356,43 +367,23 @@ mod tests {
     }
 
     #[test]
+    fn cr_only_files_are_recognised_and_crlf_is_not_mistaken_for_them() {
+        assert_eq!(collect(b"a\rbb\rccc\r", 100), ["1@0:a", "2@2:bb", "3@5:ccc"]);
+        let mut reader = LineReader::new(&b"one\rtwo\r"[..], 100);
+        assert!(matches!(reader.next_line(true).unwrap(), Next::Line(_)));
+        assert!(reader.cr_only());
+        assert_eq!(collect(b"a\r\nb\r\n", 100), ["1@0:a", "2@3:b"]);
+        // A long CR-only file, past the probe.
+        let text: Vec<u8> = (0..2000).flat_map(|i| format!("line {i}\r").into_bytes()).collect();
+        let lines = collect(&text, 1000);
+        assert_eq!(lines.len(), 2000);
+        assert!(lines[1999].ends_with(":line 1999"), "{}", lines[1999]);
+    }
+
+    #[test]
     fn invalid_utf8_passes_through_as_bytes() {
         let mut reader = LineReader::new(&b"\xff\xfe ok\n"[..], 100);
         let Next::Line(line) = reader.next_line(true).unwrap() else { panic!() };
         assert_eq!(line.bytes, b"\xff\xfe ok");
-    }
-
-    #[test]
-    fn follower_sees_appends_truncation_and_rotation() {
-        use std::io::Write;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.log");
-        std::fs::write(&path, "old\n").unwrap();
-        let mut follower = Follower::new(path.clone(), false, 1000);
-        let read_all = |follower: &mut Follower| {
-            let mut lines = Vec::new();
-            while let Next::Line(line) = follower.next_line().unwrap() {
-                lines.push(String::from_utf8_lossy(line.bytes).into_owned());
-            }
-            lines
-        };
-        assert!(read_all(&mut follower).is_empty(), "starts at the end");
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(b"one\ntw").unwrap();
-        assert_eq!(follower.poll(), FileEvent::None);
-        assert_eq!(read_all(&mut follower), ["one"]);
-        file.write_all(b"o\n").unwrap();
-        follower.poll();
-        assert_eq!(read_all(&mut follower), ["two"]);
-        std::fs::write(&path, "").unwrap();
-        assert_eq!(follower.poll(), FileEvent::Truncated);
-        // Lines written just before a rotation are read from the old file first.
-        std::fs::write(&path, "last\nunterminated").unwrap();
-        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
-        std::fs::write(&path, "new\n").unwrap();
-        assert_eq!(follower.poll(), FileEvent::Rotated);
-        assert_eq!(read_all(&mut follower), ["last", "unterminated", "new"]);
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(follower.poll(), FileEvent::Missing);
     }
 }

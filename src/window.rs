@@ -27,6 +27,27 @@ pub struct LatencyHistogram {
     total: u64,
 }
 
+/// Saved as its non-zero buckets, the same sparse or dense.
+impl serde::Serialize for LatencyHistogram {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_sketch().buckets.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LatencyHistogram {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let buckets: Vec<(u16, u32)> = serde::Deserialize::deserialize(deserializer)?;
+        let mut histogram = LatencyHistogram::default();
+        for (bucket, count) in buckets {
+            let bucket = usize::from(bucket).min(N_BUCKETS - 1);
+            let dense = histogram.dense.get_or_insert_with(|| Box::new([0; N_BUCKETS]));
+            dense[bucket] += count;
+            histogram.total += u64::from(count);
+        }
+        Ok(histogram)
+    }
+}
+
 impl std::fmt::Debug for LatencyHistogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LatencyHistogram").field("total", &self.total).finish_non_exhaustive()
@@ -196,7 +217,7 @@ impl LatencySketch {
 }
 
 /// Counters for one backend in one window.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct BackendStats {
     requests: u64,
     errors: u64,
@@ -248,7 +269,7 @@ impl WindowSummary {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct PoolSlot {
     backends: Vec<BackendStats>,
     /// The backends that served in this window, so that closing it costs what it holds, not
@@ -257,7 +278,7 @@ struct PoolSlot {
     no_backend: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct OpenWindow {
     start_ms: i64,
     pools: Vec<PoolSlot>,
@@ -279,6 +300,102 @@ pub struct WindowConfig {
     pub window_ms: i64,
     /// How far behind the newest event time a line may arrive and still be counted, ms.
     pub lateness_ms: i64,
+    /// A backend that serves nothing for this long is forgotten (its name and slots are
+    /// reused), ms: memory follows the active backends, not every backend ever seen.
+    pub forget_ms: i64,
+    /// At most this many backends per pool; beyond, requests go to [`OVERFLOW_BACKEND`].
+    pub max_backends: usize,
+}
+
+/// The backend that requests beyond a pool's backend cap are counted under. It is never
+/// judged: it is not a server.
+pub const OVERFLOW_BACKEND: &str = "_overflow";
+
+/// One pool's backend names.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct PoolNames {
+    /// Name → index; rebuilt from `names` after a restore.
+    #[serde(skip)]
+    index: FxHashMap<Name, u32>,
+    /// Index → name; `None` for a forgotten backend whose index is free.
+    names: Vec<Option<Arc<str>>>,
+    /// Index → start of the last window it served in, ms.
+    last_served_ms: Vec<i64>,
+    /// Indexes of forgotten backends, to reuse.
+    free: Vec<u32>,
+    /// The overflow backend's index, once the cap was reached.
+    overflow: Option<u32>,
+    /// Backends known now (the overflow one excluded).
+    active: usize,
+}
+
+impl PoolNames {
+    fn intern(&mut self, name: &[u8], max_backends: usize) -> (u32, bool) {
+        if let Some(&index) = self.index.get(name) {
+            return (index, false);
+        }
+        if self.active >= max_backends {
+            if let Some(index) = self.overflow {
+                return (index, false);
+            }
+            let index = self.add(OVERFLOW_BACKEND.as_bytes());
+            self.overflow = Some(index);
+            return (index, true);
+        }
+        self.active += 1;
+        (self.add(name), false)
+    }
+
+    fn add(&mut self, name: &[u8]) -> u32 {
+        let text: Arc<str> = String::from_utf8_lossy(name).into();
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.names[index as usize] = Some(text);
+                self.last_served_ms[index as usize] = i64::MIN;
+                index
+            }
+            None => {
+                self.names.push(Some(text));
+                self.last_served_ms.push(i64::MIN);
+                #[allow(clippy::cast_possible_truncation)] // capped far below 2^32
+                let index = (self.names.len() - 1) as u32;
+                index
+            }
+        };
+        self.index.insert(Name::new(name), index);
+        index
+    }
+
+    /// Forgets backends that have not served since `before_ms`; returns how many.
+    fn forget_before(&mut self, before_ms: i64) -> u64 {
+        let mut forgotten = 0;
+        for (index, name) in self.names.iter_mut().enumerate() {
+            #[allow(clippy::cast_possible_truncation)] // capped far below 2^32
+            let index32 = index as u32;
+            if self.overflow == Some(index32) || self.last_served_ms[index] >= before_ms {
+                continue;
+            }
+            if let Some(text) = name.take() {
+                self.index.remove(text.as_bytes());
+                self.free.push(index32);
+                self.active -= 1;
+                forgotten += 1;
+            }
+        }
+        forgotten
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index = self
+            .names
+            .iter()
+            .enumerate()
+            .filter_map(|(index, name)| {
+                #[allow(clippy::cast_possible_truncation)] // capped far below 2^32
+                Some((Name::new(name.as_ref()?.as_bytes()), index as u32))
+            })
+            .collect();
+    }
 }
 
 /// A backend name as a hash-map key, kept inside the table when it is short (as addresses
@@ -333,18 +450,42 @@ pub struct Slot {
 }
 
 /// Event-time windows for one input (one clock).
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Windower {
+    #[serde(skip, default = "WindowConfig::unset")]
     config: WindowConfig,
     open: VecDeque<OpenWindow>,
+    #[serde(skip)]
     spare: Vec<OpenWindow>,
+    /// Pool name → index; rebuilt from `pool_names` after a restore.
+    #[serde(skip)]
     pools: FxHashMap<Box<[u8]>, u32>,
     pool_names: Vec<Arc<str>>,
-    /// Per pool: backend name → the backend's index in its pool.
-    backends: Vec<FxHashMap<Name, u32>>,
-    backend_names: Vec<Vec<Arc<str>>>,
+    /// Per pool: its backends' names.
+    backends: Vec<PoolNames>,
     newest_event_ms: i64,
     late: u64,
+    /// Requests counted under [`OVERFLOW_BACKEND`].
+    overflowed: u64,
+    /// Pools that reached their backend cap and have not been reported yet.
+    #[serde(skip)]
+    newly_overflowing: Vec<Arc<str>>,
+    /// Backends forgotten after `forget_ms` of silence.
+    forgotten: u64,
+    /// When forgotten backends were last looked for, ms of event time.
+    last_sweep_ms: i64,
+}
+
+impl WindowConfig {
+    /// A placeholder until a restored windower is given its config.
+    fn unset() -> Self {
+        WindowConfig {
+            window_ms: 10_000,
+            lateness_ms: 0,
+            forget_ms: i64::MAX,
+            max_backends: usize::MAX,
+        }
+    }
 }
 
 /// Windows further apart than this (1 hour of 10 s windows) are not filled with empty ones.
@@ -360,10 +501,51 @@ impl Windower {
             pools: FxHashMap::default(),
             pool_names: Vec::new(),
             backends: Vec::new(),
-            backend_names: Vec::new(),
             newest_event_ms: i64::MIN,
             late: 0,
+            overflowed: 0,
+            newly_overflowing: Vec::new(),
+            forgotten: 0,
+            last_sweep_ms: i64::MIN,
         }
+    }
+
+    /// After a restore: takes its config again and rebuilds its lookup tables.
+    pub fn restored(mut self, config: WindowConfig) -> Self {
+        self.config = config;
+        self.pools = self
+            .pool_names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                #[allow(clippy::cast_possible_truncation)] // pools are few
+                (Box::from(name.as_bytes()), index as u32)
+            })
+            .collect();
+        for pool in &mut self.backends {
+            pool.rebuild_index();
+        }
+        self
+    }
+
+    /// Requests counted under [`OVERFLOW_BACKEND`] because their pool had too many backends.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed
+    }
+
+    /// Pools that have just reached their backend cap (each reported once).
+    pub fn take_newly_overflowing(&mut self) -> Vec<Arc<str>> {
+        std::mem::take(&mut self.newly_overflowing)
+    }
+
+    /// Backends forgotten after serving nothing for `forget_ms`.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
+    /// Backends remembered now, over all pools.
+    pub fn backends_held(&self) -> usize {
+        self.backends.iter().map(|p| p.active).sum()
     }
 
     /// Lines that arrived after their window had closed.
@@ -380,23 +562,21 @@ impl Windower {
         let index = self.pool_names.len() as u32;
         self.pools.insert(name.into(), index);
         self.pool_names.push(String::from_utf8_lossy(name).into());
-        self.backend_names.push(Vec::new());
-        self.backends.push(FxHashMap::default());
+        self.backends.push(PoolNames::default());
         index
     }
 
     /// Resolves a pool and backend to a [`Slot`].
     pub fn slot(&mut self, pool: u32, backend: Option<&[u8]>) -> Slot {
         let Some(name) = backend else { return Slot { pool, backend: None } };
-        let backends = &mut self.backends[pool as usize];
-        if let Some(&index) = backends.get(name) {
-            return Slot { pool, backend: Some(index) };
+        let names = &mut self.backends[pool as usize];
+        let (index, now_overflowing) = names.intern(name, self.config.max_backends);
+        if now_overflowing {
+            self.newly_overflowing.push(self.pool_names[pool as usize].clone());
         }
-        let names = &mut self.backend_names[pool as usize];
-        #[allow(clippy::cast_possible_truncation)] // a pool has far fewer than 2^32 backends
-        let index = names.len() as u32;
-        names.push(String::from_utf8_lossy(name).into());
-        backends.insert(Name::new(name), index);
+        if names.overflow == Some(index) {
+            self.overflowed += 1;
+        }
         Slot { pool, backend: Some(index) }
     }
 
@@ -494,6 +674,11 @@ impl Windower {
         }
     }
 
+    /// The newest event time counted, if any.
+    pub fn newest_event_ms(&self) -> Option<i64> {
+        (self.newest_event_ms != i64::MIN).then_some(self.newest_event_ms)
+    }
+
     /// End of the newest open window, if any.
     pub fn newest_window_end(&self) -> Option<i64> {
         self.open.back().map(|w| w.start_ms + self.config.window_ms)
@@ -501,6 +686,13 @@ impl Windower {
 
     fn close_front(&mut self, closed: &mut Vec<WindowSummary>) {
         let Some(mut window) = self.open.pop_front() else { return };
+        // Once a minute of event time, forget the backends silent for `forget_ms`.
+        if window.start_ms.saturating_sub(self.last_sweep_ms) >= 60_000 {
+            self.last_sweep_ms = window.start_ms;
+            let before = window.start_ms.saturating_sub(self.config.forget_ms);
+            self.forgotten +=
+                self.backends.iter_mut().map(|p| p.forget_before(before)).sum::<u64>();
+        }
         for (pool_index, pool_name) in self.pool_names.iter().enumerate() {
             let mut summary = WindowSummary {
                 pool: pool_name.clone(),
@@ -514,12 +706,15 @@ impl Windower {
                 // In first-seen order, as the backends were interned.
                 pool.touched.sort_unstable();
                 summary.backends.reserve(pool.touched.len());
+                let names = &mut self.backends[pool_index];
                 for &backend_index in &pool.touched {
                     let backend_index = backend_index as usize;
                     let stats = &mut pool.backends[backend_index];
                     let latency = stats.latency.to_sketch();
+                    names.last_served_ms[backend_index] = window.start_ms;
+                    let name = names.names[backend_index].clone();
                     summary.backends.push(BackendSummary {
-                        backend: self.backend_names[pool_index][backend_index].clone(),
+                        backend: name.unwrap_or_else(|| Arc::from(OVERFLOW_BACKEND)),
                         id: backend_index as u32,
                         requests: stats.requests,
                         errors: stats.errors,
@@ -537,7 +732,7 @@ impl Windower {
             }
             // A pool that has never named a backend and saw nothing now (an input's default
             // pool when every line names its own) has no window to report.
-            if self.backend_names[pool_index].is_empty() && summary.no_backend == 0 {
+            if self.backends[pool_index].names.is_empty() && summary.no_backend == 0 {
                 continue;
             }
             closed.push(summary);
@@ -550,7 +745,61 @@ impl Windower {
 mod tests {
     use super::*;
 
-    const CONFIG: WindowConfig = WindowConfig { window_ms: 10_000, lateness_ms: 5_000 };
+    const CONFIG: WindowConfig = WindowConfig {
+        window_ms: 10_000,
+        lateness_ms: 5_000,
+        forget_ms: 600_000,
+        max_backends: 1000,
+    };
+
+    #[test]
+    fn silent_backends_are_forgotten_and_a_pool_over_its_cap_overflows() {
+        let mut windower = Windower::new(WindowConfig { max_backends: 100, ..CONFIG });
+        let pool = windower.pool(b"api");
+        let mut closed = Vec::new();
+        // An hour of churn: 10 new backends a minute, each serving for one minute.
+        for second in 0..3600i64 {
+            let name = format!("10.1.{}.{}:80", second / 60 / 25, second / 6 % 250);
+            let slot = windower.slot(pool, Some(name.as_bytes()));
+            windower.add(second * 1000, slot, false, false, Some(0.01), &mut closed);
+        }
+        assert!(windower.forgotten() > 400, "{}", windower.forgotten());
+        // Those of the last 10 minutes, and a minute's worth more until the next sweep.
+        assert!(windower.backends_held() <= 120, "{}", windower.backends_held());
+        assert_eq!(windower.overflowed(), 0);
+        // A burst of 200 distinct backends at once: the cap holds, the rest overflow.
+        for i in 0..200u32 {
+            let slot = windower.slot(pool, Some(format!("10.9.0.{i}:80").as_bytes()));
+            windower.add(3_600_000, slot, false, false, None, &mut closed);
+        }
+        assert_eq!(windower.backends_held(), 100);
+        assert!(windower.overflowed() > 0);
+        assert_eq!(windower.take_newly_overflowing().len(), 1, "reported once");
+        assert!(windower.take_newly_overflowing().is_empty());
+        windower.close_all(&mut closed);
+        let last = closed.last().unwrap();
+        assert!(last.backends.iter().any(|b| &*b.backend == OVERFLOW_BACKEND));
+    }
+
+    #[test]
+    fn a_windower_survives_a_round_trip() {
+        let mut windower = Windower::new(CONFIG);
+        let pool = windower.pool(b"api");
+        let a = windower.slot(pool, Some(b"a:80"));
+        let mut closed = Vec::new();
+        windower.add(1_000, a, true, false, Some(0.02), &mut closed);
+        let text = serde_json::to_string(&windower).unwrap();
+        let mut restored: Windower =
+            serde_json::from_str::<Windower>(&text).unwrap().restored(CONFIG);
+        let b = restored.slot(pool, Some(b"b:80"));
+        assert_eq!(restored.slot(pool, Some(b"a:80")), a, "names keep their slots");
+        restored.add(2_000, b, false, false, Some(0.01), &mut closed);
+        restored.close_all(&mut closed);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].total_requests(), 2);
+        assert_eq!(closed[0].backends[0].errors, 1);
+        assert!(closed[0].backends[0].p50_ms.is_some_and(|ms| (ms - 20.0).abs() < 1.0));
+    }
 
     #[test]
     fn an_unused_default_pool_reports_no_windows() {

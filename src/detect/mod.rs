@@ -72,7 +72,7 @@ struct Finding {
 }
 
 /// What the detector remembers of one backend.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct BackendState {
     name: Arc<str>,
     /// Configured weight, in pools with weights; `None` for a backend the config does not name.
@@ -88,7 +88,7 @@ struct BackendState {
 }
 
 /// A backend's alerts other than its share's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Watches {
     errors: tracker::Tracker,
     latency: tracker::Tracker,
@@ -169,7 +169,7 @@ impl BackendState {
 }
 
 /// What the detector remembers of one pool.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct PoolState {
     name: Arc<str>,
     /// Backends by slot; a forgotten backend's slot is reused.
@@ -177,6 +177,7 @@ struct PoolState {
     free_slots: Vec<usize>,
     index: FxHashMap<Arc<str>, usize>,
     /// The window's backend ids to slots: a faster way in than the name, checked against it.
+    #[serde(skip)]
     by_id: Vec<usize>,
     /// Whether the pool has configured weights.
     weighted: bool,
@@ -194,7 +195,7 @@ struct PoolState {
 }
 
 /// How much of a pool's traffic was enough to judge.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Coverage {
     windows: u64,
     judged_windows: u64,
@@ -311,6 +312,14 @@ pub struct StillFiring {
     pub since_ms: i64,
 }
 
+/// What the detector has learned and what is firing: saved with the sidecar's state, so a
+/// restart goes on where it stopped (no new warm-up, and a firing alert still resolves).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct DetectorState {
+    pools: Vec<PoolState>,
+    forgotten_backends: u64,
+}
+
 /// The detector. Feed it closed windows in event-time order per pool.
 #[derive(Debug)]
 pub struct Detector {
@@ -342,6 +351,46 @@ impl Detector {
     /// The settings in use.
     pub fn config(&self) -> &DetectorConfig {
         &self.config
+    }
+
+    /// Its state, to save (read back as a [`DetectorState`]).
+    pub fn save(&self) -> impl serde::Serialize + '_ {
+        /// The saved shape of [`DetectorState`], borrowing instead of copying.
+        #[derive(serde::Serialize)]
+        struct Saved<'a> {
+            pools: Vec<&'a PoolState>,
+            forgotten_backends: u64,
+        }
+        Saved { pools: self.pools.values().collect(), forgotten_backends: self.forgotten_backends }
+    }
+
+    /// Goes on from a saved state. A pool whose expected weights changed since is dropped (it
+    /// starts again), and so is everything when the window length changed: its statistics
+    /// no longer mean the same. Returns the pools dropped.
+    pub fn restore(&mut self, state: DetectorState, same_windows: bool) -> Vec<String> {
+        let mut dropped = Vec::new();
+        self.forgotten_backends = state.forgotten_backends;
+        for pool in state.pools {
+            let expectation = self.expectations.get(&*pool.name);
+            let same_expectation = match expectation {
+                None => !pool.weighted,
+                Some(e) => {
+                    pool.weighted
+                        && pool
+                            .backends()
+                            .filter(|(_, b)| b.weight.is_some())
+                            .all(|(_, b)| e.weights.get(&*b.name).copied() == b.weight)
+                        && pool.configured_backends
+                            == e.weights.values().filter(|w| **w > 0.0).count()
+                }
+            };
+            if same_windows && same_expectation {
+                self.pools.insert(pool.name.clone(), pool);
+            } else {
+                dropped.push(pool.name.to_string());
+            }
+        }
+        dropped
     }
 
     /// Backends forgotten after `forget_after_s` of silence, over the run.
@@ -433,7 +482,8 @@ impl Detector {
         // Each of the window's backends gets a slot; a backend is new when it serves.
         let mut present: Vec<(usize, usize)> = Vec::with_capacity(window.backends.len());
         for (position, summary) in window.backends.iter().enumerate() {
-            if summary.requests == 0 {
+            // Requests beyond the pool's backend cap are not a server to judge.
+            if summary.requests == 0 || &*summary.backend == crate::window::OVERFLOW_BACKEND {
                 continue;
             }
             let slot = pool.slot_of(summary);

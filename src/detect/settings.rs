@@ -71,6 +71,9 @@ pub struct DetectorConfig {
     pub spike_for_s: u32,
     /// Spike: a pool usually below this many requests per window is not judged.
     pub spike_min_baseline: f64,
+    /// At most this many backends per pool are remembered; requests to more are counted
+    /// under `_overflow` (logged once per pool), which is never judged.
+    pub max_backends: usize,
     /// A backend that serves nothing for this long is forgotten, seconds: in a learned pool
     /// it was removed on purpose (its drop alert resolves, the baseline stops expecting it);
     /// in any pool its memory is released. Configured backends are never forgotten.
@@ -119,6 +122,7 @@ impl Default for DetectorConfig {
             spike_min_z: 4.0,
             spike_for_s: 120,
             spike_min_baseline: 20.0,
+            max_backends: 100_000,
             forget_after_s: 1800,
             burn_rate: 14.4,
             burn_min_rate: 0.01,
@@ -173,7 +177,7 @@ impl DetectorConfig {
             }
         }
         let window = self.window_s;
-        let checks: [(&'static str, bool, &str); 17] = [
+        let checks: [(&'static str, bool, &str); 18] = [
             ("window_s", window >= 1, "must be at least 1 second"),
             ("alpha", self.alpha > 0.0 && self.alpha < 1.0, "must be between 0 and 1, e.g. 0.001"),
             (
@@ -227,6 +231,7 @@ impl DetectorConfig {
                 "must be at least 2: one departure is a drop",
             ),
             ("flap_window_s", self.flap_window_s >= window, "must be at least window_s"),
+            ("max_backends", self.max_backends >= 2, "must be at least 2, e.g. 100000"),
             ("spike_min_ratio", self.spike_min_ratio > 1.0, "must be above 1, e.g. 2"),
             ("spike_for_s", self.spike_for_s >= window, "must be at least window_s"),
             (

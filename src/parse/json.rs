@@ -124,6 +124,9 @@ pub struct JsonFormat {
     requirements: Vec<Requirement>,
     has_pool: bool,
     has_backend: bool,
+    /// Lines that are not JSON but are known not to be requests (a plugin's debug output in
+    /// the same stream): counted as `other`; every other non-JSON line is unparsed.
+    other_lines: Option<regex::bytes::RegexSet>,
 }
 
 /// What the JSON scanner did not find where it looked: the column of a syntax error.
@@ -210,6 +213,7 @@ impl JsonFormat {
             paths,
             sources,
             requirements,
+            other_lines: None,
         })
     }
 
@@ -221,6 +225,12 @@ impl JsonFormat {
     /// Whether the format names the backend.
     pub fn has_backend_field(&self) -> bool {
         self.has_backend
+    }
+
+    /// Counts non-JSON lines matching any of `other_lines` as valid non-requests (`other`).
+    pub(super) fn with_other_lines(mut self, other_lines: Option<regex::bytes::RegexSet>) -> Self {
+        self.other_lines = other_lines;
+        self
     }
 
     /// How many record fields the format fills.
@@ -235,15 +245,26 @@ impl JsonFormat {
             |column: usize, segment: u16, kind| ParseError { column: column as u32, segment, kind };
         let start = skip_whitespace(line, 0);
         if line.get(start) != Some(&b'{') {
-            // Another program's line in the same stream (a plugin's debug output).
-            return Err(error(start, SYNTAX_SEGMENT, ParseErrorKind::NotARequest));
+            // Not JSON: unparsed, so that a wrong format or random bytes show as such, unless
+            // the pattern knows the line for another program's.
+            let known = self.other_lines.as_ref().is_some_and(|other| other.is_match(line));
+            let kind =
+                if known { ParseErrorKind::NotARequest } else { ParseErrorKind::LiteralMismatch };
+            return Err(error(start, SYNTAX_SEGMENT, kind));
         }
         let mut found = [None; MAX_PATHS];
         let all =
             if self.paths.len() == MAX_PATHS { u64::MAX } else { (1u64 << self.paths.len()) - 1 };
-        self.scan_object(line, start, 0, all, &mut found).map_err(|SyntaxError(column)| {
-            error(column, SYNTAX_SEGMENT, ParseErrorKind::LiteralMismatch)
-        })?;
+        let end =
+            self.scan_object(line, start, 0, all, &mut found).map_err(|SyntaxError(column)| {
+                error(column, SYNTAX_SEGMENT, ParseErrorKind::LiteralMismatch)
+            })?;
+        // One record per line: anything after the object but whitespace (a second object,
+        // a torn write) makes the line unparsed rather than half-read.
+        let rest = skip_whitespace(line, end);
+        if rest < line.len() {
+            return Err(error(rest, SYNTAX_SEGMENT, ParseErrorKind::LiteralMismatch));
+        }
         for requirement in &self.requirements {
             let value =
                 found[requirement.path].map(|f: Found| &line[f.start as usize..f.end as usize]);
@@ -428,9 +449,9 @@ impl JsonFormat {
         };
         match (error.kind, error.segment) {
             (ParseErrorKind::NotARequest, SYNTAX_SEGMENT) => {
-                format!("column {column}: not a JSON object (another program's line?)")
+                "not JSON, and known for another program's line (the pattern's `other`)".to_string()
             }
-            (ParseErrorKind::NotARequest, REQUIREMENT_SEGMENT) => format!(
+            (ParseErrorKind::NotARequest, _) => format!(
                 "a JSON entry that is not an access-log entry (it does not have {})",
                 self.requirements
                     .iter()
@@ -447,9 +468,10 @@ impl JsonFormat {
                     .collect::<Vec<_>>()
                     .join(" and ")
             ),
-            (ParseErrorKind::LiteralMismatch, _) => {
-                format!("column {column}: not valid JSON here")
-            }
+            (ParseErrorKind::LiteralMismatch, _) => format!(
+                "column {column}: not valid JSON here (each line must be exactly one JSON \
+                 object)"
+            ),
             (ParseErrorKind::NoTimestamp, segment) => {
                 format!("the entry has no {}", field(segment))
             }

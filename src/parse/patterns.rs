@@ -175,6 +175,7 @@ fn parse_pattern_file(path: &Path, text: &str) -> Result<Pattern, PatternError> 
     // Compile once now so a broken format is reported at load time with its line.
     pattern.compile(&[]).map_err(|error| {
         let key = match pattern.kind {
+            _ if matches!(error, CompileError::BadRegex { .. }) => "other",
             PatternKind::Json if matches!(error, CompileError::Malformed { .. }) => "[require]",
             PatternKind::Json => "[json]",
             _ if matches!(error, CompileError::BadRegex { .. }) => "other",
@@ -218,7 +219,15 @@ impl Pattern {
                 templates(&super::haproxy_format::compile)
             }
             PatternKind::Haproxy => Ok(Parser::Haproxy(HaproxyLog::new())),
-            PatternKind::Json => Ok(Parser::Json(JsonFormat::compile(&self.json, &self.require)?)),
+            PatternKind::Json => {
+                let other = (!self.other.is_empty())
+                    .then(|| regex::bytes::RegexSet::new(&self.other))
+                    .transpose()
+                    .map_err(|error| CompileError::BadRegex { problem: error.to_string() })?;
+                Ok(Parser::Json(
+                    JsonFormat::compile(&self.json, &self.require)?.with_other_lines(other),
+                ))
+            }
             PatternKind::AwsAlb => Ok(Parser::Aws(AwsLog::new(AwsKind::Alb))),
             PatternKind::AwsElb => Ok(Parser::Aws(AwsLog::new(AwsKind::Elb))),
             PatternKind::Traefik => Ok(Parser::Traefik(TraefikClf::new())),
@@ -249,7 +258,7 @@ impl PatternSet {
             .collect();
         paths.sort();
         for path in paths {
-            let text = std::fs::read_to_string(&path)
+            let text = crate::source::read_capped(&path, crate::config::MAX_CONFIG_BYTES)
                 .map_err(|source| PatternError::Io { path: path.clone(), source })?;
             let pattern = parse_pattern_file(&path, &text)?;
             self.patterns.retain(|p| p.name != pattern.name);

@@ -26,6 +26,8 @@ fn run_follows_a_growing_file_and_alerts_on_stdout() {
     let child = skewtail()
         .args(["run", "--config"])
         .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()

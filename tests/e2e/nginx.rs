@@ -48,6 +48,8 @@ fn real_nginx_cold_start_skew_is_reported_live_and_resolves() {
         skewtail()
             .args(["run", "--config"])
             .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()

@@ -54,12 +54,21 @@ fn bad_lines_give_errors_that_name_the_place() {
     assert_eq!(why, "column 34: status (`s`) is not a number or empty");
     let (kind, why) = explain(&mut json, br#"{"t":"2024-01-02T03:04:05Z","s":200"#);
     assert_eq!(kind, ParseErrorKind::LiteralMismatch);
-    assert_eq!(why, "column 36: not valid JSON here");
+    assert_eq!(why, "column 36: not valid JSON here (each line must be exactly one JSON object)");
     let (kind, why) = explain(&mut json, br#"{"s":200}"#);
     assert_eq!(kind, ParseErrorKind::NoTimestamp);
     assert_eq!(why, "the entry has no timestamp (`t`)");
+    // Not JSON: unparsed, unless the pattern's `other` rule knows the line.
     let (kind, _) = explain(&mut json, b"DEBUG: plugin says hi");
+    assert_eq!(kind, ParseErrorKind::LiteralMismatch);
+    let other = regex::bytes::RegexSet::new(["^DEBUG: "]).unwrap();
+    let mut knowing = json.clone().with_other_lines(Some(other));
+    let (kind, _) = explain(&mut knowing, b"DEBUG: plugin says hi");
     assert_eq!(kind, ParseErrorKind::NotARequest);
+    // A second object on the line, or any text after the first, is not one record.
+    let (kind, _) = explain(&mut json, br#"{"t":"2024-01-02T03:04:05Z","s":200} {"t":"x"}"#);
+    assert_eq!(kind, ParseErrorKind::LiteralMismatch);
+    assert!(json.parse(br#"{"t":"2024-01-02T03:04:05Z","s":200}   "#).is_ok());
     let (kind, _) = explain(&mut json, br#"{"t":"yesterday"}"#);
     assert_eq!(kind, ParseErrorKind::BadTimestamp);
 }
