@@ -345,21 +345,30 @@ fn new_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime for alert delivery")
 }
 
-/// Reads every line of `reader` into input `input` of the pipeline.
+/// Reads every line of `reader` into input `input` of the pipeline; returns the number of
+/// lines and of bytes read.
 fn feed<R: Read>(
     pipeline: &mut Pipeline,
     input: usize,
     reader: R,
     max_line: usize,
     observer: &mut impl Observer,
-) -> io::Result<u64> {
+) -> io::Result<(u64, u64)> {
     let mut lines = LineReader::new(reader, max_line);
     let mut n_lines = 0;
     loop {
         match lines.next_line(true)? {
             Next::Line(line) => pipeline.push_line(input, line, observer),
             Next::TooLong { number, length } => pipeline.push_too_long(input, number, length),
-            Next::End => return Ok(n_lines),
+            Next::End => {
+                if lines.cr_only() {
+                    tracing::info!(
+                        message = "Lines end in CR only (old Mac style); read as such.",
+                        lines = n_lines
+                    );
+                }
+                return Ok((n_lines, lines.offset()));
+            }
         }
         n_lines += 1;
     }
@@ -394,17 +403,26 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let mut report =
         Report::new(io::BufWriter::with_capacity(64 * 1024, stdout), style, dispatcher);
 
+    // Files that shrank while they were read: their replay is incomplete.
+    let mut shrunk = Vec::new();
     for input in inputs {
         let index = pipeline.add_input(&input.name, input.parser, &input.pool);
         for path in &input.files {
-            let n_lines = if path == Path::new("-") {
+            let (n_lines, n_bytes) = if path == Path::new("-") {
                 feed(&mut pipeline, index, io::stdin().lock(), settings.max_line_bytes, &mut report)
             } else {
                 let file = crate::source::open_for_replay(path)?;
-                feed(&mut pipeline, index, file, settings.max_line_bytes, &mut report)
+                let read = feed(&mut pipeline, index, &file, settings.max_line_bytes, &mut report);
+                if let (Ok((_, n_bytes)), Ok(metadata)) = (&read, file.metadata())
+                    && metadata.len() < *n_bytes
+                {
+                    tracing::warn!(message = "The file shrank while it was read: the replay is incomplete.", file = %path.display(), read_bytes = n_bytes, size_now = metadata.len());
+                    shrunk.push(format!("{} ({} bytes read, {} now)", path.display(), n_bytes, metadata.len()));
+                }
+                read
             }
             .with_context(|| format!("{}: read failed", path.display()))?;
-            if n_lines == 0 {
+            if n_lines == 0 && n_bytes == 0 {
                 tracing::warn!(message = "Empty input: nothing to replay from it.", file = %path.display());
             }
         }
@@ -423,6 +441,12 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
             return Err(error).context("cannot write the report");
         }
         _ => {}
+    }
+    if !shrunk.is_empty() {
+        bail!(
+            "the file shrank while it was read (truncated, or rotated with copytruncate), so the replay above is incomplete: {}; replay a copy that is not being written to",
+            shrunk.join(", ")
+        );
     }
     if counters.lines == 0 {
         bail!(

@@ -319,7 +319,7 @@ struct PoolNames {
     index: FxHashMap<Name, u32>,
     /// Index → name; `None` for a forgotten backend whose index is free.
     names: Vec<Option<Arc<str>>>,
-    /// Index → start of the last window it served in, ms.
+    /// Index → start of the newest window it has requests in, ms.
     last_served_ms: Vec<i64>,
     /// Indexes of forgotten backends, to reuse.
     free: Vec<u32>,
@@ -643,6 +643,10 @@ impl Windower {
                 if stats.requests == 0 {
                     #[allow(clippy::cast_possible_truncation)] // it came from a u32
                     pool.touched.push(backend as u32);
+                    // Marked when counted, not when closed: a sweep must not forget a backend
+                    // that has requests in a window still open.
+                    let last_served = &mut self.backends[pool_index].last_served_ms[backend];
+                    *last_served = (*last_served).max(window.start_ms);
                 }
                 stats.requests += 1;
                 stats.errors += u64::from(is_error);
@@ -706,12 +710,11 @@ impl Windower {
                 // In first-seen order, as the backends were interned.
                 pool.touched.sort_unstable();
                 summary.backends.reserve(pool.touched.len());
-                let names = &mut self.backends[pool_index];
+                let names = &self.backends[pool_index];
                 for &backend_index in &pool.touched {
                     let backend_index = backend_index as usize;
                     let stats = &mut pool.backends[backend_index];
                     let latency = stats.latency.to_sketch();
-                    names.last_served_ms[backend_index] = window.start_ms;
                     let name = names.names[backend_index].clone();
                     summary.backends.push(BackendSummary {
                         backend: name.unwrap_or_else(|| Arc::from(OVERFLOW_BACKEND)),
@@ -754,10 +757,10 @@ mod tests {
 
     #[test]
     fn silent_backends_are_forgotten_and_a_pool_over_its_cap_overflows() {
-        let mut windower = Windower::new(WindowConfig { max_backends: 100, ..CONFIG });
+        let mut windower = Windower::new(WindowConfig { max_backends: 130, ..CONFIG });
         let pool = windower.pool(b"api");
         let mut closed = Vec::new();
-        // An hour of churn: 10 new backends a minute, each serving for one minute.
+        // An hour of churn: 10 new backends a minute, each serving for 6 seconds.
         for second in 0..3600i64 {
             let name = format!("10.1.{}.{}:80", second / 60 / 25, second / 6 % 250);
             let slot = windower.slot(pool, Some(name.as_bytes()));
@@ -772,13 +775,33 @@ mod tests {
             let slot = windower.slot(pool, Some(format!("10.9.0.{i}:80").as_bytes()));
             windower.add(3_600_000, slot, false, false, None, &mut closed);
         }
-        assert_eq!(windower.backends_held(), 100);
+        assert_eq!(windower.backends_held(), 130);
         assert!(windower.overflowed() > 0);
         assert_eq!(windower.take_newly_overflowing().len(), 1, "reported once");
         assert!(windower.take_newly_overflowing().is_empty());
         windower.close_all(&mut closed);
         let last = closed.last().unwrap();
         assert!(last.backends.iter().any(|b| &*b.backend == OVERFLOW_BACKEND));
+    }
+
+    #[test]
+    fn the_first_sweep_forgets_no_backend_with_requests_in_an_open_window() {
+        let mut windower = Windower::new(CONFIG);
+        let pool = windower.pool(b"api");
+        let mut closed = Vec::new();
+        // Two windows open at once (lateness), backends first seen in each.
+        for (at, name) in [(1_000, "a:80"), (9_000, "b:80"), (12_000, "c:80"), (14_000, "a:80")] {
+            let slot = windower.slot(pool, Some(name.as_bytes()));
+            windower.add(at, slot, false, false, None, &mut closed);
+        }
+        let c = windower.slot(pool, Some(b"c:80"));
+        windower.add(16_000, c, false, false, None, &mut closed);
+        assert_eq!(closed.len(), 1, "the first window closed, sweeping as it did");
+        windower.close_all(&mut closed);
+        let names: Vec<Vec<&str>> =
+            closed.iter().map(|w| w.backends.iter().map(|b| &*b.backend).collect()).collect();
+        assert_eq!(names, [vec!["a:80", "b:80"], vec!["a:80", "c:80"]]);
+        assert_eq!(windower.forgotten(), 0);
     }
 
     #[test]

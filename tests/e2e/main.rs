@@ -10,6 +10,7 @@ mod haproxy;
 mod live;
 mod nginx;
 mod replay;
+mod sidecar;
 mod simulate;
 mod util;
 mod webhook;
