@@ -362,7 +362,7 @@ fn feed<R: Read>(
             Next::TooLong { number, length } => pipeline.push_too_long(input, number, length),
             Next::End => {
                 if lines.cr_only() {
-                    tracing::info!(
+                    tracing::warn!(
                         message = "Lines end in CR only (old Mac style); read as such.",
                         lines = n_lines
                     );

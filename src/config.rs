@@ -177,14 +177,19 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// A config problem, located.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}:{line}: {message}")]
+#[error("{}: {message}", located(path, *line))]
 pub struct ConfigError {
     /// The config file.
     pub path: PathBuf,
-    /// 1-based line.
+    /// 1-based line; 0 when the problem is the file as a whole.
     pub line: usize,
     /// What is wrong and how to fix it.
     pub message: String,
+}
+
+/// `path:line`, or just the path for a problem with the whole file.
+fn located(path: &Path, line: usize) -> String {
+    if line == 0 { path.display().to_string() } else { format!("{}:{line}", path.display()) }
 }
 
 /// A fully resolved input.

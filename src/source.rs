@@ -92,12 +92,14 @@ impl<R: Read> LineReader<R> {
     }
 
     /// Settles the line ending from the bytes at hand: LF if there is one, CR only if there
-    /// is none in the first few KiB (or the whole input) but there are CRs.
-    fn settle_delimiter(&mut self) {
+    /// is none in the first few KiB (or in the whole input, `at_end`) but there are CRs. A
+    /// followed file is never at its end: a CRLF line written in two parts must not pass for
+    /// a CR-only file.
+    fn settle_delimiter(&mut self, at_end: bool) {
         let pending = &self.buf[self.start..self.end];
         if memchr::memchr(b'\n', pending).is_some() {
             self.delimiter_known = true;
-        } else if pending.len() >= CR_ONLY_PROBE || self.eof {
+        } else if pending.len() >= CR_ONLY_PROBE || at_end {
             if memchr::memchr(b'\r', pending).is_some() {
                 self.delimiter = b'\r';
             }
@@ -167,7 +169,7 @@ impl<R: Read> LineReader<R> {
     pub fn next_line(&mut self, final_partial: bool) -> io::Result<Next<'_>> {
         loop {
             if !self.delimiter_known {
-                self.settle_delimiter();
+                self.settle_delimiter(self.eof && final_partial);
             }
             let found = if self.delimiter_known {
                 memchr::memchr(self.delimiter, &self.buf[self.start..self.end])
@@ -204,8 +206,8 @@ impl<R: Read> LineReader<R> {
                 }));
             }
             let pending = self.end - self.start;
-            if self.eof && !self.delimiter_known {
-                self.settle_delimiter();
+            if self.eof && final_partial && !self.delimiter_known {
+                self.settle_delimiter(true);
                 continue;
             }
             if self.eof {
@@ -265,31 +267,46 @@ pub fn not_regular(metadata: &std::fs::Metadata) -> Option<&'static str> {
         use std::os::unix::fs::FileTypeExt;
         if kind.is_fifo() {
             return Some(
-                "is a FIFO (named pipe): a pipe has no end to read to and cannot be resumed; \
-                 pipe it to standard input (`-`) instead",
+                "is a FIFO (named pipe), not a regular file: a pipe has no end to read to and \
+                 cannot be resumed; for a log, pipe it to standard input (`-`) instead",
             );
         }
         if kind.is_char_device() || kind.is_block_device() {
-            return Some("is a device, not a log file");
+            return Some("is a device, not a regular file");
         }
         if kind.is_socket() {
-            return Some("is a socket, not a log file");
+            return Some("is a socket, not a regular file");
         }
     }
     if kind.is_dir() {
-        return Some("is a directory; pass the log files inside it");
+        return Some("is a directory; name the files inside it");
     }
     Some("is not a regular file")
+}
+
+/// Opens `path` for reading, refusing anything but a regular file (the error says what it is
+/// instead, and the fix). Opened non-blocking: opening a FIFO for reading otherwise waits for
+/// a writer, possibly forever, before there is a descriptor to ask what it is. Reads from a
+/// regular file are unaffected by the flag.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if let Some(why) = not_regular(&file.metadata()?) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    }
+    Ok(file)
 }
 
 /// Reads a small text file (a config, a pattern file), refusing anything that is not a
 /// regular file or is over `limit` bytes, so a FIFO or `/dev/zero` cannot hang or exhaust it.
 pub fn read_capped(path: &Path, limit: u64) -> io::Result<String> {
-    let file = File::open(path)?;
-    let metadata = file.metadata()?;
-    if let Some(why) = not_regular(&metadata) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
-    }
+    let file = open_regular(path)?;
     let mut text = String::new();
     file.take(limit + 1).read_to_string(&mut text)?;
     if text.len() as u64 > limit {
@@ -303,7 +320,7 @@ pub fn read_capped(path: &Path, limit: u64) -> io::Result<String> {
 
 /// Opens a log file for replay, with an error that names the file and the likely fix.
 pub fn open_for_replay(path: &Path) -> anyhow::Result<File> {
-    let file = File::open(path).map_err(|error| match error.kind() {
+    open_regular(path).map_err(|error| match error.kind() {
         io::ErrorKind::NotFound => {
             anyhow::anyhow!("{}: no such file; check the path", path.display())
         }
@@ -313,15 +330,9 @@ pub fn open_for_replay(path: &Path) -> anyhow::Result<File> {
                 path.display()
             )
         }
+        io::ErrorKind::InvalidInput => anyhow::anyhow!("{}: {error}", path.display()),
         _ => anyhow::anyhow!("{}: cannot open: {error}", path.display()),
-    })?;
-    let metadata = file.metadata().map_err(|error| {
-        anyhow::anyhow!("{}: cannot read its metadata: {error}", path.display())
-    })?;
-    if let Some(why) = not_regular(&metadata) {
-        anyhow::bail!("{}: {why}", path.display());
-    }
-    Ok(file)
+    })
 }
 
 #[cfg(test)]
@@ -364,6 +375,22 @@ mod tests {
             collect(&input, 1000),
             ["1@0:short", "2:too long (5000)", "3@5007:after", "4:too long (3000)"]
         );
+    }
+
+    #[test]
+    fn a_followed_crlf_line_written_in_two_parts_is_not_taken_for_cr_only() {
+        // A reader over a file that grows: `a\r` now, `\nb\r\n` later.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"a\r").unwrap();
+        let mut reader = LineReader::new(File::open(&path).unwrap(), 100);
+        assert!(matches!(reader.next_line(false).unwrap(), Next::End));
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut file, b"\nb\r\n").unwrap();
+        reader.clear_eof();
+        let Next::Line(line) = reader.next_line(false).unwrap() else { panic!("no line") };
+        assert_eq!(line.bytes, b"a");
+        assert!(!reader.cr_only());
     }
 
     #[test]

@@ -178,6 +178,9 @@ fn log_event(input: &str, event: &TailEvent) {
         TailEvent::NotRegular { path, why } => {
             tracing::warn!(message = "Not following a path that is not a regular file.", %input, path = %path.display(), why);
         }
+        TailEvent::CrOnly { path } => {
+            tracing::warn!(message = "Lines end in CR only (old Mac style); read as such.", %input, path = %path.display());
+        }
         TailEvent::Failed { path, error } => {
             tracing::error!(message = "Cannot read file; will retry.", %input, path = %path.display(), %error);
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::source::{LineReader, Next, not_regular};
+use crate::source::{LineReader, Next, not_regular, open_regular};
 
 /// Bytes at the head of a file that make its fingerprint.
 const FINGERPRINT_BYTES: usize = 256;
@@ -78,6 +78,8 @@ pub enum TailEvent {
     NotRegular { path: PathBuf, why: &'static str },
     /// A file could not be read.
     Failed { path: PathBuf, error: String },
+    /// A file's lines end in CR only (old Mac style); they are read as such.
+    CrOnly { path: PathBuf },
 }
 
 /// One file being read.
@@ -96,6 +98,8 @@ struct Tailed {
     done: bool,
     /// Its size when last looked at.
     last_size: u64,
+    /// Whether its CR-only line endings have been reported.
+    cr_only_reported: bool,
 }
 
 /// Follows the files of one input.
@@ -270,6 +274,12 @@ impl Tailer {
                 self.resume_one(checkpoint, now, &mut events);
             }
         }
+        for tailed in &mut self.files {
+            if tailed.reader.cr_only() && !tailed.cr_only_reported {
+                tailed.cr_only_reported = true;
+                events.push(TailEvent::CrOnly { path: tailed.path.clone() });
+            }
+        }
         let paths = self.current_paths(&mut events);
         // Files whose path now names something else (or nothing) are drained, then closed.
         for index in 0..self.files.len() {
@@ -339,7 +349,7 @@ impl Tailer {
     }
 
     fn open(&mut self, path: &Path, from_end: bool, now: Instant, events: &mut Vec<TailEvent>) {
-        let opened = File::open(path).and_then(|mut file| {
+        let opened = open_regular(path).and_then(|mut file| {
             let id = identify(&file)?;
             let offset = if from_end { file.seek(SeekFrom::End(0))? } else { 0 };
             let size = file.metadata()?.len();
@@ -357,6 +367,7 @@ impl Tailer {
                     finishing: false,
                     done: false,
                     last_size: size,
+                    cr_only_reported: false,
                 });
             }
             Err(error) => {
@@ -410,7 +421,7 @@ impl Tailer {
         now: Instant,
     ) -> Option<Tailed> {
         rotated_siblings(path).into_iter().find_map(|candidate| {
-            let mut file = File::open(&candidate).ok()?;
+            let mut file = open_regular(&candidate).ok()?;
             let metadata = file.metadata().ok()?;
             if not_regular(&metadata).is_some() || metadata.len() < offset || !same_head(&file, id)
             {
@@ -430,6 +441,7 @@ impl Tailer {
                 finishing: false,
                 done: false,
                 last_size: metadata.len(),
+                cr_only_reported: false,
             })
         })
     }
@@ -450,7 +462,7 @@ impl Tailer {
             candidates.extend(paths.filter_map(Result::ok));
         }
         let by_inode = candidates.iter().find_map(|path| {
-            let file = File::open(path).ok()?;
+            let file = open_regular(path).ok()?;
             let metadata = file.metadata().ok()?;
             let (dev, ino) = dev_ino(&metadata);
             (dev == checkpoint.id.dev && ino == checkpoint.id.ino && metadata.is_file())
@@ -487,6 +499,7 @@ impl Tailer {
                     finishing: false,
                     done: false,
                     last_size: size,
+                    cr_only_reported: false,
                 });
             }
             found => {
@@ -759,5 +772,66 @@ mod tests {
         tailer.resume(checkpoint.into_iter().filter(|c| c.path == path).collect());
         tailer.poll(t0);
         assert_eq!(read_all(&mut tailer, t0), ["five", "six"]);
+    }
+
+    #[test]
+    fn a_reused_inode_is_not_taken_for_the_checkpointed_file() {
+        // While skewtail is away, the file is replaced by one that has the same device and
+        // inode (as after delete and create) but other content: its fingerprint differs, so
+        // it is read from its start, not from the old offset.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, "old line one\nold line two\n");
+        let mut tailer = Tailer::new(path.clone(), false, 1000);
+        let t0 = Instant::now();
+        tailer.poll(t0);
+        assert_eq!(read_all(&mut tailer, t0).len(), 2);
+        let checkpoint = tailer.checkpoint();
+        drop(tailer);
+        let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+        file.write_all(b"NEW 1\nNEW 2\nNEW 3\nNEW 4\nNEW 5\n").unwrap();
+        drop(file);
+        let mut tailer = Tailer::new(path.clone(), true, 1000);
+        tailer.resume(checkpoint);
+        tailer.poll(t0);
+        assert_eq!(read_all(&mut tailer, t0), ["NEW 1", "NEW 2", "NEW 3", "NEW 4", "NEW 5"]);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_maximum_is_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, &format!("before\n{}\nafter\n", "x".repeat(5000)));
+        let mut tailer = Tailer::new(path, false, 1000);
+        let t0 = Instant::now();
+        tailer.poll(t0);
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            match tailer.next_line_from(0, t0).unwrap() {
+                Next::Line(line) => seen.push(String::from_utf8_lossy(line.bytes).into_owned()),
+                Next::TooLong { number, length } => {
+                    seen.push(format!("too long: #{number}, {length} bytes"))
+                }
+                Next::End => break,
+            }
+        }
+        assert_eq!(seen, ["before", "too long: #2, 5000 bytes", "after"]);
+    }
+
+    #[test]
+    fn a_followed_cr_only_file_is_read_line_by_line_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let text: String = (0..500).map(|i| format!("line {i}\r")).collect();
+        append(&path, &text);
+        let mut tailer = Tailer::new(path, false, 1000);
+        let t0 = Instant::now();
+        tailer.poll(t0);
+        let lines = read_all(&mut tailer, t0);
+        assert_eq!(lines.len(), 500, "the last line too: its CR ends it");
+        assert_eq!(lines[499], "line 499");
+        let events = tailer.poll(t0);
+        assert!(events.iter().any(|e| matches!(e, TailEvent::CrOnly { .. })), "{events:?}");
+        assert!(!tailer.poll(t0).iter().any(|e| matches!(e, TailEvent::CrOnly { .. })), "once");
     }
 }

@@ -7,6 +7,7 @@
 mod balancers;
 mod errors;
 mod haproxy;
+mod hostile;
 mod live;
 mod nginx;
 mod replay;
