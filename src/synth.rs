@@ -711,12 +711,26 @@ impl Scenario {
 
     /// Writes the log; returns the number of lines.
     pub fn write(&self, out: &mut impl Write) -> io::Result<u64> {
+        self.write_lines(|_, line| out.write_all(line))
+    }
+
+    /// Formats the log line by line: `each` gets a line's time (Unix ms; that of the line
+    /// before for a garbage line) and its text with its newline. For writers that pace lines
+    /// to the wall clock. Returns the number of lines.
+    pub fn write_lines(
+        &self,
+        mut each: impl FnMut(i64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<u64> {
         let mut clock = Clock::default();
         let mut clock_second = None;
+        let mut line = Vec::with_capacity(512);
+        let mut last_ms = self.start_ms;
         self.generate(|item| match item {
             Generated::Garbage(bytes) => {
-                out.write_all(bytes)?;
-                out.write_all(b"\n")
+                line.clear();
+                line.extend_from_slice(bytes);
+                line.push(b'\n');
+                each(last_ms, &line)
             }
             Generated::Request(facts) => {
                 let second = facts.time_ms.div_euclid(1000);
@@ -724,6 +738,7 @@ impl Scenario {
                     clock.set(second * 1000);
                     clock_second = Some(second);
                 }
+                line.clear();
                 Request {
                     time_ms: facts.time_ms,
                     clock: &clock,
@@ -736,7 +751,9 @@ impl Scenario {
                     client: facts.client,
                     port: facts.port,
                 }
-                .write(self.style, out)
+                .write(self.style, &mut line)?;
+                last_ms = facts.time_ms;
+                each(facts.time_ms, &line)
             }
         })
     }
