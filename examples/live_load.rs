@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::Parser;
 use skewtail::synth::{Incident, Scenario};
@@ -52,8 +52,7 @@ struct Args {
 }
 
 fn now_ms() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    skewtail::live::wall_clock_ms()
 }
 
 fn open(path: &PathBuf) -> std::io::Result<std::fs::File> {
@@ -131,6 +130,8 @@ fn main() -> anyhow::Result<()> {
                 batch_until = time_ms - time_ms.rem_euclid(10) + 10;
                 let wait = time_ms - now_ms();
                 if wait > 0 {
+                    // A real-time writer: it must wait for the wall clock.
+                    #[allow(clippy::disallowed_methods)]
                     std::thread::sleep(Duration::from_millis(wait.unsigned_abs()));
                 }
             }

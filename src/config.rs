@@ -7,12 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::alert::{DEFAULT_QUEUE_CAPACITY, Sink, WebhookSink};
 use crate::detect::{Detector, DetectorConfig, PoolExpectation};
 use crate::parse::{Parser, PatternSet};
 
@@ -98,53 +96,199 @@ pub struct BalancerSection {
     pub name: Option<String>,
 }
 
-/// One `[[sink]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkConfig {
-    /// A JSON webhook.
-    Webhook(WebhookConfig),
-    /// NDJSON on standard output (used by `run`; `replay` prints its own report).
+/// The kind of a `[[sink]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkType {
+    /// A Slack incoming webhook (Block Kit).
+    Slack,
+    /// PagerDuty Events API v2.
+    Pagerduty,
+    /// A JSON webhook signed as Standard Webhooks says.
+    Webhook,
+    /// Prometheus Alertmanager's `POST /api/v2/alerts`, to every URL given.
+    Alertmanager,
+    /// NDJSON on standard output (`run`).
     Stdout,
+    /// NDJSON appended to a file.
+    File,
 }
 
-/// A webhook sink's settings. Give exactly one of `url`, `url_env`, `url_file`.
+/// One `[[sink]]` as written. Which keys apply depends on `type`; `alert` checks that and
+/// builds the sink. Secrets (URLs, routing keys, signing secrets) come from `_env` or
+/// `_file` keys by preference: config files get shared.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// A name for logs (the URL never appears in logs).
+pub struct SinkSection {
+    /// The name routes use, and logs show (never the URL).
     pub name: Option<String>,
-    /// The URL itself. Prefer `url_env` or `url_file`: config files get shared.
+    /// The kind of destination.
+    #[serde(rename = "type")]
+    pub kind: SinkType,
+    /// The URL (slack, webhook; pagerduty defaults to its public endpoint).
     pub url: Option<Secret>,
     /// An environment variable holding the URL.
     pub url_env: Option<String>,
     /// A file holding the URL (a mounted secret).
     pub url_file: Option<PathBuf>,
+    /// Alertmanager: every instance of the cluster (each gets every alert).
+    pub urls: Option<Vec<String>>,
+    /// PagerDuty: the Events API v2 integration key.
+    pub routing_key: Option<Secret>,
+    /// PagerDuty: an environment variable holding the routing key.
+    pub routing_key_env: Option<String>,
+    /// PagerDuty: a file holding the routing key.
+    pub routing_key_file: Option<PathBuf>,
+    /// Webhook: the signing secret (`whsec_...`).
+    pub secret: Option<Secret>,
+    /// Webhook: an environment variable holding the signing secret.
+    pub secret_env: Option<String>,
+    /// Webhook: a file holding the signing secret.
+    pub secret_file: Option<PathBuf>,
+    /// File: where to append.
+    pub path: Option<PathBuf>,
     /// Total time allowed per HTTP attempt, seconds.
-    #[serde(default = "default_timeout_s")]
-    pub timeout_s: f64,
-    /// Retries after the first attempt, for timeouts, 5xx and 429 answers.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: usize,
-    /// Delay before the first retry, ms (doubling, with jitter, up to 30 s).
-    #[serde(default = "default_backoff_ms")]
-    pub min_backoff_ms: u64,
-    /// Pending alerts kept when the receiver is slow or down; the oldest is dropped beyond it.
-    #[serde(default = "default_queue_capacity")]
-    pub queue_capacity: usize,
+    pub timeout_s: Option<f64>,
+    /// At most this many messages a second (Slack: 1).
+    pub rate_per_s: Option<f64>,
+    /// An alert not delivered within this many seconds expires (counted and logged).
+    pub ttl_s: Option<u64>,
+    /// Pending messages kept while the receiver is down; the oldest is dropped beyond.
+    pub queue_capacity: Option<usize>,
+    /// A minijinja template for the message text (Slack), summary (PagerDuty) or
+    /// description (Alertmanager).
+    pub template: Option<String>,
+    /// A dashboard linked from every message.
+    pub dashboard_url: Option<String>,
+    /// PagerDuty: `payload.source` (default: this host's name).
+    pub source: Option<String>,
+    /// Alertmanager: re-send firing alerts this often, seconds (default 60).
+    pub resend_s: Option<u64>,
+    /// Alertmanager: extra labels on every alert (`cluster = "eu1"`).
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
-fn default_timeout_s() -> f64 {
-    10.0
+/// One or several values: `kind = "skew"` or `kind = ["skew", "drop"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
 }
-fn default_max_retries() -> usize {
-    4
+
+impl OneOrMany {
+    /// The values.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
 }
-fn default_backoff_ms() -> u64 {
-    500
+
+/// Matchers on alert fields: each field's value must match one of the glob patterns given
+/// (a leading `!` negates; `[*]` is a literal `*`, the whole-pool backend).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSection {
+    /// `skew`, `drop`, `spike`, `errors`, `latency`, `unexpected`.
+    pub kind: Option<OneOrMany>,
+    /// `critical`, `warning`, `info`.
+    pub severity: Option<OneOrMany>,
+    /// Pool names.
+    pub pool: Option<OneOrMany>,
+    /// Backend names (`*` is the whole pool).
+    pub backend: Option<OneOrMany>,
+    /// `balancer`, `backend`, `shared dependency`, `load`.
+    pub diagnosis: Option<OneOrMany>,
 }
-fn default_queue_capacity() -> usize {
-    DEFAULT_QUEUE_CAPACITY
+
+/// One `[[route]]`: which alerts go to which sinks, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// A name for `alert test --route` and logs.
+    pub name: Option<String>,
+    /// The sinks, by name.
+    pub sinks: Vec<String>,
+    /// Which alerts (all when absent).
+    #[serde(default, rename = "match")]
+    pub matchers: MatchSection,
+    /// Wait this long after a pool's first alert to send it with the others of the incident.
+    pub group_wait_s: Option<f64>,
+    /// Remind about a firing alert this often.
+    pub repeat_interval_s: Option<u64>,
+    /// Send the resolve (default true).
+    pub send_resolved: Option<bool>,
+    /// Go on to the next routes after this one matched (default false).
+    #[serde(rename = "continue")]
+    pub continue_matching: Option<bool>,
+}
+
+/// One `[[silence]]`: alerts that match are not sent between `starts` and `ends`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceSection {
+    /// Which alerts.
+    #[serde(rename = "match")]
+    pub matchers: MatchSection,
+    /// RFC 3339; default: always.
+    pub starts: Option<String>,
+    /// RFC 3339; default: never ends.
+    pub ends: Option<String>,
+    /// Why.
+    pub comment: Option<String>,
+}
+
+/// One `[[inhibit]]`: while a `source` alert fires, `target` alerts with the same `equal`
+/// fields are not sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitSection {
+    /// The alerts that mute others.
+    pub source: MatchSection,
+    /// The alerts they mute.
+    pub target: MatchSection,
+    /// Fields that must be equal (default `["pool"]`).
+    pub equal: Option<Vec<String>>,
+}
+
+/// A config section and the line it starts on.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    /// 1-based line.
+    pub line: usize,
+    /// The section.
+    pub value: T,
+}
+
+/// The alerting sections, as written and located; `alert` checks and builds them.
+#[derive(Debug, Clone, Default)]
+pub struct AlertingConfig {
+    /// `[[sink]]`.
+    pub sinks: Vec<Located<SinkSection>>,
+    /// `[[route]]`.
+    pub routes: Vec<Located<RouteSection>>,
+    /// `[[silence]]`.
+    pub silences: Vec<Located<SilenceSection>>,
+    /// `[[inhibit]]`.
+    pub inhibits: Vec<Located<InhibitSection>>,
+    /// The config file (for messages; relative paths are from its directory).
+    pub source: PathBuf,
+}
+
+impl AlertingConfig {
+    /// An error at `line` of the config file.
+    pub fn error(&self, line: usize, message: String) -> ConfigError {
+        ConfigError { path: self.source.clone(), line, message }
+    }
+
+    /// The directory relative paths are taken from.
+    pub fn base_dir(&self) -> &Path {
+        self.source.parent().unwrap_or(Path::new("."))
+    }
 }
 
 /// The config file as written.
@@ -162,7 +306,16 @@ pub struct ConfigFile {
     pub pools: BTreeMap<String, PoolConfig>,
     /// Alert destinations.
     #[serde(default, rename = "sink")]
-    pub sinks: Vec<SinkConfig>,
+    pub sinks: Vec<Spanned<SinkSection>>,
+    /// Which alerts go where.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<RouteSection>>,
+    /// Alerts not to send.
+    #[serde(default, rename = "silence")]
+    pub silences: Vec<Spanned<SilenceSection>>,
+    /// Alerts that mute others.
+    #[serde(default, rename = "inhibit")]
+    pub inhibits: Vec<Spanned<InhibitSection>>,
     /// A directory of extra pattern files.
     pub patterns_dir: Option<PathBuf>,
     /// Lines longer than this many bytes are skipped and counted.
@@ -218,8 +371,8 @@ pub struct Settings {
     pub inputs: Vec<InputSettings>,
     /// What each configured pool is expected to look like (weights, slow start).
     pub expectations: BTreeMap<String, PoolExpectation>,
-    /// Sinks with their queue capacities; built by [`Settings::build_sinks`].
-    pub sinks: Vec<SinkConfig>,
+    /// Sinks, routes, silences and inhibition, as written; built by `alert`.
+    pub alerting: AlertingConfig,
     /// Known formats.
     pub patterns: PatternSet,
     /// Line length limit.
@@ -358,7 +511,7 @@ impl Settings {
             detector: DetectorConfig::default(),
             inputs: Vec::new(),
             expectations: BTreeMap::new(),
-            sinks: Vec::new(),
+            alerting: AlertingConfig::default(),
             patterns: PatternSet::builtin(),
             max_line_bytes: crate::source::DEFAULT_MAX_LINE_BYTES,
             source: None,
@@ -491,35 +644,36 @@ impl Settings {
             });
         }
 
-        for sink in &file.sinks {
-            if let SinkConfig::Webhook(webhook) = sink {
-                let n_sources =
-                    [webhook.url.is_some(), webhook.url_env.is_some(), webhook.url_file.is_some()]
-                        .iter()
-                        .filter(|b| **b)
-                        .count();
-                if n_sources != 1 {
-                    return Err(at(
-                        key_offset("webhook"),
-                        "a webhook sink needs exactly one of `url`, `url_env`, `url_file`"
-                            .to_string(),
-                    ));
-                }
-                if !(webhook.timeout_s > 0.0 && webhook.timeout_s <= 300.0) {
-                    return Err(at(
-                        key_offset("timeout_s"),
-                        "a webhook's timeout_s must be between 0 and 300 seconds".to_string(),
-                    ));
-                }
-                resolve_url(webhook, base).map_err(|message| at(key_offset("webhook"), message))?;
-            }
-        }
+        let locate = |spanned_start: usize| line_of(text, spanned_start);
+        let alerting = AlertingConfig {
+            sinks: file
+                .sinks
+                .iter()
+                .map(|s| Located { line: locate(s.span().start), value: s.get_ref().clone() })
+                .collect(),
+            routes: file
+                .routes
+                .iter()
+                .map(|s| Located { line: locate(s.span().start), value: s.get_ref().clone() })
+                .collect(),
+            silences: file
+                .silences
+                .iter()
+                .map(|s| Located { line: locate(s.span().start), value: s.get_ref().clone() })
+                .collect(),
+            inhibits: file
+                .inhibits
+                .iter()
+                .map(|s| Located { line: locate(s.span().start), value: s.get_ref().clone() })
+                .collect(),
+            source: path.to_path_buf(),
+        };
 
         Ok(Settings {
             detector,
             inputs,
             expectations,
-            sinks: file.sinks,
+            alerting,
             patterns,
             max_line_bytes: file.max_line_bytes.unwrap_or(crate::source::DEFAULT_MAX_LINE_BYTES),
             source: Some(path.to_path_buf()),
@@ -534,56 +688,6 @@ impl Settings {
             self.expectations.iter().map(|(pool, e)| (pool.clone(), e.clone())).collect(),
         )
     }
-
-    /// Builds the configured sinks. `with_stdout` is false for `replay`, which prints its own report.
-    pub fn build_sinks(&self, with_stdout: bool) -> anyhow::Result<Vec<(Sink, usize)>> {
-        let base = self.source.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
-        let mut sinks = Vec::new();
-        for (index, sink) in self.sinks.iter().enumerate() {
-            match sink {
-                SinkConfig::Stdout if with_stdout => {
-                    sinks.push((Sink::Stdout, DEFAULT_QUEUE_CAPACITY))
-                }
-                SinkConfig::Stdout => {}
-                SinkConfig::Webhook(webhook) => {
-                    let url = resolve_url(webhook, base).map_err(anyhow::Error::msg)?;
-                    let name =
-                        webhook.name.clone().unwrap_or_else(|| format!("webhook#{}", index + 1));
-                    let sink = WebhookSink::new(
-                        name,
-                        url,
-                        Duration::from_secs_f64(webhook.timeout_s),
-                        webhook.max_retries,
-                        Duration::from_millis(webhook.min_backoff_ms),
-                    )?;
-                    sinks.push((Sink::Webhook(sink), webhook.queue_capacity));
-                }
-            }
-        }
-        Ok(sinks)
-    }
-}
-
-/// Finds a webhook's URL without ever putting it in a message.
-fn resolve_url(webhook: &WebhookConfig, base: &Path) -> Result<Secret, String> {
-    let url = if let Some(url) = &webhook.url {
-        url.expose().to_string()
-    } else if let Some(var) = &webhook.url_env {
-        std::env::var(var).map_err(|_| format!("environment variable `{var}` (the webhook URL) is not set; export it before starting skewtail"))?
-    } else if let Some(file) = &webhook.url_file {
-        let path = base.join(file);
-        std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read the webhook URL from {}: {e}", path.display()))?
-            .trim()
-            .to_string()
-    } else {
-        return Err("a webhook sink needs one of `url`, `url_env`, `url_file`".to_string());
-    };
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err("the webhook URL must start with https:// (or http:// for a local receiver)"
-            .to_string());
-    }
-    Ok(Secret::new(url))
 }
 
 #[cfg(test)]
@@ -655,16 +759,6 @@ type = "stdout"
             ),
             ("[detector]\n\nalpha = 2.0\n", ":3:", "detector.alpha must be between 0 and 1"),
             ("[pool.api]\nweights = { a = -1 }\n", ":2:", "weight of `a` must be a number >= 0"),
-            (
-                "[[sink]]\ntype = \"webhook\"\nurl_env = \"SKEWTAIL_TEST_UNSET_VARIABLE\"\n",
-                ":2:",
-                "is not set; export it",
-            ),
-            (
-                "[[sink]]\ntype = \"webhook\"\nurl = \"ftp://x\"\n",
-                ":2:",
-                "must start with https://",
-            ),
             ("[[sink]]\ntype = \"pager\"\n", ":2:", "unknown variant `pager`"),
             (
                 "[[input]]\npath = \"a.log\"\npool = \"p\"\n[[input]]\npath = \"b.log\"\npool = \"p\"\n",
@@ -678,30 +772,6 @@ type = "stdout"
             assert!(error.contains(line), "{error} should be at line {line}");
             assert!(error.contains(message), "{error} should say {message}");
         }
-    }
-
-    #[test]
-    fn webhook_url_from_env_and_file() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("url"), "https://hooks.example.com/secret\n").unwrap();
-        let webhook = WebhookConfig {
-            name: None,
-            url: None,
-            url_env: None,
-            url_file: Some("url".into()),
-            timeout_s: 1.0,
-            max_retries: 0,
-            min_backoff_ms: 1,
-            queue_capacity: 1,
-        };
-        assert_eq!(
-            resolve_url(&webhook, dir.path()).unwrap().expose(),
-            "https://hooks.example.com/secret"
-        );
-        let error =
-            resolve_url(&WebhookConfig { url_file: Some("missing".into()), ..webhook }, dir.path())
-                .unwrap_err();
-        assert!(error.contains("cannot read the webhook URL"));
     }
 
     #[test]

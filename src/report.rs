@@ -1,14 +1,15 @@
 //! Report: what `replay` and `demo` print: a timeline for humans, or NDJSON for machines.
 //!
-//! The report is an [`Observer`] of the pipeline. It also forwards every alert to the
-//! configured sinks, so a replay delivers exactly the alerts the sidecar would have sent.
+//! The report is an [`Observer`] of the pipeline. With a [`Notifier`] (`run`, `replay
+//! --notify`) it also hands every alert to the routes, on the same event time, so a replay
+//! delivers exactly the alerts the sidecar would have sent.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 use serde_json::json;
 
-use crate::alert::{AlertMessage, DeliveryTotals, Dispatcher};
+use crate::alert::{AlertMessage, DeliveryTotals, Notifier};
 use crate::detect::{
     AlertEvent, AlertKind, AlertState, Detector, Direction, Severity, Unjudged, fmt_duration,
 };
@@ -29,7 +30,7 @@ pub enum Style {
 pub struct Report<W: Write> {
     out: W,
     style: Style,
-    dispatcher: Option<Dispatcher>,
+    notifier: Option<Notifier>,
     /// The first write error (a closed pipe, a full disk); reported once at the end.
     error: Option<io::Error>,
 }
@@ -59,8 +60,8 @@ struct Summary<'a> {
 
 impl<W: Write> Report<W> {
     /// A report writing to `out`.
-    pub fn new(out: W, style: Style, dispatcher: Option<Dispatcher>) -> Self {
-        Report { out, style, dispatcher, error: None }
+    pub fn new(out: W, style: Style, notifier: Option<Notifier>) -> Self {
+        Report { out, style, notifier, error: None }
     }
 
     fn emit(&mut self, write: impl FnOnce(&mut W) -> io::Result<()>) {
@@ -76,9 +77,14 @@ impl<W: Write> Report<W> {
         self.emit(Write::flush);
     }
 
-    /// Takes the dispatcher so the caller can drain it before [`Report::finish`].
-    pub fn take_dispatcher(&mut self) -> Option<Dispatcher> {
-        self.dispatcher.take()
+    /// The notifier, if alerts are sent.
+    pub fn notifier(&mut self) -> Option<&mut Notifier> {
+        self.notifier.as_mut()
+    }
+
+    /// Takes the notifier so the caller can drain it before [`Report::finish`].
+    pub fn take_notifier(&mut self) -> Option<Notifier> {
+        self.notifier.take()
     }
 
     /// Writes the summary and returns the first write error, if any.
@@ -133,7 +139,7 @@ impl<W: Write> Report<W> {
                     still_firing.len()
                 )?;
                 if let Some(d) = delivery {
-                    writeln!(out, "alert delivery: {} delivered, {} failed, {} dropped, {} undelivered", d.delivered, d.failed, d.dropped, d.undelivered)?;
+                    writeln!(out, "alert delivery: {} delivered, {} failed, {} dropped, {} expired, {} undelivered", d.delivered, d.failed, d.dropped, d.expired, d.undelivered)?;
                 }
                 Ok(())
             }
@@ -163,6 +169,9 @@ fn severity_word(severity: Severity) -> &'static str {
 
 impl<W: Write> Observer for Report<W> {
     fn window(&mut self, window: &WindowSummary) {
+        if let Some(notifier) = &mut self.notifier {
+            notifier.tick(window.end_ms);
+        }
         if self.style != Style::Json {
             return;
         }
@@ -191,8 +200,8 @@ impl<W: Write> Observer for Report<W> {
     }
 
     fn alert(&mut self, alert: &AlertEvent) {
-        if let Some(dispatcher) = &self.dispatcher {
-            dispatcher.send(alert);
+        if let Some(notifier) = &mut self.notifier {
+            notifier.accept(alert);
         }
         match self.style {
             Style::Json => self.emit(|out| {

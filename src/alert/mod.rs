@@ -1,25 +1,53 @@
-//! Alert: delivers alert state changes to sinks without ever blocking detection.
+//! Alert: from the detector's state changes to messages people receive, exactly once.
 //!
-//! Each sink gets its own bounded queue and its own task. [`Dispatcher::send`] only pushes onto
-//! those queues: when a queue is full the *oldest* pending alert is dropped and counted (a stale
-//! page is worth less than a fresh one), so a webhook that is down can never stall ingestion.
-//! Only this module knows the wire formats.
+//! ```text
+//! AlertEvent ─▶ Notice ─▶ Router ─▶ Journal ─▶ one delivery task per sink ─▶ receiver
+//!              (keyed)   (routes,   (durable,  (order, backoff, Retry-After,
+//!                         silences,  in the     rate limit, circuit breaker,
+//!                         inhibit,   snapshot)  TTL, meta-alert)
+//!                         group_wait)
+//! ```
+//!
+//! The [`Notifier`] is driven from the ingest side on event time ([`Notifier::accept`],
+//! [`Notifier::tick`]) and only ever appends to the journal; delivery runs on tokio tasks, so
+//! a receiver that is down or hangs never slows ingestion. Only this module knows wire
+//! formats and secrets.
 
-mod webhook;
+mod delivery;
+pub mod escape;
+mod http;
+mod journal;
+mod matcher;
+pub mod metrics;
+mod notice;
+mod route;
+mod settings;
+pub mod silence;
+mod sinks;
+mod template;
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-pub use webhook::{DeliveryError, WebhookSink};
+pub use delivery::Clock;
+pub use journal::JournalState;
+pub use matcher::Matcher;
+pub use metrics::{AlertMetrics, DeliveryTotals};
+pub use notice::{Notice, Status};
+pub use route::{Held, RouterState};
 
+use crate::config::{AlertingConfig, ConfigError};
 use crate::detect::AlertEvent;
+use delivery::Shared;
+use route::{Outgoing, Router};
 
-/// An alert as it goes on the wire: the event plus a type tag and its fingerprint.
+/// An alert as it goes on the wire as NDJSON: the event plus a type tag and its fingerprint.
 #[derive(Debug, Serialize)]
 pub struct AlertMessage<'a> {
     /// Always `"alert"`.
@@ -39,313 +67,295 @@ impl<'a> AlertMessage<'a> {
     }
 }
 
-/// A destination for alerts.
+/// Checks the alerting sections without reading secrets or contacting anything.
+pub fn check(config: &AlertingConfig) -> Result<(), ConfigError> {
+    settings::check(config).map(|_| ())
+}
+
+/// Checks the alerting sections and reads every sink's secrets (env variables, files), as
+/// `run` will, without contacting anything.
+pub fn check_secrets(config: &AlertingConfig) -> Result<(), ConfigError> {
+    settings::check(config)?;
+    settings::build_sinks(config, true).map(|_| ())
+}
+
+/// How a notifier is built.
+#[derive(Debug, Clone, Default)]
+pub struct NotifierOptions {
+    /// Whether `stdout` sinks print (`run`); `replay` prints its own report.
+    pub with_stdout: bool,
+    /// The state directory: silences file and deliveries log (`run`); none for a replay.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// What the notifier keeps across restarts (part of the state snapshot).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NotifierState {
+    /// Groups waiting, what each route sent.
+    pub router: RouterState,
+    /// Pending and settled messages per sink.
+    pub journal: JournalState,
+}
+
+/// Routes alerts and delivers them.
 #[derive(Debug)]
-pub enum Sink {
-    /// POST JSON to a URL.
-    Webhook(WebhookSink),
-    /// Print NDJSON to standard output.
-    Stdout,
-}
-
-impl Sink {
-    fn name(&self) -> String {
-        match self {
-            Sink::Webhook(webhook) => webhook.name().to_string(),
-            Sink::Stdout => "stdout".to_string(),
-        }
-    }
-
-    async fn deliver(&self, event: &AlertEvent) -> Result<(), DeliveryError> {
-        match self {
-            Sink::Webhook(webhook) => webhook.deliver(event).await,
-            Sink::Stdout => {
-                let line = serde_json::to_string(&AlertMessage::new(event))
-                    .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-                // One write per line keeps concurrent output from interleaving mid-line.
-                use std::io::Write as _;
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{line}")
-                    .and_then(|()| out.flush())
-                    .map_err(|e| DeliveryError::Permanent(e.to_string()))
-            }
-        }
-    }
-}
-
-/// Delivery counts for one sink.
-#[derive(Debug, Default)]
-pub struct SinkStats {
-    /// Alerts delivered.
-    pub delivered: AtomicU64,
-    /// Alerts given up on after retries, or refused permanently.
-    pub failed: AtomicU64,
-    /// Alerts dropped because the queue was full.
-    pub dropped: AtomicU64,
-}
-
-/// Totals over all sinks.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct DeliveryTotals {
-    /// Alerts delivered.
-    pub delivered: u64,
-    /// Alerts that failed.
-    pub failed: u64,
-    /// Alerts dropped on a full queue.
-    pub dropped: u64,
-    /// Alerts still queued when the run ended.
-    pub undelivered: u64,
-}
-
-#[derive(Debug)]
-struct Queue {
-    items: Mutex<VecDeque<Arc<AlertEvent>>>,
-    capacity: usize,
-    notify: Notify,
-    closed: std::sync::atomic::AtomicBool,
-    stats: SinkStats,
-    /// Set while an alert is being delivered, so draining knows when the sink is idle.
-    in_flight: AtomicU64,
-}
-
-impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<AlertEvent>>> {
-        // A panic while holding this lock cannot leave the deque inconsistent, so poison is moot.
-        self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// Fans alerts out to every sink's queue.
-#[derive(Debug)]
-pub struct Dispatcher {
-    queues: Vec<(String, Arc<Queue>)>,
+pub struct Notifier {
+    router: Router,
+    shared: Arc<Shared>,
+    /// Route sink name → sink instances.
+    instances: BTreeMap<String, Vec<String>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    outgoing: Vec<Outgoing>,
 }
 
-/// Default queue capacity per sink.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
-
-impl Dispatcher {
-    /// Starts one delivery task per sink on `runtime`.
-    pub fn start(sinks: Vec<(Sink, usize)>, runtime: &tokio::runtime::Handle) -> Self {
-        let mut queues = Vec::new();
-        let mut tasks = Vec::new();
-        for (sink, capacity) in sinks {
-            let queue = Arc::new(Queue {
-                items: Mutex::new(VecDeque::new()),
-                capacity: capacity.max(1),
-                notify: Notify::new(),
-                closed: std::sync::atomic::AtomicBool::new(false),
-                stats: SinkStats::default(),
-                in_flight: AtomicU64::new(0),
-            });
-            queues.push((sink.name(), queue.clone()));
-            tasks.push(runtime.spawn(run_sink(sink, queue)));
-        }
-        Dispatcher { queues, tasks }
-    }
-
-    /// Whether there are any sinks at all.
-    pub fn is_empty(&self) -> bool {
-        self.queues.is_empty()
-    }
-
-    /// Queues an alert for every sink. Never blocks; a full queue drops its oldest alert.
-    pub fn send(&self, event: &AlertEvent) {
-        let event = Arc::new(event.clone());
-        for (name, queue) in &self.queues {
-            let mut items = queue.lock();
-            if items.len() >= queue.capacity {
-                items.pop_front();
-                queue.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(message = "Alert queue full; dropped the oldest pending alert.", sink = %name, capacity = queue.capacity);
-            }
-            items.push_back(event.clone());
-            drop(items);
-            queue.notify.notify_one();
-        }
-    }
-
-    /// Waits up to `deadline` for the queues to empty, then stops the sink tasks.
-    pub async fn shutdown(self, deadline: Duration) -> DeliveryTotals {
-        let wait = async {
-            loop {
-                let busy = self
-                    .queues
-                    .iter()
-                    .any(|(_, q)| !q.lock().is_empty() || q.in_flight.load(Ordering::Acquire) > 0);
-                if !busy {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+impl Notifier {
+    /// Builds sinks (reading their secrets) and routes, and starts one delivery task per
+    /// sink on `runtime`.
+    pub fn start(
+        config: &AlertingConfig,
+        options: &NotifierOptions,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Self, ConfigError> {
+        let checked = settings::check(config)?;
+        let built = settings::build_sinks(config, options.with_stdout)?;
+        let silences = silence::Silences::new(
+            checked.silences,
+            options.state_dir.as_deref().map(silence::file_in),
+        );
+        let router = Router::new(checked.routes, checked.inhibit, silences);
+        let clock = {
+            let _inside = runtime.enter();
+            Clock::start()
         };
-        let _ = tokio::time::timeout(deadline, wait).await;
-        let mut totals = DeliveryTotals::default();
-        for (name, queue) in &self.queues {
-            queue.closed.store(true, Ordering::Release);
-            queue.notify.notify_one();
-            let left = queue.lock().len() as u64 + queue.in_flight.load(Ordering::Acquire);
-            if left > 0 {
-                tracing::error!(message = "Alerts not delivered before shutdown.", sink = %name, undelivered = left);
-            }
-            totals.delivered += queue.stats.delivered.load(Ordering::Relaxed);
-            totals.failed += queue.stats.failed.load(Ordering::Relaxed);
-            totals.dropped += queue.stats.dropped.load(Ordering::Relaxed);
-            totals.undelivered += left;
+        let mut sinks = BTreeMap::new();
+        let mut wake = BTreeMap::new();
+        for sink in built.sinks {
+            wake.insert(sink.name.clone(), Arc::new(Notify::new()));
+            sinks.insert(sink.name.clone(), Arc::new(sink));
         }
-        for task in self.tasks {
-            task.abort();
+        let shared = Arc::new(Shared {
+            journal: journal::Journal::new(options.state_dir.as_deref().map(journal::log_in)),
+            sinks,
+            wake,
+            metrics: AlertMetrics::default(),
+            clock,
+            closing: AtomicBool::new(false),
+        });
+        let tasks = shared
+            .sinks
+            .values()
+            .map(|sink| runtime.spawn(delivery::run(shared.clone(), sink.clone())))
+            .collect();
+        Ok(Notifier { router, shared, instances: built.names, tasks, outgoing: Vec::new() })
+    }
+
+    /// Whether there is any sink at all.
+    pub fn is_empty(&self) -> bool {
+        self.shared.sinks.is_empty()
+    }
+
+    /// A detector state change.
+    pub fn accept(&mut self, event: &AlertEvent) {
+        self.router.accept(Notice::from_event(event), &mut self.outgoing);
+        self.dispatch();
+    }
+
+    /// Event time has reached `now_ms`: groups whose wait is over, and reminders.
+    pub fn tick(&mut self, now_ms: i64) {
+        self.router.tick(now_ms, &mut self.outgoing);
+        self.dispatch();
+    }
+
+    /// Sends the waiting groups now (the end of a replay).
+    pub fn flush(&mut self) {
+        self.router.flush(&mut self.outgoing);
+        self.dispatch();
+    }
+
+    /// Reads the silences file again if `silence add` changed it.
+    pub fn reload_silences(&mut self) {
+        self.router.reload_silences();
+    }
+
+    fn dispatch(&mut self) {
+        for outgoing in self.outgoing.drain(..) {
+            for name in &outgoing.sinks {
+                for instance in self.instances.get(name).into_iter().flatten() {
+                    self.shared.enqueue(instance, &outgoing.notices);
+                }
+            }
+        }
+    }
+
+    /// The delivery metrics.
+    pub fn metrics(&self) -> &AlertMetrics {
+        &self.shared.metrics
+    }
+
+    /// What routing held back (silenced, inhibited, unrouted).
+    pub fn held(&self) -> Held {
+        self.router.held()
+    }
+
+    /// The state for the snapshot, and a mark to pass to [`Notifier::state_saved`].
+    pub fn state(&self) -> (NotifierState, u64) {
+        let (journal, mark) = self.shared.journal.snapshot();
+        (NotifierState { router: self.router.state().clone(), journal }, mark)
+    }
+
+    /// The snapshot with [`Notifier::state`]'s `mark` is on disk: the deliveries log it
+    /// covers can go.
+    pub fn state_saved(&self, mark: u64) {
+        self.shared.journal.snapshot_saved(mark);
+    }
+
+    /// Goes on from a snapshot: pending messages are delivered, settled ones never again.
+    pub fn restore(&mut self, state: NotifierState) {
+        self.router.restore(state.router);
+        self.shared.journal.restore(state.journal);
+        for (sink, count) in self.shared.journal.pending_counts() {
+            tracing::info!(message = "Messages pending from before the restart.", sink = %sink, count);
+            if let Some(wake) = self.shared.wake.get(&sink) {
+                wake.notify_one();
+            }
+        }
+    }
+
+    /// Delivers what is pending within `deadline`, then stops the tasks. What is left stays
+    /// in the journal (for `run`, in the snapshot) and is reported.
+    pub async fn shutdown(&mut self, deadline: Duration) -> DeliveryTotals {
+        self.shared.closing.store(true, Ordering::Release);
+        for wake in self.shared.wake.values() {
+            wake.notify_one();
+        }
+        let mut tasks = std::mem::take(&mut self.tasks);
+        let drained = tokio::time::timeout(deadline, async {
+            for task in &mut tasks {
+                let _ = task.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            for task in &tasks {
+                task.abort();
+            }
+        }
+        let names: Vec<String> = self.shared.sinks.keys().cloned().collect();
+        let mut totals = self.shared.metrics.totals(&names);
+        for (sink, count) in self.shared.journal.pending_counts() {
+            tracing::error!(message = "Messages not delivered before exit.", sink = %sink, count);
+            totals.undelivered += count as u64;
         }
         totals
     }
 }
 
-async fn run_sink(sink: Sink, queue: Arc<Queue>) {
-    let name = sink.name();
-    loop {
-        let next = {
-            let mut items = queue.lock();
-            let next = items.pop_front();
-            if next.is_some() {
-                queue.in_flight.fetch_add(1, Ordering::AcqRel);
-            }
-            next
-        };
-        let Some(event) = next else {
-            if queue.closed.load(Ordering::Acquire) {
-                return;
-            }
-            queue.notify.notified().await;
-            continue;
-        };
-        match sink.deliver(&event).await {
-            Ok(()) => {
-                queue.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(message = "Alert delivered.", sink = %name, backend = %event.backend, state = ?event.state);
-            }
-            Err(error) => {
-                queue.stats.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(message = "Alert delivery failed.", sink = %name, backend = %event.backend, %error);
-            }
-        }
-        queue.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// A sink's name and what it answered a test message (or why it failed).
+pub type TestAnswer = (String, Result<String, String>);
 
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use super::*;
-    use crate::config::Secret;
-    use crate::detect::{AlertKind, AlertState, Diagnosis, Direction, Evidence, Severity, Verdict};
-
-    fn event(backend: &str) -> AlertEvent {
-        AlertEvent {
-            state: AlertState::Firing,
-            kind: AlertKind::Skew,
-            direction: Direction::Over,
-            backend: backend.into(),
-            pool: "api".into(),
-            at_ms: 1_700_000_000_000,
-            started_at_ms: 1_699_999_970_000,
-            severity: Severity::Critical,
-            summary: "test".into(),
-            diagnosis: Diagnosis { verdict: Verdict::Balancer, reason: "test".into() },
-            evidence: Evidence {
-                observed_share: 0.5,
-                expected_share: 0.25,
-                ratio: 2.0,
-                backend_requests: 50,
-                pool_requests: 100,
-                pool_backends: 4,
-                p_value: 1e-9,
-                pool_g_test_p_value: 1e-9,
-                duration_s: 30,
-                ..Evidence::blank(10)
-            },
-        }
-    }
-
-    /// Serves `status` to every request on 127.0.0.1 after `delay`, counting requests.
-    async fn receiver(status: u16, delay: Duration) -> (String, Arc<AtomicUsize>) {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move || {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(delay).await;
-                    axum::http::StatusCode::from_u16(status).unwrap()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (url, hits)
-    }
-
-    fn webhook(url: String, timeout: Duration) -> Sink {
-        Sink::Webhook(
-            WebhookSink::new(
-                "test".into(),
-                Secret::new(url),
-                timeout,
-                3,
-                Duration::from_millis(10),
+/// `skewtail alert test`: one clearly marked test message through each sink of `route` (all
+/// sinks without one), synchronously; returns each sink's answer.
+pub fn send_test(
+    config: &AlertingConfig,
+    route: Option<&str>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Vec<TestAnswer>, ConfigError> {
+    let checked = settings::check(config)?;
+    let built = settings::build_sinks(config, true)?;
+    let wanted: Option<Vec<String>> = match route {
+        None => None,
+        Some(route) => {
+            let found = checked.routes.iter().find(|r| r.name == route).ok_or_else(|| {
+                let names: Vec<&str> = checked.routes.iter().map(|r| r.name.as_str()).collect();
+                config.error(
+                    0,
+                    format!("no route is named `{route}`; the routes are: {}", names.join(", ")),
+                )
+            })?;
+            Some(
+                found
+                    .sinks
+                    .iter()
+                    .flat_map(|s| built.names.get(s).cloned().unwrap_or_default())
+                    .collect(),
             )
-            .unwrap(),
-        )
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_client_error_is_permanent_and_not_retried() {
-        let (url, hits) = receiver(404, Duration::ZERO).await;
-        let dispatcher = Dispatcher::start(
-            vec![(webhook(url, Duration::from_secs(5)), 8)],
-            &tokio::runtime::Handle::current(),
-        );
-        dispatcher.send(&event("a:80"));
-        let totals = dispatcher.shutdown(Duration::from_secs(10)).await;
-        assert_eq!(totals, DeliveryTotals { delivered: 0, failed: 1, dropped: 0, undelivered: 0 });
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_full_queue_drops_the_oldest_and_never_blocks() {
-        // A receiver slower than the alerts: the queue (capacity 2) overflows.
-        let (url, _hits) = receiver(200, Duration::from_millis(300)).await;
-        let dispatcher = Dispatcher::start(
-            vec![(webhook(url, Duration::from_secs(5)), 2)],
-            &tokio::runtime::Handle::current(),
-        );
-        let started = std::time::Instant::now();
-        for i in 0..10 {
-            dispatcher.send(&event(&format!("b{i}:80")));
         }
-        assert!(started.elapsed() < Duration::from_millis(100), "send must not wait for delivery");
-        let totals = dispatcher.shutdown(Duration::from_secs(10)).await;
-        assert_eq!(totals.delivered + totals.dropped, 10, "{totals:?}");
-        assert!(totals.dropped >= 7, "{totals:?}");
-        assert_eq!(totals.undelivered, 0);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_hung_receiver_times_out_and_shutdown_reports_what_is_left() {
-        let (url, hits) = receiver(200, Duration::from_secs(30)).await;
-        let dispatcher = Dispatcher::start(
-            vec![(webhook(url, Duration::from_millis(200)), 8)],
-            &tokio::runtime::Handle::current(),
+    };
+    let now_ms = crate::live::wall_clock_ms();
+    let fingerprint = format!("skewtail/test/{now_ms}");
+    let firing = Notice {
+        key: notice::change_key(&fingerprint, now_ms, Status::Firing, 0),
+        fingerprint,
+        status: Status::Firing,
+        kind: "test".into(),
+        direction: "none".into(),
+        severity: "info".into(),
+        pool: "skewtail".into(),
+        backend: "test".into(),
+        diagnosis: "test".into(),
+        reason: "a test from `skewtail alert test`".into(),
+        summary: "TEST: skewtail alert test; no action needed. If you read this, alerts reach you."
+            .into(),
+        started_at_ms: now_ms,
+        at_ms: now_ms,
+        repeat: 0,
+        details: serde_json::json!({
+            "type": "alert", "kind": "test", "state": "firing", "test": true,
+            "summary": "TEST: skewtail alert test; no action needed",
+        }),
+    };
+    let resolved = firing.resolved(now_ms);
+    let mut answers = Vec::new();
+    for sink in &built.sinks {
+        if wanted.as_ref().is_some_and(|w| !w.contains(&sink.name)) {
+            continue;
+        }
+        // PagerDuty and Alertmanager get the resolve too, so the test leaves nothing open.
+        let closes = matches!(
+            sink.target,
+            sinks::Target::PagerDuty { .. } | sinks::Target::Alertmanager { .. }
         );
-        dispatcher.send(&event("c:80"));
-        dispatcher.send(&event("d:80"));
-        let totals = dispatcher.shutdown(Duration::from_millis(500)).await;
-        assert!(hits.load(Ordering::SeqCst) >= 1);
-        assert_eq!(totals.delivered, 0);
-        assert!(totals.undelivered + totals.failed == 2, "{totals:?}");
+        let mut notices = vec![firing.clone()];
+        if closes {
+            notices.push(resolved.clone());
+        }
+        let delivery = journal::Delivery {
+            id: notice::message_id(&notices),
+            notices,
+            accepted_ms: now_ms,
+            attempts: 0,
+            not_before_ms: now_ms,
+            sent: 0,
+            last_error: None,
+        };
+        let answer = runtime.block_on(async {
+            let mut said = Vec::new();
+            let requests = if closes {
+                // One request per state change, in order.
+                delivery
+                    .notices
+                    .iter()
+                    .flat_map(|n| {
+                        sink.requests(
+                            &journal::Delivery { notices: vec![n.clone()], ..delivery.clone() },
+                            now_ms,
+                        )
+                    })
+                    .collect()
+            } else {
+                sink.requests(&delivery, now_ms)
+            };
+            for request in &requests {
+                match sink.send(request).await {
+                    http::Attempt::Delivered { status } => {
+                        said.push(format!("accepted ({status})"))
+                    }
+                    other => return Err(other.describe()),
+                }
+            }
+            Ok(said.join(", "))
+        });
+        answers.push((sink.name.clone(), answer));
     }
+    Ok(answers)
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::alert::{DeliveryTotals, Dispatcher};
+use crate::alert::{DeliveryTotals, Notifier, NotifierOptions, NotifierState};
 use crate::config::Settings;
 use crate::detect::AlertEvent;
 use crate::pipeline::{Counters, Observer, Pipeline, PipelineState};
@@ -90,18 +90,21 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 /// Where the live lines go: the NDJSON stream on stdout, or the log; alerts also go to the
-/// dispatcher.
+/// notifier.
 enum LiveOutput {
     Json(Report<std::io::BufWriter<std::io::Stdout>>),
-    Log(Option<Dispatcher>),
+    Log(Option<Notifier>),
 }
 
 impl Observer for LiveOutput {
     fn window(&mut self, window: &WindowSummary) {
         match self {
             LiveOutput::Json(report) => report.window(window),
-            LiveOutput::Log(_) => {
+            LiveOutput::Log(notifier) => {
                 tracing::debug!(message = "Window closed.", pool = %window.pool.escape_debug(), start = window.start_ms, requests = window.total_requests());
+                if let Some(notifier) = notifier {
+                    notifier.tick(window.end_ms);
+                }
             }
         }
     }
@@ -109,10 +112,10 @@ impl Observer for LiveOutput {
     fn alert(&mut self, alert: &AlertEvent) {
         match self {
             LiveOutput::Json(report) => report.alert(alert),
-            LiveOutput::Log(dispatcher) => {
+            LiveOutput::Log(notifier) => {
                 tracing::info!(message = "Alert state changed.", state = ?alert.state, pool = %alert.pool.escape_debug(), backend = %alert.backend.escape_debug(), summary = %alert.summary.escape_debug());
-                if let Some(dispatcher) = dispatcher {
-                    dispatcher.send(alert);
+                if let Some(notifier) = notifier {
+                    notifier.accept(alert);
                 }
             }
         }
@@ -126,10 +129,10 @@ impl LiveOutput {
         }
     }
 
-    fn take_dispatcher(&mut self) -> Option<Dispatcher> {
+    fn notifier(&mut self) -> Option<&mut Notifier> {
         match self {
-            LiveOutput::Json(report) => report.take_dispatcher(),
-            LiveOutput::Log(dispatcher) => dispatcher.take(),
+            LiveOutput::Json(report) => report.notifier(),
+            LiveOutput::Log(notifier) => notifier.as_mut(),
         }
     }
 }
@@ -242,24 +245,25 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<Counters
             options.state_dir.display()
         )
     })?;
-    let sinks = settings.build_sinks(true)?;
-    if sinks.is_empty() && !options.json {
-        tracing::warn!(message = "No [[sink]] configured: alerts will only appear in this log.");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime for alert delivery")?;
-    let dispatcher = Dispatcher::start(sinks, runtime.handle());
+    let notifier_options =
+        NotifierOptions { with_stdout: true, state_dir: Some(options.state_dir.clone()) };
+    let notifier = Notifier::start(&settings.alerting, &notifier_options, runtime.handle())?;
+    if notifier.is_empty() && !options.json {
+        tracing::warn!(message = "No [[sink]] configured: alerts will only appear in this log.");
+    }
     let mut output = if options.json {
         LiveOutput::Json(Report::new(
             std::io::BufWriter::new(std::io::stdout()),
             Style::Json,
-            Some(dispatcher),
+            Some(notifier),
         ))
     } else {
-        LiveOutput::Log(Some(dispatcher))
+        LiveOutput::Log(Some(notifier))
     };
 
     // One shutdown signal: SIGINT or SIGTERM sets it and wakes the loop.
@@ -306,7 +310,7 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<Counters
         });
         tracing::info!(message = "Following input.", input = %input.name, path = %input.path.display(), format = %input.format_name);
     }
-    restore(&store, &mut pipeline, &mut followed);
+    restore(&store, &mut pipeline, &mut followed, output.notifier());
     let _watcher = watch(&followed, wake_tx);
     tracing::info!(message = "Running.", state = %store.path().display());
 
@@ -337,7 +341,10 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<Counters
         }
         output.flush();
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            checkpoint(&store, &pipeline, &followed);
+            checkpoint(&store, &pipeline, &followed, output.notifier());
+            if let Some(notifier) = output.notifier() {
+                notifier.reload_silences();
+            }
             last_checkpoint = Instant::now();
         }
         // Rest: an idle loop until woken (a file changed, a signal) or the poll interval; a
@@ -352,13 +359,13 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<Counters
         }
     }
 
-    // Shutdown: the state as of the last line read (open windows stay open, to go on after a
-    // restart), the summary, then what is queued for delivery, within a deadline.
-    checkpoint(&store, &pipeline, &followed);
+    // Shutdown: what is queued for delivery, within a deadline; then the state as of the last
+    // line read (open windows stay open, to go on after a restart; what was not delivered
+    // stays in the journal), then the summary.
+    let delivery: Option<DeliveryTotals> =
+        output.notifier().map(|notifier| runtime.block_on(notifier.shutdown(DELIVERY_DEADLINE)));
+    checkpoint(&store, &pipeline, &followed, output.notifier());
     let counters = pipeline.counters();
-    let delivery: Option<DeliveryTotals> = output
-        .take_dispatcher()
-        .map(|dispatcher| runtime.block_on(dispatcher.shutdown(DELIVERY_DEADLINE)));
     if let LiveOutput::Json(report) = output {
         report
             .finish(&counters, pipeline.detector(), delivery.as_ref())
@@ -413,30 +420,59 @@ fn read_input(
 }
 
 /// Saves the state: every input's positions and the pipeline, as of the same line.
-fn checkpoint(store: &StateStore, pipeline: &Pipeline, followed: &[Followed]) {
+fn checkpoint(
+    store: &StateStore,
+    pipeline: &Pipeline,
+    followed: &[Followed],
+    notifier: Option<&mut Notifier>,
+) {
     let inputs: Vec<InputCheckpoint> = followed
         .iter()
         .map(|f| InputCheckpoint { name: f.name.clone(), files: f.tailer.checkpoint() })
         .collect();
+    let alerting = notifier.as_ref().map(|n| n.state());
     let snapshot = SnapshotRef {
         format: state::FORMAT,
         written_by: concat!("skewtail ", env!("CARGO_PKG_VERSION")),
         written_at_ms: wall_clock_ms(),
         inputs: &inputs,
         pipeline: pipeline.save(),
+        alerting: alerting.as_ref().map(|(state, _)| state.clone()),
     };
-    if let Err(error) = store.save(&snapshot) {
-        tracing::error!(message = "Cannot save the state; will retry.", path = %store.path().display(), %error);
+    match store.save(&snapshot) {
+        Ok(_) => {
+            if let (Some(notifier), Some((_, mark))) = (notifier, alerting) {
+                notifier.state_saved(mark);
+            }
+        }
+        Err(error) => {
+            tracing::error!(message = "Cannot save the state; will retry.", path = %store.path().display(), %error);
+        }
     }
 }
 
 /// Goes on from the saved state, if there is one.
-fn restore(store: &StateStore, pipeline: &mut Pipeline, followed: &mut [Followed]) {
+fn restore(
+    store: &StateStore,
+    pipeline: &mut Pipeline,
+    followed: &mut [Followed],
+    notifier: Option<&mut Notifier>,
+) {
     let snapshot = match store.load::<PipelineState>(wall_clock_ms()) {
         Ok(Some(snapshot)) => snapshot,
-        Ok(None) => return,
+        Ok(None) => {
+            // No snapshot yet (a crash within seconds of the first start): deliveries settled
+            // since are still in the deliveries log.
+            if let Some(notifier) = notifier {
+                notifier.restore(NotifierState::default());
+            }
+            return;
+        }
         Err(error @ (LoadError::Corrupt { .. } | LoadError::Incompatible { .. })) => {
             tracing::error!(message = "Saved state not used.", %error);
+            if let Some(notifier) = notifier {
+                notifier.restore(NotifierState::default());
+            }
             return;
         }
     };
@@ -447,6 +483,9 @@ fn restore(store: &StateStore, pipeline: &mut Pipeline, followed: &mut [Followed
         if let Some(input) = followed.iter_mut().find(|f| f.name == saved.name) {
             input.tailer.resume(saved.files);
         }
+    }
+    if let Some(notifier) = notifier {
+        notifier.restore(snapshot.alerting.unwrap_or_default());
     }
     tracing::info!(message = "Restored the saved state.", path = %store.path().display(), written_by = %snapshot.written_by, written_at_ms = snapshot.written_at_ms);
 }

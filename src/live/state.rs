@@ -45,6 +45,9 @@ pub struct Snapshot<P> {
     pub inputs: Vec<InputCheckpoint>,
     /// The pipeline's state, as of exactly those positions.
     pub pipeline: P,
+    /// Alert delivery: routing state and the journal of every sink.
+    #[serde(default)]
+    pub alerting: Option<crate::alert::NotifierState>,
 }
 
 /// What is written: the same, borrowing.
@@ -60,6 +63,8 @@ pub struct SnapshotRef<'a, P: Serialize> {
     pub inputs: &'a [InputCheckpoint],
     /// The pipeline's state.
     pub pipeline: P,
+    /// Alert delivery: routing state and the journal of every sink.
+    pub alerting: Option<crate::alert::NotifierState>,
 }
 
 /// The state directory and its snapshot file.
@@ -197,6 +202,7 @@ mod tests {
             written_at_ms: 5,
             inputs: &inputs,
             pipeline: 42u32,
+            alerting: None,
         };
         store.save(&snapshot).unwrap();
         let loaded = store.load::<u32>(6).unwrap().unwrap();

@@ -4,14 +4,15 @@
 // Test helpers may unwrap; and waiting on real processes and files needs real (short, bounded) sleeps.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod alerting;
 mod balancers;
 mod errors;
 mod haproxy;
 mod hostile;
 mod live;
 mod nginx;
+mod receivers;
 mod replay;
 mod sidecar;
 mod simulate;
 mod util;
-mod webhook;

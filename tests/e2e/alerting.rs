@@ -1,0 +1,508 @@
+//! Alerting end to end: `replay --notify` and `run` against strict stand-ins for Slack,
+//! PagerDuty and a signed webhook on 127.0.0.1, with faults (down, hanging, rate limiting,
+//! `kill -9`), names from logs built to inject, and a real Alertmanager cluster.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+use skewtail::synth::{Incident, Scenario};
+
+use crate::receivers::{Faults, Hit, Receiver, Vendor};
+use crate::util::*;
+
+const PD_KEY: &str = "0123456789abcdef0123456789abcdef";
+const SIGNING_KEY: [u8; 32] = *b"0123456789abcdef0123456789ABCDEF";
+
+fn secret_text() -> String {
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(SIGNING_KEY))
+}
+
+fn config(dir: &Path, sinks: &str) -> PathBuf {
+    let path = dir.join("skewtail.toml");
+    std::fs::write(
+        &path,
+        format!("max_line_bytes = 400000\n\n[[input]]\npath = \"access.log\"\nformat = \"upstream\"\npool = \"api\"\nstart_at = \"beginning\"\n\n{sinks}"),
+    )
+    .unwrap();
+    path
+}
+
+fn webhook_sink(url: &str, extra: &str) -> String {
+    format!(
+        "[[sink]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"TEST_HOOK_SECRET\"\n{extra}\n"
+    )
+}
+
+/// The notices (`alerts[]`) of every accepted webhook message, in arrival order.
+fn webhook_alerts(hits: &[Hit]) -> Vec<Value> {
+    hits.iter().flat_map(|h| h.body["alerts"].as_array().cloned().unwrap_or_default()).collect()
+}
+
+/// Each key at most once, and per fingerprint the firing before its resolve.
+fn assert_once_and_in_order(alerts: &[Value]) {
+    let mut keys = BTreeMap::new();
+    let mut state_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for alert in alerts {
+        let key = alert["key"].as_str().unwrap().to_string();
+        *keys.entry(key.clone()).or_insert(0) += 1;
+        state_of
+            .entry(alert["fingerprint"].as_str().unwrap().to_string())
+            .or_default()
+            .push(alert["state"].as_str().unwrap().to_string());
+    }
+    assert!(keys.values().all(|n| *n == 1), "a state change delivered twice: {keys:?}");
+    for (fingerprint, states) in state_of {
+        for pair in states.windows(2) {
+            assert_ne!(pair[0], pair[1], "{fingerprint}: {states:?} (out of order or doubled)");
+        }
+        assert_eq!(states[0], "firing", "{fingerprint}: {states:?}");
+    }
+}
+
+#[test]
+fn replay_notify_reaches_every_sink_in_its_own_contract() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let slack = Receiver::start(&runtime, Vendor::Slack, Faults::default(), 0);
+    let pagerduty = Receiver::start(&runtime, Vendor::PagerDuty, Faults::default(), 0);
+    let hook =
+        Receiver::start(&runtime, Vendor::Signed(SIGNING_KEY.to_vec()), Faults::default(), 0);
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), "access.log", &skew_scenario());
+    let sinks = format!(
+        "[[sink]]\nname = \"chat\"\ntype = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\ndashboard_url = \"https://dashboard.example.com/d/skew\"\n\n\
+         [[sink]]\nname = \"oncall\"\ntype = \"pagerduty\"\nurl = \"{}\"\nrouting_key_env = \"TEST_PD_KEY\"\n\n{}\n\
+         [[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"alerts.ndjson\"\n",
+        pagerduty.url,
+        webhook_sink(&hook.url, "")
+    );
+    let config = config(dir.path(), &sinks);
+
+    // Without --notify nothing is contacted, and the secrets need not even be set.
+    let quiet = skewtail().args(["replay", "--json", "--config"]).arg(&config).output().unwrap();
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert!(slack.hits().is_empty() && pagerduty.hits().is_empty() && hook.hits().is_empty());
+
+    let output = skewtail()
+        .args(["replay", "--json", "--notify", "--config"])
+        .arg(&config)
+        .env("TEST_SLACK_URL", &slack.url)
+        .env("TEST_PD_KEY", PD_KEY)
+        .env("TEST_HOOK_SECRET", secret_text())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert");
+    let firing = alerts.iter().filter(|a| a["state"] == "firing").count();
+    let resolved = alerts.len() - firing;
+    assert!(firing >= 1 && resolved >= 1, "{alerts:?}");
+
+    for (name, receiver) in [("slack", &slack), ("pagerduty", &pagerduty), ("webhook", &hook)] {
+        for hit in receiver.hits() {
+            assert!(hit.problems.is_empty(), "{name}: {:?} in {}", hit.problems, hit.body);
+        }
+    }
+    // One Slack message per state change (no group_wait), the fallback text first.
+    assert_eq!(slack.accepted().len(), alerts.len());
+    assert!(slack.accepted()[0].body["text"].as_str().unwrap().contains("FIRING"));
+    // PagerDuty: trigger, then resolve with the same dedup_key.
+    let events: Vec<(String, String)> = pagerduty
+        .accepted()
+        .iter()
+        .map(|h| {
+            (
+                h.body["event_action"].as_str().unwrap().into(),
+                h.body["dedup_key"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(events.iter().filter(|e| e.0 == "trigger").count(), firing);
+    assert_eq!(events.iter().filter(|e| e.0 == "resolve").count(), resolved);
+    for (action, key) in &events {
+        if action == "resolve" {
+            assert!(events.iter().any(|(a, k)| a == "trigger" && k == key), "{events:?}");
+        }
+    }
+    let trigger =
+        pagerduty.accepted().into_iter().find(|h| h.body["event_action"] == "trigger").unwrap();
+    for field in ["severity", "source", "component", "group", "class", "custom_details"] {
+        assert!(
+            !trigger.body["payload"][field].is_null(),
+            "payload.{field} missing: {}",
+            trigger.body
+        );
+    }
+    // The signed webhook: verified by the receiver; one id per message, each change once.
+    let ids: Vec<String> =
+        hook.accepted().iter().map(|h| h.headers["webhook-id"].clone()).collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
+    assert_once_and_in_order(&webhook_alerts(&hook.accepted()));
+    assert_eq!(webhook_alerts(&hook.accepted()).len(), alerts.len());
+    // The file sink: the same NDJSON alerts as the report.
+    let archived = std::fs::read_to_string(dir.path().join("alerts.ndjson")).unwrap();
+    assert_eq!(archived.lines().count(), alerts.len());
+    let delivery = &summary(&objects)["delivery"];
+    // Slack, the webhook and the file: one message per change; PagerDuty: one per change too.
+    assert_eq!(delivery["delivered"], 4 * alerts.len() as u64, "{delivery}");
+    let log = stderr(&output);
+    assert!(!log.contains("/services/T000") && !log.contains(PD_KEY), "secrets in the log: {log}");
+}
+
+#[test]
+fn a_receiver_down_for_30_seconds_then_up_gets_everything_once_in_order() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), "access.log", &skew_scenario());
+    let url = format!("http://127.0.0.1:{port}/hooks/incoming");
+    let config = config(dir.path(), &webhook_sink(&url, ""));
+    let started = Instant::now();
+    let child = skewtail()
+        .args(["replay", "--json", "--notify", "--delivery-timeout", "150", "--config"])
+        .arg(&config)
+        .env("TEST_HOOK_SECRET", secret_text())
+        .env("SKEWTAIL_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    std::thread::sleep(Duration::from_secs(30));
+    let hook =
+        Receiver::start(&runtime, Vendor::Signed(SIGNING_KEY.to_vec()), Faults::default(), port);
+    let output = child_output(child, Duration::from_secs(170));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert");
+    let delivered = webhook_alerts(&hook.accepted());
+    assert_eq!(delivered.len(), alerts.len(), "every alert, after the outage");
+    assert_once_and_in_order(&delivered);
+    assert!(hook.hits()[0].at.duration_since(started) >= Duration::from_secs(30));
+    let log = stderr(&output);
+    assert!(log.contains("connection refused"), "the cause is named: {log}");
+}
+
+#[test]
+fn a_hanging_receiver_times_out_and_the_retry_carries_the_same_id() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let faults = Faults { hang_first: Some(Duration::from_secs(4)), ..Faults::default() };
+    let hook = Receiver::start(&runtime, Vendor::Signed(SIGNING_KEY.to_vec()), faults, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, n_lines) = write_log(dir.path(), "access.log", &skew_scenario());
+    let config = config(dir.path(), &webhook_sink(&hook.url, "timeout_s = 1"));
+    let output = skewtail()
+        .args(["replay", "--json", "--notify", "--config"])
+        .arg(&config)
+        .env("TEST_HOOK_SECRET", secret_text())
+        .env("SKEWTAIL_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(summary(&ndjson(&output))["parsed"], n_lines, "ingestion unaffected");
+    let hits = hook.hits();
+    assert_eq!(hits[0].status, 0, "the first request hung and was given up on");
+    let first_id = &hits.iter().min_by_key(|h| h.at).unwrap().headers["webhook-id"];
+    let same: Vec<&Hit> = hits.iter().filter(|h| &h.headers["webhook-id"] == first_id).collect();
+    assert!(same.len() >= 2, "the retry of the timed-out message has the same webhook-id");
+    assert!(stderr(&output).contains("timed out"), "{}", stderr(&output));
+}
+
+#[test]
+fn rate_limits_are_waited_out_as_the_receiver_asks() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let faults = Faults { rate_limit_first: 2, ..Faults::default() };
+    let slack = Receiver::start(&runtime, Vendor::Slack, faults.clone(), 0);
+    let pagerduty = Receiver::start(&runtime, Vendor::PagerDuty, faults, 0);
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), "access.log", &skew_scenario());
+    let sinks = format!(
+        "[[sink]]\ntype = \"slack\"\nurl = \"{}\"\n\n[[sink]]\ntype = \"pagerduty\"\nurl = \"{}\"\nrouting_key = \"{PD_KEY}\"\n",
+        slack.url, pagerduty.url
+    );
+    let config = config(dir.path(), &sinks);
+    let output = skewtail()
+        .args(["replay", "--json", "--notify", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    for receiver in [&slack, &pagerduty] {
+        let hits = receiver.hits();
+        assert_eq!(hits.iter().filter(|h| h.status == 429).count(), 2);
+        // Retry-After: 1 means the next attempt comes a second later, not at once.
+        let gap = hits[2].at.duration_since(hits[1].at);
+        assert!(gap >= Duration::from_millis(950), "{gap:?}");
+        assert_eq!(receiver.accepted().len(), of_type(&ndjson(&output), "alert").len());
+    }
+}
+
+#[test]
+fn names_from_logs_arrive_escaped_and_truncated() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let slack = Receiver::start(&runtime, Vendor::Slack, Faults::default(), 0);
+    let pagerduty = Receiver::start(&runtime, Vendor::PagerDuty, Faults::default(), 0);
+    let hook =
+        Receiver::start(&runtime, Vendor::Signed(SIGNING_KEY.to_vec()), Faults::default(), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let long_name = format!("{}:8080", "x".repeat(100_000));
+    let mut backends: Vec<String> = (1..=8).map(|i| format!("10.0.1.{i}:8080")).collect();
+    backends[2] = "<!channel>".to_string();
+    backends[5] = long_name.clone();
+    let scenario = Scenario {
+        backends,
+        incidents: vec![
+            Incident {
+                start_s: 15 * 60,
+                duration_s: 15 * 60,
+                backend: 2,
+                share: Some(0.45),
+                ..Incident::default()
+            },
+            Incident {
+                start_s: 15 * 60,
+                duration_s: 15 * 60,
+                backend: 5,
+                share: Some(0.01),
+                ..Incident::default()
+            },
+        ],
+        ..skew_scenario()
+    };
+    write_log(dir.path(), "access.log", &scenario);
+    let sinks = format!(
+        "[[sink]]\ntype = \"slack\"\nurl = \"{}\"\n\n[[sink]]\ntype = \"pagerduty\"\nurl = \"{}\"\nrouting_key = \"{PD_KEY}\"\n\n{}",
+        slack.url,
+        pagerduty.url,
+        webhook_sink(&hook.url, "")
+    );
+    let config = config(dir.path(), &sinks);
+    let output = skewtail()
+        .args(["replay", "--json", "--notify", "--config"])
+        .arg(&config)
+        .env("TEST_HOOK_SECRET", secret_text())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert");
+    assert!(alerts.iter().any(|a| a["backend"] == "<!channel>"), "{alerts:?}");
+    assert!(
+        alerts.iter().any(|a| a["backend"] == long_name.as_str()),
+        "the long name was judged too"
+    );
+    for (name, receiver) in [("slack", &slack), ("pagerduty", &pagerduty), ("webhook", &hook)] {
+        assert_eq!(
+            receiver.accepted().len(),
+            receiver.hits().len(),
+            "{name}: refused {:?}",
+            receiver.hits().iter().map(|h| &h.problems).collect::<Vec<_>>()
+        );
+        assert!(!receiver.accepted().is_empty());
+    }
+    let slack_text: String = slack.accepted().iter().map(|h| h.body.to_string()).collect();
+    assert!(slack_text.contains("&lt;!channel&gt;"), "escaped, and still readable");
+    // The long name arrives cut, everywhere.
+    for hit in
+        slack.accepted().iter().chain(pagerduty.accepted().iter()).chain(hook.accepted().iter())
+    {
+        let mut texts = Vec::new();
+        crate::receivers::strings(&hit.body, &mut texts);
+        assert!(texts.iter().all(|t| t.chars().count() <= 3000), "a string over 3000 characters");
+        assert!(
+            hit.headers.values().all(|v| v.len() < 300),
+            "headers stay short: {:?}",
+            hit.headers.keys()
+        );
+    }
+}
+
+#[test]
+fn kill_9_between_trigger_and_resolve_sends_one_trigger_and_one_resolve() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let hook =
+        Receiver::start(&runtime, Vendor::Signed(SIGNING_KEY.to_vec()), Faults::default(), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &webhook_sink(&hook.url, ""));
+    let state = dir.path().join("state");
+    let mut log = Vec::new();
+    skew_scenario().write(&mut log).unwrap();
+    let lines: Vec<&[u8]> = log.split_inclusive(|&b| b == b'\n').collect();
+    // Up to minute 22 (the skew fires near minute 15:30), then the rest (it resolves after 30).
+    let cut = lines.len() * 22 / 40;
+    let access = dir.path().join("access.log");
+    std::fs::write(&access, lines[..cut].concat()).unwrap();
+    let start = || {
+        KillOnDrop(
+            skewtail()
+                .args(["run", "--config"])
+                .arg(&config)
+                .arg("--state-dir")
+                .arg(&state)
+                .env("TEST_HOOK_SECRET", secret_text())
+                .env("SKEWTAIL_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(dir.path().join("stderr"))
+                        .unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let first = start();
+    let fired = hook.wait_for(Duration::from_secs(60), |hits| {
+        webhook_alerts(hits).iter().any(|a| a["kind"] == "skew" && a["state"] == "firing")
+    });
+    assert!(fired, "{}", std::fs::read_to_string(dir.path().join("stderr")).unwrap());
+    // kill -9 right after the trigger was accepted: the snapshot may well be older.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &first.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    drop(first);
+    let second = start();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&access).unwrap();
+    std::io::Write::write_all(&mut file, &lines[cut..].concat()).unwrap();
+    let resolved = hook.wait_for(Duration::from_secs(90), |hits| {
+        webhook_alerts(hits).iter().any(|a| a["kind"] == "skew" && a["state"] == "resolved")
+    });
+    assert!(resolved, "{}", std::fs::read_to_string(dir.path().join("stderr")).unwrap());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &second.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    drop(second);
+    let skew: Vec<Value> =
+        webhook_alerts(&hook.accepted()).into_iter().filter(|a| a["kind"] == "skew").collect();
+    let states: Vec<&str> = skew.iter().map(|a| a["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["firing", "resolved"], "exactly one trigger and one resolve");
+    assert_once_and_in_order(&webhook_alerts(&hook.accepted()));
+}
+
+#[test]
+fn alert_test_reports_what_each_sink_answered() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let slack = Receiver::start(&runtime, Vendor::Slack, Faults::default(), 0);
+    let pagerduty = Receiver::start(&runtime, Vendor::PagerDuty, Faults::default(), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let down = format!("http://127.0.0.1:{}/hooks/incoming", free_port());
+    let sinks = format!(
+        "[[sink]]\ntype = \"slack\"\nurl = \"{}\"\n\n[[sink]]\ntype = \"pagerduty\"\nurl = \"{}\"\nrouting_key = \"{PD_KEY}\"\n\n{}\n\
+         [[route]]\nname = \"pages\"\nsinks = [\"pagerduty\"]\nmatch = {{ severity = \"critical\" }}\n\n\
+         [[route]]\nname = \"chat\"\nsinks = [\"slack\", \"hook\"]\n",
+        slack.url,
+        pagerduty.url,
+        webhook_sink(&down, "timeout_s = 2")
+    );
+    let config = config(dir.path(), &sinks);
+    let output = skewtail()
+        .args(["alert", "test", "--route", "pages", "--config"])
+        .arg(&config)
+        .env("TEST_HOOK_SECRET", secret_text())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("pagerduty: OK, accepted (202), accepted (202)"), "{text}");
+    assert!(slack.hits().is_empty(), "only the route's sinks");
+    let actions: Vec<String> = pagerduty
+        .hits()
+        .iter()
+        .map(|h| h.body["event_action"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(actions, ["trigger", "resolve"], "the test leaves no incident open");
+    assert!(pagerduty.hits()[0].body["payload"]["summary"].as_str().unwrap().contains("TEST"));
+
+    let output = skewtail()
+        .args(["alert", "test", "--config"])
+        .arg(&config)
+        .env("TEST_HOOK_SECRET", secret_text())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("slack: OK, accepted (200)"), "{text}");
+    assert!(text.contains("hook: FAILED, connection refused"), "{text}");
+}
+
+#[test]
+fn silences_are_added_listed_and_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let add = skewtail()
+        .args([
+            "silence",
+            "add",
+            "backend=10.0.1.3:*",
+            "kind=skew",
+            "--duration",
+            "1h",
+            "--comment",
+            "maintenance <!channel>",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{}", stderr(&add));
+    let id = String::from_utf8_lossy(&add.stdout).split_whitespace().next().unwrap().to_string();
+    let list = skewtail().args(["silence", "list", "--state-dir"]).arg(&state).output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains(&id) && text.contains("active") && text.contains("backend=10.0.1.3:*"),
+        "{text}"
+    );
+    let bad = skewtail()
+        .args(["silence", "add", "colour=red", "--comment", "x", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("unknown field `colour`"), "{}", stderr(&bad));
+    let expire =
+        skewtail().args(["silence", "expire", &id, "--state-dir"]).arg(&state).output().unwrap();
+    assert!(expire.status.success());
+    let list = skewtail().args(["silence", "list", "--state-dir"]).arg(&state).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("expired"));
+}
+
+/// Waits for a child started with piped output, within `limit`.
+fn child_output(mut child: KillOnDrop, limit: Duration) -> std::process::Output {
+    let stdout = child.0.stdout.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut { stdout }, &mut buf).unwrap();
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut { stderr }, &mut buf).unwrap();
+        buf
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < limit, "still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+}
