@@ -126,7 +126,8 @@ impl TokenBucket {
 }
 
 /// Closed → open after [`BREAKER_FAILURES`] failures in a row (or one "endpoint gone"),
-/// then one probe after a cooldown that doubles up to 5 minutes.
+/// then one probe after a cooldown that doubles from 15 s up to a minute (as the backoff:
+/// once the receiver is back, delivery resumes within a minute).
 #[derive(Debug, Default)]
 struct Breaker {
     consecutive: u32,
@@ -146,7 +147,7 @@ impl Breaker {
         self.consecutive += 1;
         self.failing_since_ms.get_or_insert(now_ms);
         if self.consecutive >= BREAKER_FAILURES || endpoint_dead {
-            self.cooldown_ms = (self.cooldown_ms * 2).clamp(30_000, 300_000);
+            self.cooldown_ms = (self.cooldown_ms * 2).clamp(15_000, 60_000);
             self.open_until_ms = now_ms + self.cooldown_ms;
             return true;
         }

@@ -359,3 +359,6 @@ pub fn send_test(
     }
     Ok(answers)
 }
+
+#[cfg(test)]
+mod tests;

@@ -506,3 +506,112 @@ fn child_output(mut child: KillOnDrop, limit: Duration) -> std::process::Output 
     };
     std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
 }
+
+/// A process stopped with SIGTERM (then waited for, at most 10 s) when the test ends.
+struct Service(std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two real Alertmanagers in one cluster on 127.0.0.1; returns them and their web ports.
+fn alertmanager_cluster(dir: &Path) -> (Vec<Service>, Vec<u16>) {
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(&config, "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n")
+        .unwrap();
+    let web = [free_port(), free_port()];
+    let gossip = [free_port(), free_port()];
+    let mut services = Vec::new();
+    for i in 0..2 {
+        let child = std::process::Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join(format!("am{i}")).display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", web[i]))
+            .arg(format!("--cluster.listen-address=127.0.0.1:{}", gossip[i]))
+            .arg(format!("--cluster.peer=127.0.0.1:{}", gossip[1 - i]))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("am{i}.log"))).unwrap())
+            .spawn()
+            .expect("prometheus-alertmanager (apt-get install prometheus-alertmanager)");
+        services.push(Service(child));
+    }
+    for (i, port) in web.iter().enumerate() {
+        wait_for_port(*port, || {
+            std::fs::read_to_string(dir.join(format!("am{i}.log"))).unwrap_or_default()
+        });
+    }
+    (services, web.to_vec())
+}
+
+/// The alerts an Alertmanager holds as active.
+fn active_alerts(port: u16) -> Vec<Value> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("http://127.0.0.1:{port}/api/v2/alerts");
+        reqwest::get(url).await.unwrap().json::<Vec<Value>>().await.unwrap()
+    })
+}
+
+#[test]
+fn a_real_alertmanager_cluster_gets_the_alert_on_every_instance_then_its_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_services, ports) = alertmanager_cluster(dir.path());
+    let urls: Vec<String> = ports.iter().map(|p| format!("\"http://127.0.0.1:{p}\"")).collect();
+    let sinks = format!(
+        "[[sink]]\nname = \"am\"\ntype = \"alertmanager\"\nurls = [{}]\nlabels = {{ cluster = \"test\" }}\n",
+        urls.join(", ")
+    );
+    let config = config(dir.path(), &sinks);
+    // First a log that ends with the skew still firing.
+    let still_firing = Scenario {
+        incidents: vec![Incident { duration_s: 25 * 60, ..skew_scenario().incidents[0].clone() }],
+        ..skew_scenario()
+    };
+    write_log(dir.path(), "access.log", &still_firing);
+    let output = skewtail()
+        .args(["replay", "--json", "--notify", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    for port in &ports {
+        let alerts = active_alerts(*port);
+        let skew = alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "SkewtailSkew")
+            .unwrap_or_else(|| panic!("not on {port}: {alerts:?}"));
+        assert_eq!(skew["labels"]["backend"], "10.0.1.3:8080");
+        assert_eq!(skew["labels"]["cluster"], "test");
+        assert_eq!(skew["labels"]["severity"], "critical");
+        assert_eq!(skew["status"]["state"], "active");
+        assert!(skew["annotations"]["summary"].as_str().unwrap().contains("10.0.1.3:8080"));
+        assert!(unix_s(&skew["endsAt"]) > chrono::Utc::now().timestamp(), "endsAt ahead: {skew}");
+    }
+    // Then the whole incident: the resolve (endsAt in the past) ends it on both.
+    write_log(dir.path(), "access.log", &skew_scenario());
+    let output = skewtail()
+        .args(["replay", "--json", "--notify", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    for port in &ports {
+        let alerts = active_alerts(*port);
+        assert!(
+            alerts.iter().all(|a| a["labels"]["alertname"] != "SkewtailSkew"),
+            "resolved on {port}: {alerts:?}"
+        );
+    }
+}
