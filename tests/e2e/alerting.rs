@@ -324,12 +324,27 @@ fn names_from_logs_arrive_escaped_and_truncated() {
 }
 
 #[test]
-fn kill_9_between_trigger_and_resolve_sends_one_trigger_and_one_resolve() {
+fn kill_9_between_trigger_and_resolve_sends_one_trigger_and_one_resolve_to_every_sink() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let hook =
         Receiver::start(&runtime, Vendor::Signed(SIGNING_KEY.to_vec()), Faults::default(), 0);
+    let slack = Receiver::start(&runtime, Vendor::Slack, Faults::default(), 0);
+    let pagerduty = Receiver::start(&runtime, Vendor::PagerDuty, Faults::default(), 0);
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &webhook_sink(&hook.url, ""));
+    let (_alertmanagers, am_ports) = alertmanager_cluster(dir.path());
+    let am_urls: Vec<String> =
+        am_ports.iter().map(|p| format!("\"http://127.0.0.1:{p}\"")).collect();
+    let sinks = format!(
+        "{}\n[[sink]]\nname = \"chat\"\ntype = \"slack\"\nurl = \"{}\"\n\n\
+         [[sink]]\nname = \"oncall\"\ntype = \"pagerduty\"\nurl = \"{}\"\nrouting_key = \"{PD_KEY}\"\n\n\
+         [[sink]]\nname = \"am\"\ntype = \"alertmanager\"\nurls = [{}]\n\n\
+         [[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"alerts.ndjson\"\n",
+        webhook_sink(&hook.url, ""),
+        slack.url,
+        pagerduty.url,
+        am_urls.join(", ")
+    );
+    let config = config(dir.path(), &sinks);
     let state = dir.path().join("state");
     let mut log = Vec::new();
     skew_scenario().write(&mut log).unwrap();
@@ -364,6 +379,13 @@ fn kill_9_between_trigger_and_resolve_sends_one_trigger_and_one_resolve() {
         webhook_alerts(hits).iter().any(|a| a["kind"] == "skew" && a["state"] == "firing")
     });
     assert!(fired, "{}", std::fs::read_to_string(dir.path().join("stderr")).unwrap());
+    let on_every_alertmanager = |firing: bool| {
+        am_ports.iter().all(|port| {
+            active_alerts(*port).iter().any(|a| a["labels"]["alertname"] == "SkewtailSkew")
+                == firing
+        })
+    };
+    assert!(wait_until(Duration::from_secs(20), || on_every_alertmanager(true)));
     // kill -9 right after the trigger was accepted: the snapshot may well be older.
     assert!(
         std::process::Command::new("kill")
@@ -393,6 +415,37 @@ fn kill_9_between_trigger_and_resolve_sends_one_trigger_and_one_resolve() {
     let states: Vec<&str> = skew.iter().map(|a| a["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["firing", "resolved"], "exactly one trigger and one resolve");
     assert_once_and_in_order(&webhook_alerts(&hook.accepted()));
+    // Every other sink: the same one trigger and one resolve, in its own contract.
+    for receiver in [&slack, &pagerduty, &hook] {
+        assert!(receiver.hits().iter().all(|h| h.problems.is_empty()), "{:?}", receiver.hits());
+    }
+    let slack_skew: Vec<String> = slack
+        .accepted()
+        .iter()
+        .map(|h| h.body["text"].as_str().unwrap().to_string())
+        .filter(|text| text.contains("skew"))
+        .collect();
+    assert_eq!(slack_skew.len(), 2, "{slack_skew:?}");
+    assert!(slack_skew[0].starts_with("FIRING") && slack_skew[1].starts_with("RESOLVED"));
+    let pd_skew: Vec<String> = pagerduty
+        .accepted()
+        .iter()
+        .filter(|h| h.body["dedup_key"].as_str().unwrap().contains("/skew/"))
+        .map(|h| h.body["event_action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pd_skew, ["trigger", "resolve"]);
+    let archived = std::fs::read_to_string(dir.path().join("alerts.ndjson")).unwrap();
+    let archived: Vec<Value> = archived
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|a| a["kind"] == "skew")
+        .collect();
+    let archived: Vec<&str> = archived.iter().map(|a| a["state"].as_str().unwrap()).collect();
+    assert_eq!(archived, ["firing", "resolved"]);
+    for port in am_ports {
+        let alerts = active_alerts(port);
+        assert!(alerts.iter().all(|a| a["labels"]["alertname"] != "SkewtailSkew"), "{alerts:?}");
+    }
 }
 
 #[test]

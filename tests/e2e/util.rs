@@ -112,6 +112,20 @@ pub fn wait_for_port(port: u16, log: impl Fn() -> String) {
     }
 }
 
+/// Polls `done` every 100 ms for at most `within`; whether it came true.
+pub fn wait_until(within: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if started.elapsed() >= within {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Real traffic for a little over three seconds from 8 concurrent keep-alive clients;
 /// returns the number of successful requests.
 pub fn send_traffic(port: u16) -> usize {
