@@ -62,7 +62,7 @@ def config(dir, extra=""):
 
 def start_skewtail(dir, cfg, stdout=subprocess.DEVNULL):
     return subprocess.Popen(
-        [SKEWTAIL, "run", "--json", "--config", cfg, "--state-dir", os.path.join(dir, "state")],
+        [SKEWTAIL, "run", "--json", "--listen", "127.0.0.1:0", "--config", cfg, "--state-dir", os.path.join(dir, "state")],
         stdout=stdout, stderr=open(os.path.join(dir, "skewtail.stderr"), "a"))
 
 
@@ -92,6 +92,7 @@ def measure_follow(reader_kind, rate, seconds, warmup):
         reader = start_skewtail(dir, config(dir)) if reader_kind == "skewtail" else start_tail(dir)
         time.sleep(1)
         writer = load(dir, "--rate", rate, "--seconds", seconds)
+        written_from = time.monotonic()
         time.sleep(warmup)
         ticks0, t0 = cpu_ticks(reader.pid), time.monotonic()
         path = os.path.realpath(os.path.join(dir, "access.log"))
@@ -111,19 +112,25 @@ def measure_follow(reader_kind, rate, seconds, warmup):
                 caught_up_s = time.monotonic() - t1
                 break
             time.sleep(0.05)
+        write_rate = count_lines(path) / (t1 - written_from)
         hwm = status_kb(reader.pid, "VmHWM")
         stop(reader)
         cpu = 100.0 * (ticks1 - ticks0) / TICK / (t1 - t0)
-        return cpu, hwm / 1024, max_lag, caught_up_s
+        return cpu, hwm / 1024, max_lag, caught_up_s, write_rate
+
+
+def count_lines(path):
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def in_turns(rate, seconds, warmup, turns):
     rows = []
     for turn in range(turns):
         for kind in ("skewtail", "tail -F"):
-            cpu, rss, lag, caught = measure_follow(kind, rate, seconds, warmup)
+            cpu, rss, lag, caught, written = measure_follow(kind, rate, seconds, warmup)
             rows.append((kind, cpu, rss, lag, caught))
-            print(f"turn {turn + 1} {kind:8}: {cpu:6.2f}% of a core, peak RSS {rss:6.1f} MB, "
+            print(f"turn {turn + 1} {kind:8}: {written:,.0f} lines/s written; {cpu:6.2f}% of a core, peak RSS {rss:6.1f} MB, "
                   f"max lag {lag / 1024:8.1f} KiB, caught up {caught if caught is None else round(caught, 2)} s after the writer stopped",
                   flush=True)
     for kind in ("skewtail", "tail -F"):
@@ -153,7 +160,7 @@ def latency():
     url = f"http://127.0.0.1:{server.server_port}/hook"
     with tempfile.TemporaryDirectory() as dir:
         open(os.path.join(dir, "access.log"), "w").close()
-        cfg = config(dir, f'[[sink]]\ntype = "webhook"\nurl = "{url}"\n\n')
+        cfg = config(dir, f'[[sink]]\nname = "hook"\ntype = "webhook"\nurl = "{url}"\n\n')
         reader = start_skewtail(dir, cfg, stdout=subprocess.PIPE)
         arrivals = []
 
@@ -181,11 +188,10 @@ def latency():
                   if o["type"] == "alert" and end_ms(o["at"]) in closed_at]
         hooks = []
         for at, body in Receiver.arrivals:
-            o = json.loads(body)
-            alert = o.get("alert", o)
-            when = alert.get("at")
-            if when and end_ms(when) in closed_at:
-                hooks.append((alert.get("state"), alert.get("kind"), at - closed_at[end_ms(when)]))
+            for alert in json.loads(body).get("alerts", []):
+                when = alert.get("at")
+                if when and end_ms(when) in closed_at:
+                    hooks.append((alert.get("state"), alert.get("kind"), at - closed_at[end_ms(when)]))
         print(f"windows on stdout: {len(windows)}; ms from the closing line's write: "
               f"p50 {windows[len(windows) // 2]:.0f}, p99 {windows[int(len(windows) * 0.99)]:.0f}, max {windows[-1]:.0f}")
         for state, kind, ms in alerts:

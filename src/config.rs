@@ -322,6 +322,57 @@ pub struct ConfigFile {
     pub max_line_bytes: Option<usize>,
     /// Where `run` saves its state (relative paths are from the config file).
     pub state_dir: Option<PathBuf>,
+    /// `run`'s HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, `/api/v1/alerts`).
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// `[server]`: `run`'s HTTP endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `ADDR:PORT`, or `off` (default `127.0.0.1:9187`).
+    pub listen: Option<Spanned<String>>,
+    /// Backends per pool with series of their own on `/metrics`; the rest are summed under
+    /// `_other` (default 1,000).
+    pub metrics_max_backends: Option<usize>,
+}
+
+/// Where `run` listens when nothing says: loopback only, so a sidecar exposes nothing
+/// beyond its host unless told to.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
+
+/// Per-pool backends with series of their own on `/metrics`.
+pub const DEFAULT_METRICS_MAX_BACKENDS: usize = 1000;
+
+/// `[server]` as validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Where to listen; `None`: off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Backends per pool with series of their own.
+    pub metrics_max_backends: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: DEFAULT_LISTEN.parse().ok(),
+            metrics_max_backends: DEFAULT_METRICS_MAX_BACKENDS,
+        }
+    }
+}
+
+/// Reads a `listen` value: `ADDR:PORT` or `off`.
+pub fn parse_listen(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.trim().parse().map(Some).map_err(|_| {
+        format!(
+            "listen = {text:?} is not ADDR:PORT; write e.g. \"127.0.0.1:9187\", \"0.0.0.0:9187\" to be scraped from other hosts, or \"off\""
+        )
+    })
 }
 
 /// Config files are refused above this size (1 MiB): a config is a page of TOML, and a
@@ -381,6 +432,8 @@ pub struct Settings {
     pub source: Option<PathBuf>,
     /// Where `run` saves its state, when the config says.
     pub state_dir: Option<PathBuf>,
+    /// `run`'s HTTP endpoint.
+    pub server: ServerSettings,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -516,6 +569,7 @@ impl Settings {
             max_line_bytes: crate::source::DEFAULT_MAX_LINE_BYTES,
             source: None,
             state_dir: None,
+            server: ServerSettings::default(),
         }
     }
 
@@ -644,6 +698,23 @@ impl Settings {
             });
         }
 
+        let mut server = ServerSettings::default();
+        if let Some(listen) = &file.server.listen {
+            server.listen =
+                parse_listen(listen.get_ref()).map_err(|m| at(listen.span().start, m))?;
+        }
+        match file.server.metrics_max_backends {
+            Some(0) => {
+                return Err(at(
+                    key_offset("metrics_max_backends"),
+                    "server.metrics_max_backends must be at least 1; the default is 1000"
+                        .to_string(),
+                ));
+            }
+            Some(n) => server.metrics_max_backends = n,
+            None => {}
+        }
+
         let locate = |spanned_start: usize| line_of(text, spanned_start);
         let alerting = AlertingConfig {
             sinks: file
@@ -678,6 +749,7 @@ impl Settings {
             max_line_bytes: file.max_line_bytes.unwrap_or(crate::source::DEFAULT_MAX_LINE_BYTES),
             source: Some(path.to_path_buf()),
             state_dir: file.state_dir.as_ref().map(|dir| base.join(dir)),
+            server,
         })
     }
 

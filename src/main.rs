@@ -4,21 +4,25 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use skewtail::cli::{Cli, Command, Outcome, execute};
+use skewtail::cli::{Cli, Command, LogFormat, Outcome, execute};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SKEWTAIL_LOG")
                 .unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format() {
+        LogFormat::Human => {
+            logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
     match execute(cli) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::AlertsFired) => ExitCode::from(1),

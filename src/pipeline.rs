@@ -61,6 +61,21 @@ pub struct Counters {
     pub alerts_resolved: u64,
 }
 
+/// What became of one input's lines (`skewtail_lines_total{input,result}`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LineCounts {
+    /// Lines that parsed as requests (late ones included).
+    pub parsed: u64,
+    /// Lines that did not parse, bad names included.
+    pub unparsed: u64,
+    /// Valid lines that are not requests.
+    pub other: u64,
+    /// Lines over the length limit.
+    pub too_long: u64,
+    /// Parsed lines that arrived after their window had closed.
+    pub late: u64,
+}
+
 /// Whether a backend or pool name can be one: no control bytes (NUL included) and valid
 /// UTF-8. Addresses are ASCII, so the common case is one pass over a few bytes.
 fn valid_name(name: &[u8]) -> bool {
@@ -78,6 +93,7 @@ struct InputState {
     windower: Windower,
     default_pool: u32,
     default_pool_name: String,
+    lines: LineCounts,
 }
 
 /// A pipeline's saved state: every input's open windows, what the detector has learned and
@@ -96,6 +112,8 @@ pub struct PipelineState {
 struct SavedInput {
     name: String,
     windower: Windower,
+    #[serde(default)]
+    lines: LineCounts,
 }
 
 /// The whole parse → window → detect chain.
@@ -131,6 +149,7 @@ impl Pipeline {
             windower,
             default_pool,
             default_pool_name: pool.to_string(),
+            lines: LineCounts::default(),
         });
         self.inputs.len() - 1
     }
@@ -159,6 +178,7 @@ impl Pipeline {
         struct SavedInputRef<'a> {
             name: &'a str,
             windower: &'a Windower,
+            lines: LineCounts,
         }
         let config = self.detector.config();
         Saved {
@@ -167,7 +187,7 @@ impl Pipeline {
             inputs: self
                 .inputs
                 .iter()
-                .map(|i| SavedInputRef { name: &i.name, windower: &i.windower })
+                .map(|i| SavedInputRef { name: &i.name, windower: &i.windower, lines: i.lines })
                 .collect(),
             detector: self.detector.save(),
             counters: self.counters(),
@@ -194,8 +214,9 @@ impl Pipeline {
                     let mut windower = saved.windower.restored(window_config);
                     input.default_pool = windower.pool(input.default_pool_name.as_bytes());
                     input.windower = windower;
+                    input.lines = saved.lines;
                 }
-                Some(_) => {}
+                Some(input) => input.lines = saved.lines,
                 None => notes.push(format!("input `{}` is no longer configured", saved.name)),
             }
         }
@@ -218,6 +239,16 @@ impl Pipeline {
         counters
     }
 
+    /// Each input's name and what became of its lines.
+    pub fn input_lines(&self) -> impl Iterator<Item = (&str, LineCounts)> + '_ {
+        self.inputs.iter().map(|i| (&*i.name, LineCounts { late: i.windower.late(), ..i.lines }))
+    }
+
+    /// The newest event time input `input` has read, Unix ms.
+    pub fn newest_event_ms(&self, input: usize) -> Option<i64> {
+        self.inputs.get(input).and_then(|i| i.windower.newest_event_ms())
+    }
+
     /// The detector, for what is still firing.
     pub fn detector(&self) -> &Detector {
         &self.detector
@@ -232,10 +263,12 @@ impl Pipeline {
             Ok(record) => record,
             Err(error) if error.kind == ParseErrorKind::NotARequest => {
                 self.counters.other += 1;
+                state.lines.other += 1;
                 return;
             }
             Err(error) => {
                 self.counters.unparsed += 1;
+                state.lines.unparsed += 1;
                 let n_unparsed = self.counters.unparsed;
                 if n_unparsed <= UNPARSED_SAMPLES || n_unparsed.is_multiple_of(UNPARSED_LOG_EVERY) {
                     let text = line.bytes[..line.bytes.len().min(160)].escape_ascii();
@@ -251,6 +284,7 @@ impl Pipeline {
         let bad_name = [record.backend, record.pool].into_iter().flatten().find(|n| !valid_name(n));
         if let Some(name) = bad_name {
             self.counters.unparsed += 1;
+            state.lines.unparsed += 1;
             self.counters.invalid_names += 1;
             if self.counters.invalid_names <= UNPARSED_SAMPLES {
                 let text = name[..name.len().min(80)].escape_ascii();
@@ -259,6 +293,7 @@ impl Pipeline {
             return;
         }
         self.counters.parsed += 1;
+        state.lines.parsed += 1;
         self.push_record(input, &record, observer);
     }
 
@@ -297,6 +332,7 @@ impl Pipeline {
     pub fn push_too_long(&mut self, input: usize, line_number: u64, length: u64) {
         self.counters.lines += 1;
         self.counters.too_long += 1;
+        self.inputs[input].lines.too_long += 1;
         tracing::warn!(message = "Line longer than max_line_bytes skipped.", input = %self.inputs[input].name, line = line_number, length);
     }
 

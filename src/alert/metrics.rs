@@ -46,8 +46,8 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
 
-/// The families.
-#[derive(Debug)]
+/// The families (cloning shares them).
+#[derive(Debug, Clone)]
 pub struct AlertMetrics {
     /// Messages delivered.
     pub sent: Family<SinkLabel, Counter>,

@@ -86,6 +86,8 @@ pub struct NotifierOptions {
     pub with_stdout: bool,
     /// The state directory: silences file and deliveries log (`run`); none for a replay.
     pub state_dir: Option<PathBuf>,
+    /// Where delivery is counted: `run` keeps one set across reloads, for `/metrics`.
+    pub metrics: AlertMetrics,
 }
 
 /// What the notifier keeps across restarts (part of the state snapshot).
@@ -137,7 +139,7 @@ impl Notifier {
             journal: journal::Journal::new(options.state_dir.as_deref().map(journal::log_in)),
             sinks,
             wake,
-            metrics: AlertMetrics::default(),
+            metrics: options.metrics.clone(),
             clock,
             closing: AtomicBool::new(false),
         });

@@ -28,6 +28,29 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// How log lines look: `run --log-format`, else `SKEWTAIL_LOG_FORMAT` (`human` or
+    /// `json`), else human. (Elsewhere `--log-format` is an access log's format string.)
+    pub fn log_format(&self) -> LogFormat {
+        match &self.command {
+            Command::Run(args) => args.log_format,
+            _ => match std::env::var("SKEWTAIL_LOG_FORMAT") {
+                Ok(value) if value.eq_ignore_ascii_case("json") => LogFormat::Json,
+                _ => LogFormat::Human,
+            },
+        }
+    }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -298,6 +321,13 @@ pub struct RunArgs {
     /// ~/.local/state/skewtail.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Serve `/metrics`, `/healthz`, `/readyz` and `/api/v1/alerts` here (`ADDR:PORT`, or
+    /// `off`); default: `[server] listen` in the config, else 127.0.0.1:9187.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Log lines on stderr: `human`, or `json` (one object per line, for log shippers).
+    #[arg(long, value_enum, env = "SKEWTAIL_LOG_FORMAT", default_value_t = LogFormat::Human, ignore_case = true)]
+    pub log_format: LogFormat,
 }
 
 /// `skewtail check`.
@@ -368,7 +398,14 @@ fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         .clone()
         .or_else(|| settings.state_dir.clone())
         .unwrap_or_else(crate::live::default_state_dir);
-    let options = crate::live::RunOptions { json: args.json, state_dir };
-    let counters = crate::live::run(&settings, &options)?;
+    let listen = match &args.listen {
+        Some(text) => {
+            crate::config::parse_listen(text).map_err(|m| anyhow::anyhow!("--listen: {m}"))?
+        }
+        None => settings.server.listen,
+    };
+    let options =
+        crate::live::RunOptions { config: args.config.clone(), json: args.json, state_dir, listen };
+    let counters = crate::live::run(settings, &options)?;
     Ok(outcome(args.fail_on_alert, counters.alerts_fired))
 }

@@ -141,7 +141,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let runtime = if args.notify { Some(new_runtime()?) } else { None };
     let notifier = match &runtime {
         Some(runtime) => {
-            let options = NotifierOptions { with_stdout: false, state_dir: None };
+            let options = NotifierOptions { with_stdout: false, ..NotifierOptions::default() };
             let notifier = Notifier::start(&settings.alerting, &options, runtime.handle())?;
             if notifier.is_empty() {
                 bail!(

@@ -403,6 +403,12 @@ impl Detector {
         self.pools.values().map(PoolState::n_backends).sum()
     }
 
+    /// Each backend's expected share of `pool` (configured or learned), as the share test
+    /// uses it; empty for a pool not seen yet.
+    pub fn expected_shares(&self, pool: &str) -> Vec<(Arc<str>, f64)> {
+        self.pools.get(pool).map(shares::expected_shares).unwrap_or_default()
+    }
+
     /// Alerts still firing, sorted.
     pub fn firing(&self) -> Vec<StillFiring> {
         let mut out = Vec::new();

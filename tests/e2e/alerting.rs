@@ -356,7 +356,7 @@ fn kill_9_between_trigger_and_resolve_sends_one_trigger_and_one_resolve_to_every
     let start = || {
         KillOnDrop(
             skewtail()
-                .args(["run", "--config"])
+                .args(["run", "--listen", "127.0.0.1:0", "--config"])
                 .arg(&config)
                 .arg("--state-dir")
                 .arg(&state)

@@ -125,11 +125,14 @@ fn the_example_config_in_deploy_is_valid() {
         .args(["check", "--config"])
         .arg(&example)
         .env("SKEWTAIL_WEBHOOK_URL", "https://hooks.example.com/services/T0/B0/x")
+        .env("SKEWTAIL_WEBHOOK_SECRET", "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        .env("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
+        .env("PD_ROUTING_KEY", "0123456789abcdef0123456789abcdef")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        text.contains("config OK (1 input(s), 1 pool weight set(s), 2 sink(s))"),
+        text.contains("config OK (1 input(s), 1 pool weight set(s), 4 sink(s))"),
         "{text}{}",
         stderr(&output)
     );

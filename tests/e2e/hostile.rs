@@ -85,7 +85,7 @@ fn run_explains_a_fifo_input_and_still_stops_on_sigterm() {
     std::fs::write(&config, "[[input]]\npath = \"pipe.log\"\nformat = \"upstream\"\n").unwrap();
     let log = dir.path().join("stderr");
     let mut child = skewtail()
-        .args(["run", "--config"])
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .arg("--state-dir")
         .arg(dir.path().join("state"))

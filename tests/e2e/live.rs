@@ -24,7 +24,7 @@ fn run_follows_a_growing_file_and_alerts_on_stdout() {
     std::fs::write(&config, "[[input]]\npath = \"access.log\"\nformat = \"upstream\"\npool = \"api\"\n\n[[sink]]\ntype = \"stdout\"\n").unwrap();
     let stderr_path = dir.path().join("stderr.txt");
     let child = skewtail()
-        .args(["run", "--config"])
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .arg("--state-dir")
         .arg(dir.path().join("state"))

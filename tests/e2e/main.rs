@@ -11,6 +11,7 @@ mod haproxy;
 mod hostile;
 mod live;
 mod nginx;
+mod operations;
 mod receivers;
 mod replay;
 mod sidecar;

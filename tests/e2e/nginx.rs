@@ -46,7 +46,7 @@ fn real_nginx_cold_start_skew_is_reported_live_and_resolves() {
     let stderr_path = dir.path().join("skewtail.stderr");
     let mut sidecar = KillOnDrop(
         skewtail()
-            .args(["run", "--config"])
+            .args(["run", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--state-dir")
             .arg(dir.path().join("state"))

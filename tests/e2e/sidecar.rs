@@ -14,7 +14,7 @@ use skewtail::synth::{Incident, Scenario};
 use crate::util::*;
 
 /// A running `skewtail run --json`, its NDJSON collected as it comes.
-struct Sidecar {
+pub struct Sidecar {
     child: Option<Child>,
     objects: Arc<Mutex<Vec<Value>>>,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -23,8 +23,13 @@ struct Sidecar {
 
 impl Sidecar {
     fn start(config: &Path, state: &Path, stderr: PathBuf) -> Self {
+        Self::start_listening(config, state, stderr, "127.0.0.1:0")
+    }
+
+    /// Starts one whose endpoint listens on `listen`.
+    pub fn start_listening(config: &Path, state: &Path, stderr: PathBuf, listen: &str) -> Self {
         let mut child = skewtail()
-            .args(["run", "--json", "--config"])
+            .args(["run", "--json", "--listen", listen, "--config"])
             .arg(config)
             .arg("--state-dir")
             .arg(state)
@@ -46,11 +51,18 @@ impl Sidecar {
         Sidecar { child: Some(child), objects, reader: Some(reader), stderr }
     }
 
-    fn log(&self) -> String {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    fn wait_for_log(&self, text: &str, within: Duration) {
+    /// Waits until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str, within: Duration) {
         let started = Instant::now();
         while !self.log().contains(text) {
             assert!(
@@ -62,12 +74,13 @@ impl Sidecar {
         }
     }
 
-    fn objects(&self) -> Vec<Value> {
+    /// The NDJSON objects printed so far.
+    pub fn objects(&self) -> Vec<Value> {
         self.objects.lock().unwrap().clone()
     }
 
     /// Stops it with `signal` and waits (at most 30 s) for it to exit; returns what it printed.
-    fn stop(mut self, signal: &str) -> Vec<Value> {
+    pub fn stop(mut self, signal: &str) -> Vec<Value> {
         let mut child = self.child.take().unwrap();
         let status = std::process::Command::new("kill")
             .args([signal, &child.id().to_string()])
@@ -106,7 +119,7 @@ impl Drop for Sidecar {
 
 /// The windows of every run, keyed by (pool, start): a window closed again after a `kill -9`
 /// must have the same counts, and is counted once.
-fn windows_by_key(runs: &[Vec<Value>]) -> BTreeMap<(String, String), BTreeMap<String, u64>> {
+pub fn windows_by_key(runs: &[Vec<Value>]) -> BTreeMap<(String, String), BTreeMap<String, u64>> {
     let mut windows: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
     for object in runs.iter().flatten().filter(|o| o["type"] == "window") {
         let key = (
@@ -277,7 +290,7 @@ fn no_line_is_lost_or_counted_twice_through_rotations_sigterm_and_kill() {
 }
 
 /// A 40-minute log at 40 requests/s where backend 10.0.1.3 takes 45% from minute 15 to 30.
-fn incident_log() -> Vec<u8> {
+pub fn incident_log() -> Vec<u8> {
     let scenario = Scenario {
         duration_s: 40 * 60,
         incidents: vec![Incident {

@@ -184,6 +184,21 @@ pub(super) fn maintain(pool: &mut PoolState, config: &DetectorConfig) {
         .collect();
 }
 
+/// Each backend's expected share of its pool (0..=1): configured weight or learned baseline
+/// over the pool's total; backends with neither are left out.
+pub(super) fn expected_shares(pool: &PoolState) -> Vec<(std::sync::Arc<str>, f64)> {
+    let (total, weighted) = expected_total(pool);
+    if total <= 0.0 {
+        return Vec::new();
+    }
+    pool.backends()
+        .filter_map(|(_, backend)| {
+            let raw = if weighted { backend.weight? } else { backend.shares.baseline? };
+            Some((backend.name.clone(), raw / total))
+        })
+        .collect()
+}
+
 /// The total of the weights the expected shares are drawn from, and whether they are
 /// configured weights.
 fn expected_total(pool: &PoolState) -> (f64, bool) {

@@ -1,0 +1,133 @@
+//! Following: one input's tailer and its place in the pipeline, the events it logs, the
+//! inotify watches that wake the loop, and reading a turn's worth of lines.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::pipeline::{Observer, Pipeline};
+use crate::source::Next;
+
+use super::Wake;
+use super::tailer::{TailEvent, Tailer};
+
+/// Lines read from one input before the others get a turn.
+const LINES_PER_TURN: usize = 50_000;
+
+/// One followed input.
+pub(super) struct Followed {
+    /// Its index in the pipeline.
+    pub index: usize,
+    /// The input's name.
+    pub name: String,
+    /// Its files.
+    pub tailer: Tailer,
+    /// When it last produced a line (monotonic).
+    pub last_line: Instant,
+}
+
+pub(super) fn log_event(input: &str, event: &TailEvent) {
+    match event {
+        TailEvent::Opened { path, offset } => {
+            tracing::info!(message = "Reading file.", %input, path = %path.display(), offset);
+        }
+        TailEvent::Rotated { path } => {
+            tracing::info!(message = "File rotated; the old file is read to its end, then the new one from its start.", %input, path = %path.display());
+        }
+        TailEvent::Truncated { path, recovered_from: Some(copy), recovered, .. } => {
+            tracing::info!(message = "File truncated (copytruncate); the lines written since the last read were read from its copy.", %input, path = %path.display(), copy = %copy.display(), bytes = recovered);
+        }
+        TailEvent::Truncated { path, recovered_from: None, lost, .. } => {
+            tracing::warn!(message = "File truncated and no copy of it was found: the lines written since the last read are lost.", %input, path = %path.display(), lost_bytes = lost, fix = "rotate with `delaycompress` so the copy stays readable, or rename instead of copytruncate");
+        }
+        TailEvent::Finished { path } => {
+            tracing::info!(message = "Rotated file read to its end and closed.", %input, path = %path.display());
+        }
+        TailEvent::Gone { path } => {
+            tracing::warn!(message = "A file skewtail was reading before it stopped is gone (rotated away and deleted or compressed); what was left unread in it is lost.", %input, path = %path.display());
+        }
+        TailEvent::Missing { path } => {
+            tracing::warn!(message = "Nothing matches the input's path; waiting for it to appear.", %input, path = %path.display());
+        }
+        TailEvent::NotRegular { path, why } => {
+            tracing::warn!(message = "Not following a path that is not a regular file.", %input, path = %path.display(), why);
+        }
+        TailEvent::CrOnly { path } => {
+            tracing::warn!(message = "Lines end in CR only (old Mac style); read as such.", %input, path = %path.display());
+        }
+        TailEvent::Failed { path, error } => {
+            tracing::error!(message = "Cannot read file; will retry.", %input, path = %path.display(), %error);
+        }
+    }
+}
+
+/// Watches the inputs' directories so that the loop wakes when a file changes. Polling
+/// covers everything it misses (a watch limit, a directory that does not exist yet).
+pub(super) fn watch(
+    inputs: &[Followed],
+    wake: mpsc::Sender<Wake>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = wake.send(Wake::Files);
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(message = "Cannot watch for file changes; polling only.", %error);
+            return None;
+        }
+    };
+    for input in inputs {
+        // The nearest existing directory above the pattern's first wildcard.
+        let pattern = input.tailer.pattern();
+        let mut dir = pattern.parent().map(Path::to_path_buf).unwrap_or_default();
+        while dir.to_string_lossy().contains(['*', '?', '[']) || !dir.is_dir() {
+            match dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => dir = parent.to_path_buf(),
+                _ => break,
+            }
+        }
+        if dir.is_dir()
+            && let Err(error) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive)
+        {
+            tracing::warn!(message = "Cannot watch a directory; polling it.", dir = %dir.display(), %error);
+        }
+    }
+    Some(watcher)
+}
+
+/// Reads up to [`LINES_PER_TURN`] lines of one input, rotated files first; returns how many.
+pub(super) fn read_input(
+    input: &mut Followed,
+    pipeline: &mut Pipeline,
+    output: &mut impl Observer,
+    shutdown: &AtomicBool,
+) -> usize {
+    let mut n_read = 0;
+    let mut file = 0;
+    while file < input.tailer.n_files() && n_read < LINES_PER_TURN {
+        if shutdown.load(Ordering::Relaxed) {
+            break;
+        }
+        match input.tailer.next_line_from(file, Instant::now()) {
+            Ok(Next::Line(line)) => {
+                pipeline.push_line(input.index, line, output);
+                n_read += 1;
+            }
+            Ok(Next::TooLong { number, length }) => {
+                pipeline.push_too_long(input.index, number, length);
+                n_read += 1;
+            }
+            Ok(Next::End) => file += 1,
+            Err(error) => {
+                tracing::error!(message = "Read failed; will retry.", input = %input.name, %error);
+                file += 1;
+            }
+        }
+    }
+    n_read
+}
