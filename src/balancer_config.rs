@@ -60,7 +60,7 @@ pub fn read_pool(
 type Located<T> = Result<T, (usize, String)>;
 
 /// nginx config as (line, token) pairs, comments removed; `{`, `}` and `;` are tokens.
-fn nginx_tokens(text: &str) -> Vec<(usize, &str)> {
+pub(crate) fn nginx_tokens(text: &str) -> Vec<(usize, &str)> {
     let mut tokens = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or_default();
@@ -183,7 +183,7 @@ fn nginx_server(line: usize, args: &[(usize, &str)]) -> Located<(String, f64, Op
 }
 
 /// HAProxy sections that end the previous one.
-const HAPROXY_SECTIONS: &[&str] = &[
+pub(crate) const HAPROXY_SECTIONS: &[&str] = &[
     "global",
     "defaults",
     "frontend",

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod evaluate;
+pub mod lint;
 pub mod live;
 pub mod parse;
 pub mod pipeline;

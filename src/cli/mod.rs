@@ -10,6 +10,7 @@
 mod alerting;
 mod check;
 mod inspect;
+mod lint;
 mod replay;
 mod simulate;
 
@@ -77,6 +78,27 @@ pub enum Command {
     /// Mute alerts for a while: add, list or expire silences (kept in the state directory).
     #[command(subcommand)]
     Silence(SilenceCommand),
+    /// Check an nginx or HAProxy config for what skews traffic (exit 1 on findings).
+    Lint(LintArgs),
+}
+
+/// `skewtail lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The balancer's config file (nginx.conf with its includes, or haproxy.cfg).
+    pub config: PathBuf,
+    /// Which balancer; guessed from the file when not given.
+    #[arg(long, value_parser = ["nginx", "haproxy"])]
+    pub kind: Option<String>,
+    /// Also compare the balancer's weights with this skewtail config's `[pool.NAME] weights`.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Exit 1 when a finding is at least this severe.
+    #[arg(long, value_enum, default_value_t = crate::lint::Severity::Warning)]
+    pub fail_on: crate::lint::Severity,
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `skewtail alert ...`.
@@ -359,6 +381,8 @@ pub enum Outcome {
     Clean,
     /// Alerts fired and `--fail-on-alert` was given.
     AlertsFired,
+    /// A check found problems at or above the severity asked for (`lint`).
+    Findings,
 }
 
 /// Runs a parsed command line.
@@ -377,6 +401,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Evaluate(args) => simulate::evaluate(&args),
         Command::Alert(AlertCommand::Test(args)) => alerting::test(&args),
         Command::Silence(command) => alerting::silence(&command),
+        Command::Lint(args) => lint::lint(&args),
     }
 }
 

@@ -9,6 +9,7 @@ mod balancers;
 mod errors;
 mod haproxy;
 mod hostile;
+mod lint;
 mod live;
 mod nginx;
 mod operations;
