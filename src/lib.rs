@@ -10,6 +10,7 @@ pub mod lint;
 pub mod live;
 pub mod parse;
 pub mod pipeline;
+pub mod rehearse;
 pub mod report;
 pub mod source;
 pub mod synth;

@@ -11,6 +11,7 @@ mod alerting;
 mod check;
 mod inspect;
 mod lint;
+mod rehearse;
 mod replay;
 mod simulate;
 
@@ -80,6 +81,54 @@ pub enum Command {
     Silence(SilenceCommand),
     /// Check an nginx or HAProxy config for what skews traffic (exit 1 on findings).
     Lint(LintArgs),
+    /// Send marked requests through a balancer and check the split in its access log
+    /// (exit 1 when it is off).
+    Rehearse(RehearseArgs),
+}
+
+/// `skewtail rehearse`.
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// The balancer URL to send requests to (loopback only without --allow-remote).
+    pub url: String,
+    /// A skewtail config: the pool's input gives the log and its format, the pool's weights
+    /// the expected split.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The pool (with --config; default: the config's only input's pool).
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// The balancer's access log (default: the pool's input in --config).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// The log's format (default: the pool's input in --config, else `auto`).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// The log's format string (nginx `log_format`, HAProxy `log-format`).
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Expected weights, `BACKEND=WEIGHT,...` (default: the pool's weights in --config, else
+    /// an even split over the backends seen).
+    #[arg(long, value_delimiter = ',')]
+    pub weights: Vec<String>,
+    /// How many requests (at most 1,000,000).
+    #[arg(long, default_value_t = 1000)]
+    pub requests: u64,
+    /// At most this many requests a second.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// At most this many requests in flight.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// How long to wait for the log to show the requests, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub settle_s: f64,
+    /// Allow a URL that is not on this host.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `skewtail lint`.
@@ -402,6 +451,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Alert(AlertCommand::Test(args)) => alerting::test(&args),
         Command::Silence(command) => alerting::silence(&command),
         Command::Lint(args) => lint::lint(&args),
+        Command::Rehearse(args) => rehearse::rehearse(&args),
     }
 }
 

@@ -35,6 +35,7 @@ mod flapping;
 mod peers;
 mod settings;
 mod shares;
+pub mod split;
 mod stats;
 mod tracker;
 mod volume;

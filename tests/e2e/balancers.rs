@@ -266,3 +266,133 @@ impl Drop for Traffic {
         }
     }
 }
+
+fn haproxy_binary() -> &'static str {
+    for candidate in ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"] {
+        if Path::new(candidate).exists() {
+            return candidate;
+        }
+    }
+    panic!("haproxy is not installed: run `apt-get install haproxy` (.ci/run does)");
+}
+
+/// A real HAProxy in front of four local HTTP servers (axum on the test's runtime), logging
+/// `option httplog` lines to `dir/haproxy.log`; reloaded like its own init scripts do
+/// (a new process with `-sf OLD`, which soft-stops the old one), stopped with SIGUSR1.
+pub struct Haproxy {
+    dir: PathBuf,
+    process: Option<Child>,
+    _servers: tokio::runtime::Runtime,
+    /// The port clients connect to.
+    pub front: u16,
+    /// The servers' ports.
+    pub backends: Vec<u16>,
+}
+
+impl Haproxy {
+    /// Starts it with `weights` (1 each when empty) over `n_backends` servers.
+    pub fn start(dir: &Path, n_backends: usize, weights: &[u32]) -> Self {
+        let servers = tokio::runtime::Runtime::new().unwrap();
+        let mut backends = Vec::new();
+        for _ in 0..n_backends {
+            let listener = servers.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+            backends.push(listener.local_addr().unwrap().port());
+            let app = axum::Router::new().fallback(|| async { "ok\n" });
+            servers.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        }
+        let mut haproxy = Haproxy {
+            dir: dir.to_path_buf(),
+            process: None,
+            _servers: servers,
+            front: free_port(),
+            backends,
+        };
+        haproxy.spawn(weights, None);
+        let log = dir.join("haproxy.log");
+        wait_for_port(haproxy.front, || std::fs::read_to_string(&log).unwrap_or_default());
+        haproxy
+    }
+
+    /// The access log.
+    pub fn access_log(&self) -> PathBuf {
+        self.dir.join("haproxy.log")
+    }
+
+    /// The servers as HAProxy logs them.
+    pub fn backend_names(&self) -> Vec<String> {
+        (1..=self.backends.len()).map(|i| format!("be_api/s{i}")).collect()
+    }
+
+    fn spawn(&mut self, weights: &[u32], old: Option<u32>) {
+        let servers: String = self
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                format!(
+                    "  server s{} 127.0.0.1:{port} weight {}\n",
+                    i + 1,
+                    weights.get(i).copied().unwrap_or(1)
+                )
+            })
+            .collect();
+        let config = format!(
+            "global\n  log stdout format raw local0\n  maxconn 512\ndefaults\n  mode http\n  log global\n  option httplog\n  option dontlognull\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\nfrontend fe\n  bind 127.0.0.1:{}\n  default_backend be_api\nbackend be_api\n  balance roundrobin\n{servers}",
+            self.front
+        );
+        let path = self.dir.join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("haproxy.log"))
+            .unwrap();
+        let mut command = Command::new(haproxy_binary());
+        command.arg("-db").arg("-f").arg(&path);
+        if let Some(old) = old {
+            command.arg("-sf").arg(old.to_string());
+        }
+        let child = command.stdout(log).stderr(Stdio::null()).spawn().unwrap();
+        self.process = Some(child);
+    }
+
+    /// Reloads with new weights: a new process takes over the port and the old one finishes
+    /// its requests and exits.
+    pub fn reload(&mut self, weights: &[u32]) {
+        let mut old = self.process.take().unwrap();
+        self.spawn(weights, Some(old.id()));
+        let started = Instant::now();
+        while old.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(10), "the old haproxy lingers");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Soft-stops it (SIGUSR1: requests finish and are logged) and waits for it to exit.
+    pub fn stop(mut self) {
+        self.quit();
+    }
+
+    fn quit(&mut self) {
+        let Some(mut child) = self.process.take() else { return };
+        let _ = Command::new("kill").args(["-USR1", &child.id().to_string()]).status();
+        let started = Instant::now();
+        while child.try_wait().ok().flatten().is_none() {
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("haproxy did not stop on SIGUSR1");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

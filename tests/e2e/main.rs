@@ -14,6 +14,7 @@ mod live;
 mod nginx;
 mod operations;
 mod receivers;
+mod rehearsal;
 mod replay;
 mod sidecar;
 mod simulate;
