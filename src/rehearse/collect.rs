@@ -76,7 +76,9 @@ pub fn collect(
             }
             Next::TooLong { .. } => {}
             Next::End => {
-                // The balancer may still be writing (nginx buffers, HAProxy's syslog).
+                // The balancer may still be writing (nginx buffers, HAProxy's syslog): this
+                // waits on a real balancer in real time, bounded by `settle`.
+                #[allow(clippy::disallowed_methods)]
                 std::thread::sleep(Duration::from_millis(50));
                 reader.clear_eof();
             }
