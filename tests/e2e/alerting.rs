@@ -561,7 +561,7 @@ fn child_output(mut child: KillOnDrop, limit: Duration) -> std::process::Output 
 }
 
 /// A process stopped with SIGTERM (then waited for, at most 10 s) when the test ends.
-struct Service(std::process::Child);
+pub struct Service(pub std::process::Child);
 
 impl Drop for Service {
     fn drop(&mut self) {
@@ -579,11 +579,17 @@ impl Drop for Service {
     }
 }
 
-/// Two real Alertmanagers in one cluster on 127.0.0.1; returns them and their web ports.
+/// Two real Alertmanagers in one cluster on 127.0.0.1 with a receiver that discards;
+/// returns them and their web ports.
 fn alertmanager_cluster(dir: &Path) -> (Vec<Service>, Vec<u16>) {
+    alertmanager_cluster_with(dir, "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n")
+}
+
+/// Two real Alertmanagers in one cluster on 127.0.0.1 with `config` (YAML); returns them and
+/// their web ports.
+pub fn alertmanager_cluster_with(dir: &Path, config_text: &str) -> (Vec<Service>, Vec<u16>) {
     let config = dir.join("alertmanager.yml");
-    std::fs::write(&config, "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n")
-        .unwrap();
+    std::fs::write(&config, config_text).unwrap();
     let web = [free_port(), free_port()];
     let gossip = [free_port(), free_port()];
     let mut services = Vec::new();
@@ -594,6 +600,7 @@ fn alertmanager_cluster(dir: &Path) -> (Vec<Service>, Vec<u16>) {
             .arg(format!("--web.listen-address=127.0.0.1:{}", web[i]))
             .arg(format!("--cluster.listen-address=127.0.0.1:{}", gossip[i]))
             .arg(format!("--cluster.peer=127.0.0.1:{}", gossip[1 - i]))
+            .arg("--cluster.peer-timeout=3s")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join(format!("am{i}.log"))).unwrap())
             .spawn()

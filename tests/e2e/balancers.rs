@@ -53,33 +53,53 @@ pub struct Nginx {
     pub front: u16,
     /// The upstream servers' ports.
     pub backends: Vec<u16>,
+    /// Whether this nginx also serves the upstream servers (else they are someone else's).
+    serves_backends: bool,
 }
 
 impl Nginx {
+    /// Starts nginx in `dir` balancing over servers that already listen on `backends` (shared
+    /// with other balancers), logging to `dir/access.log` in the `upstream` format.
+    pub fn start_over(dir: &Path, backends: &[u16], weights: &[u32]) -> Self {
+        let nginx = Nginx {
+            dir: dir.to_path_buf(),
+            master: None,
+            front: free_port(),
+            backends: backends.to_vec(),
+            serves_backends: false,
+        };
+        nginx.launch(weights)
+    }
+
     /// Starts nginx in `dir` balancing over `n_backends` servers with `weights` (1 each when
     /// empty), logging to `dir/access.log` in the `upstream` format.
     pub fn start(dir: &Path, n_backends: usize, weights: &[u32]) -> Self {
-        let mut nginx = Nginx {
+        let nginx = Nginx {
             dir: dir.to_path_buf(),
             master: None,
             front: free_port(),
             backends: (0..n_backends).map(|_| free_port()).collect(),
+            serves_backends: true,
         };
-        nginx.write_config(weights);
+        nginx.launch(weights)
+    }
+
+    fn launch(mut self, weights: &[u32]) -> Self {
+        self.write_config(weights);
         let child = Command::new(nginx_binary())
             .arg("-p")
-            .arg(dir)
+            .arg(&self.dir)
             .arg("-c")
-            .arg(dir.join("nginx.conf"))
+            .arg(self.dir.join("nginx.conf"))
             .args(["-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        nginx.master = Some(child);
-        let error_log = dir.join("error.log");
-        wait_for_port(nginx.front, || std::fs::read_to_string(&error_log).unwrap_or_default());
-        nginx
+        self.master = Some(child);
+        let error_log = self.dir.join("error.log");
+        wait_for_port(self.front, || std::fs::read_to_string(&error_log).unwrap_or_default());
+        self
     }
 
     /// The upstream's backend names as nginx logs them.
@@ -97,6 +117,7 @@ impl Nginx {
         let servers: String = self
             .backends
             .iter()
+            .filter(|_| self.serves_backends)
             .map(|p| format!("  server {{ listen 127.0.0.1:{p}; access_log off; location / {{ return 200 \"ok {p}\\n\"; }} }}\n"))
             .collect();
         let upstream: String = self
@@ -159,12 +180,13 @@ impl Nginx {
         let started = Instant::now();
         while master.try_wait().ok().flatten().is_none() {
             if started.elapsed() > Duration::from_secs(10) {
-                // It would not quit: kill it and its workers rather than leave them behind.
+                // It would not quit: kill it and its workers rather than leave them behind
+                // (the master first, or it replaces each worker killed).
+                let _ = master.kill();
+                let _ = master.wait();
                 for &pid in &workers {
                     let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
                 }
-                let _ = master.kill();
-                let _ = master.wait();
                 panic!("nginx did not quit within 10 s");
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -185,12 +207,14 @@ impl Drop for Nginx {
         if !std::thread::panicking() {
             self.quit();
         } else if let Some(mut master) = self.master.take() {
-            // Already failing: stop everything without asserting more.
-            for pid in children_of(master.id()) {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            }
+            // Already failing: stop everything without asserting more. The master first, or
+            // it replaces each worker killed, and the replacement outlives it.
+            let workers = children_of(master.id());
             let _ = master.kill();
             let _ = master.wait();
+            for pid in workers {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 mod alerting;
 mod balancers;
 mod errors;
+mod fleet;
 mod haproxy;
 mod hostile;
 mod lint;
