@@ -166,6 +166,9 @@ pub struct SinkSection {
     pub resend_s: Option<u64>,
     /// Alertmanager: extra labels on every alert (`cluster = "eu1"`).
     pub labels: Option<BTreeMap<String, String>>,
+    /// Allow plain `http://` to a host that is not loopback (a receiver on a trusted
+    /// network, such as an in-cluster Alertmanager); alerts then travel unencrypted.
+    pub insecure_http: Option<bool>,
 }
 
 /// One or several values: `kind = "skew"` or `kind = ["skew", "drop"]`.

@@ -46,7 +46,7 @@ impl Attempt {
 
 /// Only https, except on loopback (a local relay, a test receiver): alerts carry data from
 /// the logs and the URL often carries a token.
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str, insecure_http: bool) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| format!("not a valid URL ({e}); give the full https:// URL"))?;
     match parsed.scheme() {
@@ -59,10 +59,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
                     .trim_end_matches(']')
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback());
-            if loopback {
+            if loopback || insecure_http {
                 Ok(())
             } else {
-                Err("the URL must use https:// (plain http:// is allowed only on loopback)"
+                Err("the URL must use https:// (plain http:// is allowed only on loopback, or with `insecure_http = true` for a receiver on a trusted network such as an in-cluster Alertmanager)"
                     .to_string())
             }
         }
@@ -330,12 +330,13 @@ mod tests {
 
     #[test]
     fn only_https_except_on_loopback() {
-        assert!(check_url("https://hooks.slack.com/services/T/B/x").is_ok());
-        assert!(check_url("http://127.0.0.1:9093/api/v2/alerts").is_ok());
-        assert!(check_url("http://[::1]:80/").is_ok());
-        assert!(check_url("http://localhost:80/").is_ok());
-        assert!(check_url("http://hooks.example.com/x").unwrap_err().contains("https"));
-        assert!(check_url("ftp://x").is_err());
-        assert!(check_url("not a url").is_err());
+        assert!(check_url("https://hooks.slack.com/services/T/B/x", false).is_ok());
+        assert!(check_url("http://127.0.0.1:9093/api/v2/alerts", false).is_ok());
+        assert!(check_url("http://[::1]:80/", false).is_ok());
+        assert!(check_url("http://localhost:80/", false).is_ok());
+        assert!(check_url("http://hooks.example.com/x", false).unwrap_err().contains("https"));
+        assert!(check_url("ftp://x", false).is_err());
+        assert!(check_url("http://alertmanager-0.monitoring:9093/", true).is_ok());
+        assert!(check_url("not a url", false).is_err());
     }
 }

@@ -142,6 +142,23 @@ impl AlertMetrics {
         );
     }
 
+    /// Creates `sink`'s series at zero, so a scrape shows every sink (and every failure
+    /// reason) from the start rather than a series that appears with its first event.
+    pub fn init_sink(&self, sink: &str) {
+        let label = SinkLabel { sink: sink.to_string() };
+        let _ = self.sent.get_or_create(&label);
+        let _ = self.dropped.get_or_create(&label);
+        let _ = self.expired.get_or_create(&label);
+        let _ = self.queue_depth.get_or_create(&label);
+        let _ = self.latency.get_or_create(&label);
+        let _ = self.up.get_or_create(&label);
+        for reason in REASONS {
+            let key = SinkReason { sink: sink.to_string(), reason: reason.to_string() };
+            let _ = self.failed.get_or_create(&key);
+            let _ = self.retried.get_or_create(&key);
+        }
+    }
+
     /// Totals for `sinks`.
     pub fn totals(&self, sinks: &[String]) -> DeliveryTotals {
         let mut totals = DeliveryTotals::default();

@@ -132,6 +132,7 @@ impl Notifier {
         let mut sinks = BTreeMap::new();
         let mut wake = BTreeMap::new();
         for sink in built.sinks {
+            options.metrics.init_sink(&sink.name);
             wake.insert(sink.name.clone(), Arc::new(Notify::new()));
             sinks.insert(sink.name.clone(), Arc::new(sink));
         }

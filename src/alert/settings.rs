@@ -219,18 +219,25 @@ fn check_keys(
         ("source", sink.source.is_some()),
         ("resend_s", sink.resend_s.is_some()),
         ("labels", sink.labels.is_some()),
+        ("insecure_http", sink.insecure_http.is_some()),
         ("template", sink.template.is_some()),
         ("timeout_s", sink.timeout_s.is_some()),
         ("rate_per_s", sink.rate_per_s.is_some()),
     ];
     let allowed: &[&str] = match sink.kind {
         SinkType::Slack => &["url", "template", "timeout_s", "rate_per_s"],
-        SinkType::Pagerduty => {
-            &["url", "routing_key", "source", "template", "timeout_s", "rate_per_s"]
-        }
-        SinkType::Webhook => &["url", "secret", "timeout_s", "rate_per_s"],
+        SinkType::Pagerduty => &[
+            "url",
+            "routing_key",
+            "source",
+            "template",
+            "timeout_s",
+            "rate_per_s",
+            "insecure_http",
+        ],
+        SinkType::Webhook => &["url", "secret", "timeout_s", "rate_per_s", "insecure_http"],
         SinkType::Alertmanager => {
-            &["urls", "resend_s", "labels", "template", "timeout_s", "rate_per_s"]
+            &["urls", "resend_s", "labels", "template", "timeout_s", "rate_per_s", "insecure_http"]
         }
         SinkType::Stdout => &[],
         SinkType::File => &["path"],
@@ -248,8 +255,9 @@ fn check_keys(
     if matches!(sink.kind, SinkType::Slack | SinkType::Webhook) && n_url_sources == 0 {
         return Err(at("needs `url_env` (or `url_file`, `url`): the URL to post to".to_string()));
     }
+    let insecure = sink.insecure_http.unwrap_or(false);
     if let Some(url) = &sink.url {
-        http::check_url(url.expose()).map_err(at)?;
+        http::check_url(url.expose(), insecure).map_err(at)?;
     }
     if sink.kind == SinkType::Alertmanager {
         let urls = sink.urls.as_deref().unwrap_or_default();
@@ -257,7 +265,7 @@ fn check_keys(
             return Err(at("needs `urls`: every Alertmanager of the cluster, e.g. [\"http://127.0.0.1:9093\"]; never one behind a balancer".to_string()));
         }
         for url in urls {
-            http::check_url(&alertmanager_url(url)).map_err(at)?;
+            http::check_url(&alertmanager_url(url), insecure).map_err(at)?;
         }
     }
     if let Some(timeout) = sink.timeout_s
@@ -274,7 +282,8 @@ fn check_keys(
         return Err(at("ttl_s, queue_capacity and resend_s must be at least 1".to_string()));
     }
     if let Some(url) = &sink.dashboard_url {
-        http::check_url(url).map_err(|e| at(format!("dashboard_url: {e}")))?;
+        // Only a link in messages, never fetched: plain http is fine.
+        http::check_url(url, true).map_err(|e| at(format!("dashboard_url: {e}")))?;
     }
     Ok(())
 }
@@ -304,7 +313,7 @@ fn alertmanager_url(url: &str) -> String {
 fn url_secret(sink: &SinkSection, base: &Path) -> Result<Secret, String> {
     let url = secret("url", &sink.url, &sink.url_env, &sink.url_file, base)?
         .ok_or_else(|| "needs `url_env` (or `url_file`, `url`)".to_string())?;
-    http::check_url(url.expose())?;
+    http::check_url(url.expose(), sink.insecure_http.unwrap_or(false))?;
     Ok(url)
 }
 

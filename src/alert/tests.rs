@@ -49,6 +49,7 @@ fn webhook_config(url: &str, ttl_s: Option<u64>, capacity: Option<usize>) -> Ale
         source: None,
         resend_s: None,
         labels: None,
+        insecure_http: None,
     };
     AlertingConfig {
         sinks: vec![Located { line: 1, value: section }],

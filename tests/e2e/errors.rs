@@ -120,7 +120,7 @@ fn huge_lines_and_invalid_utf8_are_counted() {
 #[test]
 fn the_example_config_in_deploy_is_valid() {
     let example =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/skewtail.example.toml");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/reference.toml");
     let output = skewtail()
         .args(["check", "--config"])
         .arg(&example)

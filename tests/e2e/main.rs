@@ -6,6 +6,7 @@
 
 mod alerting;
 mod balancers;
+mod deploy;
 mod errors;
 mod fleet;
 mod haproxy;

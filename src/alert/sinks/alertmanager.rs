@@ -35,6 +35,8 @@ pub fn render(
             labels.insert("kind".into(), n.kind.clone());
             labels.insert("direction".into(), n.direction.clone());
             labels.insert("severity".into(), n.severity.clone());
+            // Four values: a label, so that inhibit rules can match on it.
+            labels.insert("diagnosis".into(), plain(&n.diagnosis));
             labels.insert("fingerprint".into(), bounded_key(&n.fingerprint, 255));
             labels.insert("source".into(), "skewtail".into());
             let mut annotations = BTreeMap::new();
