@@ -450,6 +450,8 @@ pub const AUTO_SAMPLE_LINES: usize = 50;
 pub fn sample_lines(path: &Path, n: usize) -> Result<Vec<Vec<u8>>, String> {
     use crate::source::{LineReader, Next};
     let file = crate::source::open_for_replay(path).map_err(|e| format!("{e:#}"))?;
+    let (file, _) = crate::source::decompress::decompressed(file)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut reader = LineReader::new(file, crate::source::DEFAULT_MAX_LINE_BYTES);
     let mut lines = Vec::new();
     while lines.len() < n {
@@ -478,11 +480,7 @@ pub fn build_parser(
             )?;
             let lines = sample_lines(path, AUTO_SAMPLE_LINES)?;
             let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-            let ranked = crate::parse::auto::rank(patterns, &lines);
-            let (best, why) = crate::parse::auto::choose(&ranked)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            tracing::warn!(message = "Format recognised.", file = %path.display(), format = %best.name, reason = %why);
-            build_parser(patterns, Some(&best.name), None, custom_variables, None)
+            recognise(patterns, &lines, &path.display().to_string(), custom_variables)
         }
         (None | Some("nginx"), Some(text)) => crate::parse::nginx::compile(text, custom_variables)
             .map(|f| (Parser::Template(f), "nginx (log_format)".to_string()))
@@ -505,12 +503,35 @@ pub fn build_parser(
                 .compile(custom_variables)
                 .map(|p| (p, name.to_string()))
                 .map_err(|e| e.to_string()),
-            None => Err(format!(
-                "unknown format `{name}`; known formats: auto, nginx, {}",
-                patterns.names().join(", ")
-            )),
+            None => {
+                let names = patterns.names();
+                let closest = names
+                    .iter()
+                    .map(|known| (strsim::levenshtein(name, known), known))
+                    .min()
+                    .filter(|(distance, _)| *distance <= 3)
+                    .map(|(_, known)| format!("did you mean `{known}`? "))
+                    .unwrap_or_default();
+                Err(format!(
+                    "unknown format `{name}`; {closest}known formats: auto, nginx, {}",
+                    names.join(", ")
+                ))
+            }
         },
     }
+}
+
+/// Recognises the format of `lines` (from `source`, for messages) and builds its parser.
+pub fn recognise(
+    patterns: &PatternSet,
+    lines: &[&[u8]],
+    source: &str,
+    custom_variables: &[String],
+) -> Result<(Parser, String), String> {
+    let ranked = crate::parse::auto::rank(patterns, lines);
+    let (best, why) = crate::parse::auto::choose(&ranked).map_err(|e| format!("{source}: {e}"))?;
+    tracing::info!(message = "Format recognised.", file = %source, format = %best.name, reason = %why);
+    build_parser(patterns, Some(&best.name), None, custom_variables, None)
 }
 
 /// The message for a format that cannot name backends, used by `replay` and `run`.

@@ -59,6 +59,9 @@ pub struct Counters {
     pub alerts_fired: u64,
     /// Alerts resolved.
     pub alerts_resolved: u64,
+    /// Requests outside `--since`/`--until`, skipped.
+    #[serde(default)]
+    pub outside_range: u64,
 }
 
 /// What became of one input's lines (`skewtail_lines_total{input,result}`).
@@ -119,6 +122,8 @@ struct SavedInput {
 /// The whole parse → window → detect chain.
 #[derive(Debug)]
 pub struct Pipeline {
+    /// Only requests in this range of event time are counted (`--since`, `--until`).
+    range: crate::source::range::TimeRange,
     inputs: Vec<InputState>,
     detector: Detector,
     closed: Vec<WindowSummary>,
@@ -130,12 +135,18 @@ impl Pipeline {
     /// A pipeline with no inputs yet.
     pub fn new(detector: Detector) -> Self {
         Pipeline {
+            range: crate::source::range::TimeRange::default(),
             inputs: Vec::new(),
             detector,
             closed: Vec::new(),
             alerts: Vec::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// Counts only requests in `range` of event time; the others are `outside_range`.
+    pub fn set_range(&mut self, range: crate::source::range::TimeRange) {
+        self.range = range;
     }
 
     /// Adds an input; returns its index for [`Pipeline::push_line`].
@@ -302,6 +313,10 @@ impl Pipeline {
     /// [`Pipeline::push_line`].
     #[inline]
     pub fn push_record(&mut self, input: usize, record: &Record<'_>, observer: &mut impl Observer) {
+        if !self.range.contains(record.timestamp_ms) {
+            self.counters.outside_range += 1;
+            return;
+        }
         let state = &mut self.inputs[input];
         let pool = match record.pool {
             Some(name) => state.windower.pool(name),

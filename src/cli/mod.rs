@@ -347,12 +347,22 @@ pub struct ReplayArgs {
     /// Config file (formats, pools and weights, detector settings, sinks).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Format name: nginx (with --log-format; else combined), upstream, ingress_nginx, main, common, combined.
+    /// Format (default `auto`: recognised from the first lines): upstream, ingress_nginx,
+    /// nginx_json, nginx_proxy_manager, combined, main, common, haproxy, aws_alb, aws_elb,
+    /// envoy, envoy_json, traefik, traefik_json, caddy, gcp_lb; `nginx`, `haproxy` or `envoy`
+    /// with --log-format; `skewtail patterns list` for your own.
     #[arg(long)]
     pub format: Option<String>,
     /// The text of the nginx `log_format` that wrote the files.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Only requests from this time: RFC 3339 (2026-12-02T14:00:00Z), a date, or relative
+    /// (-2h, -30m, -1d). Plain files are searched by timestamp, not read from the start.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only requests before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
     /// Print NDJSON (alerts, windows, a summary) instead of a timeline.
     #[arg(long)]
     pub json: bool,
@@ -369,8 +379,10 @@ pub struct ReplayArgs {
     /// With --notify: how long to wait at the end for the sinks to deliver, seconds.
     #[arg(long, default_value_t = 30.0)]
     pub delivery_timeout: f64,
-    /// Log files, oldest first, read as one stream; `-` reads standard input. With --config
-    /// they take the first [[input]]'s format and pool; without FILEs the [[input]] paths are replayed.
+    /// Log files, globs or directories, plain, gzip or zstd (recognised by their first
+    /// bytes), put in time order by their first timestamps; `-` reads standard input. With
+    /// --config they take the first [[input]]'s format and pool; without FILEs the [[input]]
+    /// paths are replayed.
     pub files: Vec<PathBuf>,
 }
 

@@ -1,7 +1,7 @@
 //! `skewtail replay` and `skewtail demo`: the pipeline over files read once, on the logs' own
 //! time.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,15 +13,21 @@ use crate::config::{Settings, build_parser, no_backend_message};
 use crate::parse::Parser;
 use crate::pipeline::{Observer, Pipeline};
 use crate::report::{Report, Style};
+use crate::source::decompress::{Compression, decompressed};
+use crate::source::files::{ReplayFile, expand, in_time_order};
+use crate::source::range::{TimeRange, parse_time, start_offset};
 use crate::source::{LineReader, Next};
 use crate::synth::Scenario;
 
-/// A replay input: one parser and clock over files read in order.
+/// A replay input: one parser and clock over files read in time order.
 struct ReplayInput {
     name: String,
     parser: Parser,
     pool: String,
-    files: Vec<PathBuf>,
+    files: Vec<ReplayFile>,
+    /// Standard input, when its first lines were read to recognise its format (they are put
+    /// back in front).
+    stdin: Option<Box<dyn Read + Send>>,
 }
 
 fn display_name(path: &Path) -> String {
@@ -36,7 +42,7 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
     if args.files.is_empty() {
         if settings.inputs.is_empty() {
             bail!(
-                "nothing to replay: give log files (`skewtail replay FILE...`) or [[input]] entries in --config"
+                "nothing to replay: give log files, globs or directories (`skewtail replay FILE...`) or [[input]] entries in --config"
             );
         }
         if args.format.is_some() || args.log_format.is_some() {
@@ -44,39 +50,107 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                 "--format/--log-format apply to files given on the command line; set `format` per [[input]] in the config instead"
             );
         }
-        return Ok(settings
+        return settings
             .inputs
             .iter()
-            .map(|input| ReplayInput {
-                name: input.name.clone(),
-                parser: input.parser.clone(),
-                pool: input.pool.clone(),
-                files: vec![input.path.clone()],
+            .map(|input| {
+                let files =
+                    in_time_order(expand(std::slice::from_ref(&input.path))?, &input.parser)?;
+                Ok(ReplayInput {
+                    name: input.name.clone(),
+                    parser: input.parser.clone(),
+                    pool: input.pool.clone(),
+                    files,
+                    stdin: None,
+                })
             })
-            .collect());
+            .collect();
     }
-    let name = display_name(&args.files[0]);
+    let paths = expand(&args.files)?;
+    let name = display_name(&paths[0]);
     let first_input = settings.inputs.first();
-    let parser = if args.format.is_some() || args.log_format.is_some() || first_input.is_none() {
-        let sample = Some(args.files[0].as_path()).filter(|p| *p != Path::new("-"));
-        build_parser(
-            &settings.patterns,
-            args.format.as_deref(),
-            args.log_format.as_deref(),
-            &[],
-            sample,
-        )
-        .map_err(anyhow::Error::msg)?
-        .0
-    } else {
-        first_input.map(|i| i.parser.clone()).unwrap_or_else(|| unreachable!("checked above"))
+    let mut stdin = None;
+    let parser = match (&args.format, &args.log_format, first_input) {
+        (None, None, Some(input)) => input.parser.clone(),
+        (format, log_format, _) => {
+            let format =
+                format.as_deref().or(if log_format.is_some() { None } else { Some("auto") });
+            let sample = paths.iter().find(|p| *p != Path::new("-"));
+            match (format, sample) {
+                // Only standard input to look at: its first lines are read now and replayed
+                // before the rest.
+                (Some("auto"), None) => {
+                    let (reader, lines) = read_head(io::stdin())?;
+                    let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+                    stdin = Some(reader);
+                    crate::config::recognise(&settings.patterns, &lines, "stdin", &[])
+                        .map_err(anyhow::Error::msg)?
+                        .0
+                }
+                _ => {
+                    build_parser(
+                        &settings.patterns,
+                        format,
+                        log_format.as_deref(),
+                        &[],
+                        sample.map(PathBuf::as_path),
+                    )
+                    .map_err(anyhow::Error::msg)?
+                    .0
+                }
+            }
+        }
     };
     let pool = args
         .pool
         .clone()
         .or_else(|| first_input.map(|i| i.pool.clone()))
         .unwrap_or_else(|| name.clone());
-    Ok(vec![ReplayInput { name, parser, pool, files: args.files.clone() }])
+    let files = in_time_order(paths, &parser)?;
+    Ok(vec![ReplayInput { name, parser, pool, files, stdin }])
+}
+
+/// Standard input's first lines (decompressed), to recognise its format: the whole stream
+/// (those lines put back in front) and the lines.
+fn read_head(stdin: io::Stdin) -> anyhow::Result<(Box<dyn Read + Send>, Vec<Vec<u8>>)> {
+    let (mut reader, _) = decompressed(stdin)?;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    while head.iter().filter(|&&b| b == b'\n').count() < crate::config::AUTO_SAMPLE_LINES
+        && head.len() < 4 << 20
+    {
+        let n = reader.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let lines = head
+        .split(|&b| b == b'\n')
+        .take(crate::config::AUTO_SAMPLE_LINES)
+        .map(<[u8]>::to_vec)
+        .collect();
+    Ok((Box::new(io::Cursor::new(head).chain(reader)), lines))
+}
+
+/// `--since`/`--until` as a range.
+fn time_range(args: &ReplayArgs) -> anyhow::Result<TimeRange> {
+    let now = crate::live::wall_clock_ms();
+    let parse = |text: &Option<String>, flag: &str| -> anyhow::Result<Option<i64>> {
+        text.as_deref()
+            .map(|t| parse_time(t, now).map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+            .transpose()
+    };
+    let range = TimeRange {
+        since_ms: parse(&args.since, "--since")?,
+        until_ms: parse(&args.until, "--until")?,
+    };
+    if let (Some(since), Some(until)) = (range.since_ms, range.until_ms)
+        && since >= until
+    {
+        bail!("--since must be before --until");
+    }
+    Ok(range)
 }
 
 fn new_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -116,6 +190,60 @@ fn feed<R: Read>(
     }
 }
 
+/// Whether a whole file lies outside `range`: it starts after its end, or the next file
+/// (which begins where this one ends) starts before its beginning.
+fn outside(file: &ReplayFile, next_first: Option<i64>, range: TimeRange, margin_ms: i64) -> bool {
+    let starts_after = matches!((file.first_ms, range.until_ms), (Some(first), Some(until)) if first > until + margin_ms);
+    let ends_before = matches!((next_first, range.since_ms), (Some(next), Some(since)) if next < since - margin_ms);
+    starts_after || ends_before
+}
+
+/// Replays one file: decompressed as it needs, from where `--since` begins when it is plain
+/// (binary search), and warns when it shrank while it was read.
+#[allow(clippy::too_many_arguments)]
+fn read_file(
+    pipeline: &mut Pipeline,
+    index: usize,
+    file: &ReplayFile,
+    range: TimeRange,
+    margin_ms: i64,
+    parser: &mut Parser,
+    max_line: usize,
+    report: &mut impl Observer,
+    shrunk: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let path = &file.path;
+    let mut opened = crate::source::open_for_replay(path)?;
+    let size = opened.metadata()?.len();
+    let (n_lines, n_bytes) = match (file.compression, range.since_ms) {
+        (Compression::Plain, since) => {
+            let start = match since {
+                Some(since) => start_offset(&mut opened, size, since, margin_ms, parser)?,
+                None => 0,
+            };
+            opened.seek(io::SeekFrom::Start(start))?;
+            let (lines, bytes) = feed(pipeline, index, &opened, max_line, report)?;
+            if let Ok(metadata) = opened.metadata()
+                && metadata.len() < start + bytes
+            {
+                tracing::warn!(message = "The file shrank while it was read: the replay is incomplete.", file = %path.display(), read_bytes = start + bytes, size_now = metadata.len());
+                shrunk.push(format!(
+                    "{} ({} bytes read, {} now)",
+                    path.display(),
+                    start + bytes,
+                    metadata.len()
+                ));
+            }
+            (lines, bytes)
+        }
+        _ => feed(pipeline, index, decompressed(opened)?.0, max_line, report)?,
+    };
+    if n_lines == 0 && n_bytes == 0 {
+        tracing::warn!(message = "Empty input: nothing to replay from it.", file = %path.display());
+    }
+    Ok(())
+}
+
 fn is_broken_pipe(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::BrokenPipe
 }
@@ -125,15 +253,16 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         Some(path) => load_settings(path)?,
         None => Settings::defaults(),
     };
+    let range = time_range(args)?;
     let inputs = replay_inputs(args, &settings)?;
     for input in &inputs {
         if !input.parser.has_backend_field() {
-            bail!(
-                "{}",
-                no_backend_message(
-                    &args.format.clone().unwrap_or_else(|| "nginx (combined)".to_string())
-                )
-            );
+            let format = match (&args.format, &args.log_format) {
+                (Some(format), _) => format.clone(),
+                (None, Some(_)) => "nginx (log_format)".to_string(),
+                (None, None) => "recognised".to_string(),
+            };
+            bail!("{}", no_backend_message(&format));
         }
     }
     // Replay pages nobody unless asked: without --notify no sink is built, so their secrets
@@ -160,32 +289,46 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         }
     };
     let mut pipeline = Pipeline::new(settings.build_detector());
+    pipeline.set_range(range);
     let stdout = io::stdout().lock();
     let style = if args.json { Style::Json } else { Style::Human };
     let mut report = Report::new(io::BufWriter::with_capacity(64 * 1024, stdout), style, notifier);
 
+    // How far out of order lines may be around a --since/--until boundary.
+    let margin_ms =
+        i64::from(settings.detector.lateness_s + settings.detector.window_s) * 1000 + 60_000;
     // Files that shrank while they were read: their replay is incomplete.
     let mut shrunk = Vec::new();
-    for input in inputs {
-        let index = pipeline.add_input(&input.name, input.parser, &input.pool);
-        for path in &input.files {
-            let (n_lines, n_bytes) = if path == Path::new("-") {
-                feed(&mut pipeline, index, io::stdin().lock(), settings.max_line_bytes, &mut report)
+    for mut input in inputs {
+        let index = pipeline.add_input(&input.name, input.parser.clone(), &input.pool);
+        for (at, file) in input.files.iter().enumerate() {
+            let next_first = input.files.get(at + 1).and_then(|f| f.first_ms);
+            if outside(file, next_first, range, margin_ms) {
+                tracing::info!(message = "File outside --since/--until: skipped.", file = %file.path.display());
+                continue;
+            }
+            let read = if file.path == Path::new("-") {
+                let reader = match input.stdin.take() {
+                    Some(reader) => reader,
+                    None => decompressed(io::stdin())?.0,
+                };
+                feed(&mut pipeline, index, reader, settings.max_line_bytes, &mut report)
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
             } else {
-                let file = crate::source::open_for_replay(path)?;
-                let read = feed(&mut pipeline, index, &file, settings.max_line_bytes, &mut report);
-                if let (Ok((_, n_bytes)), Ok(metadata)) = (&read, file.metadata())
-                    && metadata.len() < *n_bytes
-                {
-                    tracing::warn!(message = "The file shrank while it was read: the replay is incomplete.", file = %path.display(), read_bytes = n_bytes, size_now = metadata.len());
-                    shrunk.push(format!("{} ({} bytes read, {} now)", path.display(), n_bytes, metadata.len()));
-                }
-                read
-            }
-            .with_context(|| format!("{}: read failed", path.display()))?;
-            if n_lines == 0 && n_bytes == 0 {
-                tracing::warn!(message = "Empty input: nothing to replay from it.", file = %path.display());
-            }
+                read_file(
+                    &mut pipeline,
+                    index,
+                    file,
+                    range,
+                    margin_ms,
+                    &mut input.parser,
+                    settings.max_line_bytes,
+                    &mut report,
+                    &mut shrunk,
+                )
+            };
+            read.with_context(|| format!("{}: read failed", file.path.display()))?;
         }
         pipeline.finish_input(index, &mut report);
     }

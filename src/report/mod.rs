@@ -3,8 +3,14 @@
 //! The report is an [`Observer`] of the pipeline. With a [`Notifier`] (`run`, `replay
 //! --notify`) it also hands every alert to the routes, on the same event time, so a replay
 //! delivers exactly the alerts the sidecar would have sent.
+//!
+//! `totals.rs` sums each backend over the whole input for the table that ends the timeline.
+
+pub mod totals;
 
 use std::io::{self, Write};
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::json;
@@ -31,6 +37,7 @@ pub struct Report<W: Write> {
     out: W,
     style: Style,
     notifier: Option<Notifier>,
+    totals: totals::Totals,
     /// The first write error (a closed pipe, a full disk); reported once at the end.
     error: Option<io::Error>,
 }
@@ -56,12 +63,14 @@ struct Summary<'a> {
     forgotten_backends: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     delivery: Option<&'a DeliveryTotals>,
+    /// Per pool, each backend over the whole input (busiest first).
+    backends: BTreeMap<String, Vec<totals::BackendRow>>,
 }
 
 impl<W: Write> Report<W> {
     /// A report writing to `out`.
     pub fn new(out: W, style: Style, notifier: Option<Notifier>) -> Self {
-        Report { out, style, notifier, error: None }
+        Report { out, style, notifier, totals: totals::Totals::default(), error: None }
     }
 
     fn emit(&mut self, write: impl FnOnce(&mut W) -> io::Result<()>) {
@@ -97,6 +106,11 @@ impl<W: Write> Report<W> {
         let style = self.style;
         let still_firing = detector.firing();
         let unjudged = detector.unjudged();
+        let backends: BTreeMap<String, Vec<totals::BackendRow>> = self
+            .totals
+            .pools()
+            .map(|pool| (pool.to_string(), self.totals.rows(pool, &detector.expected_shares(pool))))
+            .collect();
         self.emit(|out| match style {
             Style::Json => {
                 let summary = Summary {
@@ -106,6 +120,7 @@ impl<W: Write> Report<W> {
                     unjudged_pools: &unjudged,
                     forgotten_backends: detector.forgotten_backends(),
                     delivery,
+                    backends,
                 };
                 serde_json::to_writer(&mut *out, &summary)?;
                 writeln!(out)
@@ -123,6 +138,19 @@ impl<W: Write> Report<W> {
                 }
                 for pool in &unjudged {
                     writeln!(out, "pool {} was never judged: {}", pool.pool, pool.reason)?;
+                }
+                for (pool, rows) in &backends {
+                    write!(out, "\n{}", totals::text_table(pool, rows))?;
+                }
+                if counters.late > 0 {
+                    writeln!(
+                        out,
+                        "\nwarning: {} line(s) arrived later than the lateness bound after newer lines and were not counted; if the files are out of order, give them all (or their directory) and skewtail orders them by time",
+                        counters.late
+                    )?;
+                }
+                if counters.outside_range > 0 {
+                    writeln!(out, "{} line(s) outside --since/--until were skipped", counters.outside_range)?;
                 }
                 writeln!(
                     out,
@@ -169,6 +197,7 @@ fn severity_word(severity: Severity) -> &'static str {
 
 impl<W: Write> Observer for Report<W> {
     fn window(&mut self, window: &WindowSummary) {
+        self.totals.add(window);
         if let Some(notifier) = &mut self.notifier {
             notifier.tick(window.end_ms);
         }

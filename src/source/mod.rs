@@ -8,6 +8,10 @@
 //! Following live files (rotation, truncation, checkpoints) is `live::tailer`'s job; it reads
 //! through the same [`LineReader`].
 
+pub mod decompress;
+pub mod files;
+pub mod range;
+
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
