@@ -265,7 +265,14 @@ pub(super) fn explain(
     findings: Vec<Finding>,
     alerts: &mut Vec<AlertEvent>,
 ) {
-    for finding in findings {
+    for mut finding in findings {
+        // A resolve is decided after `resolve_for_s` of normal windows: the incident ended
+        // when they began, so its duration leaves that hold out.
+        if finding.state == AlertState::Resolved && finding.note.is_none() {
+            let hold = i64::from(config.resolve_for_s);
+            let e = &mut finding.evidence;
+            e.duration_s = (e.duration_s - hold).max(i64::from(config.window_s));
+        }
         let diagnosis = diagnose(&finding);
         let mut summary =
             format!("{}: {}", diagnosis.verdict.label(), describe(&finding, &pool.name, config));
