@@ -366,6 +366,12 @@ pub struct ReplayArgs {
     /// Print NDJSON (alerts, windows, a summary) instead of a timeline.
     #[arg(long)]
     pub json: bool,
+    /// Also write a Markdown postmortem draft here, with its charts as SVG files beside it.
+    #[arg(long, value_name = "FILE.md")]
+    pub report: Option<PathBuf>,
+    /// Also write one self-contained HTML page (SVG charts, no scripts) here.
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
     /// Exit with status 1 if any alert fired.
     #[arg(long)]
     pub fail_on_alert: bool,

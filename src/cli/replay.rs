@@ -12,7 +12,7 @@ use crate::alert::{Notifier, NotifierOptions};
 use crate::config::{Settings, build_parser, no_backend_message};
 use crate::parse::Parser;
 use crate::pipeline::{Observer, Pipeline};
-use crate::report::{Report, Style};
+use crate::report::{Documents, Report, Style};
 use crate::source::decompress::{Compression, decompressed};
 use crate::source::files::{ReplayFile, expand, in_time_order};
 use crate::source::range::{TimeRange, parse_time, start_offset};
@@ -292,7 +292,8 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     pipeline.set_range(range);
     let stdout = io::stdout().lock();
     let style = if args.json { Style::Json } else { Style::Human };
-    let mut report = Report::new(io::BufWriter::with_capacity(64 * 1024, stdout), style, notifier);
+    let mut report = Report::new(io::BufWriter::with_capacity(64 * 1024, stdout), style, notifier)
+        .with_documents(Documents { markdown: args.report.clone(), html: args.html.clone() });
 
     // How far out of order lines may be around a --since/--until boundary.
     let margin_ms =

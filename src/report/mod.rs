@@ -6,6 +6,8 @@
 //!
 //! `totals.rs` sums each backend over the whole input for the table that ends the timeline.
 
+pub mod charts;
+pub mod document;
 pub mod totals;
 
 use std::io::{self, Write};
@@ -38,6 +40,10 @@ pub struct Report<W: Write> {
     style: Style,
     notifier: Option<Notifier>,
     totals: totals::Totals,
+    series: charts::Series,
+    events: Vec<document::Event>,
+    span_ms: Option<(i64, i64)>,
+    documents: Documents,
     /// The first write error (a closed pipe, a full disk); reported once at the end.
     error: Option<io::Error>,
 }
@@ -46,6 +52,15 @@ impl<W: Write> std::fmt::Debug for Report<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Report").field("style", &self.style).finish_non_exhaustive()
     }
+}
+
+/// The incident documents to write at the end, if any.
+#[derive(Debug, Clone, Default)]
+pub struct Documents {
+    /// `--report`: the Markdown draft (its charts beside it).
+    pub markdown: Option<std::path::PathBuf>,
+    /// `--html`: the self-contained page.
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// The closing summary line.
@@ -64,13 +79,29 @@ struct Summary<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     delivery: Option<&'a DeliveryTotals>,
     /// Per pool, each backend over the whole input (busiest first).
-    backends: BTreeMap<String, Vec<totals::BackendRow>>,
+    backends: &'a BTreeMap<String, Vec<totals::BackendRow>>,
 }
 
 impl<W: Write> Report<W> {
     /// A report writing to `out`.
     pub fn new(out: W, style: Style, notifier: Option<Notifier>) -> Self {
-        Report { out, style, notifier, totals: totals::Totals::default(), error: None }
+        Report {
+            out,
+            style,
+            notifier,
+            totals: totals::Totals::default(),
+            series: charts::Series::default(),
+            events: Vec::new(),
+            span_ms: None,
+            documents: Documents::default(),
+            error: None,
+        }
+    }
+
+    /// Also writes these documents at the end.
+    pub fn with_documents(mut self, documents: Documents) -> Self {
+        self.documents = documents;
+        self
     }
 
     fn emit(&mut self, write: impl FnOnce(&mut W) -> io::Result<()>) {
@@ -120,7 +151,7 @@ impl<W: Write> Report<W> {
                     unjudged_pools: &unjudged,
                     forgotten_backends: detector.forgotten_backends(),
                     delivery,
-                    backends,
+                    backends: &backends,
                 };
                 serde_json::to_writer(&mut *out, &summary)?;
                 writeln!(out)
@@ -173,10 +204,49 @@ impl<W: Write> Report<W> {
             }
         });
         self.emit(Write::flush);
+        self.write_documents(counters, detector, &backends)?;
         match self.error {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    fn write_documents(
+        &self,
+        counters: &Counters,
+        detector: &Detector,
+        backends: &BTreeMap<String, Vec<totals::BackendRow>>,
+    ) -> io::Result<()> {
+        if self.documents.markdown.is_none() && self.documents.html.is_none() {
+            return Ok(());
+        }
+        let pools = self
+            .series
+            .pools()
+            .map(|pool| {
+                let expected = detector.expected_shares(pool);
+                document::PoolSection {
+                    pool: pool.to_string(),
+                    rows: backends.get(&**pool).cloned().unwrap_or_default(),
+                    charts: self.series.charts(pool, &expected, &document::periods(&self.events, pool)),
+                }
+            })
+            .collect();
+        let incident = document::Incident {
+            span_ms: self.span_ms.unwrap_or_default(),
+            lines: (counters.lines, counters.parsed),
+            events: self.events.clone(),
+            pools,
+        };
+        if let Some(path) = &self.documents.markdown {
+            let written = document::write_markdown(&incident, path)?;
+            tracing::info!(message = "Incident draft written.", path = %path.display(), files = written.len());
+        }
+        if let Some(path) = &self.documents.html {
+            std::fs::write(path, document::html(&incident))?;
+            tracing::info!(message = "HTML report written.", path = %path.display());
+        }
+        Ok(())
     }
 }
 
@@ -198,6 +268,9 @@ fn severity_word(severity: Severity) -> &'static str {
 impl<W: Write> Observer for Report<W> {
     fn window(&mut self, window: &WindowSummary) {
         self.totals.add(window);
+        self.series.add(window);
+        let (start, end) = self.span_ms.unwrap_or((window.start_ms, window.end_ms));
+        self.span_ms = Some((start.min(window.start_ms), end.max(window.end_ms)));
         if let Some(notifier) = &mut self.notifier {
             notifier.tick(window.end_ms);
         }
@@ -229,6 +302,9 @@ impl<W: Write> Observer for Report<W> {
     }
 
     fn alert(&mut self, alert: &AlertEvent) {
+        if self.events.len() < document::MAX_EVENTS {
+            self.events.push(document::Event::from_alert(alert));
+        }
         if let Some(notifier) = &mut self.notifier {
             notifier.accept(alert);
         }
