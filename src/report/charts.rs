@@ -390,10 +390,13 @@ mod tests {
         let periods = [Period { from_ms: 100_000, to_ms: Some(200_000), label: "skew <b2>".into() }];
         let charts = series.charts("api", &[(Arc::from("<b0>"), 0.25)], &periods);
         assert_eq!(charts.len(), 4);
-        for (_, svg) in &charts {
+        for (kind, svg) in &charts {
             assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
             assert!(svg.contains(r#"class="alert""#));
-            assert!(!svg.contains("<b0>") && svg.contains("&lt;b0&gt;"));
+            assert!(!svg.contains("<b0>") && !svg.contains("<b2>"));
+            if *kind != "rate" {
+                assert!(svg.contains("&lt;b0&gt;"), "{kind}");
+            }
         }
         assert!(charts[0].1.contains("stroke-dasharray"), "expected share drawn");
     }
