@@ -27,7 +27,7 @@ struct ReplayInput {
     files: Vec<ReplayFile>,
     /// Standard input, when its first lines were read to recognise its format (they are put
     /// back in front).
-    stdin: Option<Box<dyn Read + Send>>,
+    stdin: Option<AnyReader>,
 }
 
 fn display_name(path: &Path) -> String {
@@ -110,9 +110,12 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
     Ok(vec![ReplayInput { name, parser, pool, files, stdin }])
 }
 
+/// A stream of log bytes, decompressed.
+type AnyReader = Box<dyn Read + Send>;
+
 /// Standard input's first lines (decompressed), to recognise its format: the whole stream
 /// (those lines put back in front) and the lines.
-fn read_head(stdin: io::Stdin) -> anyhow::Result<(Box<dyn Read + Send>, Vec<Vec<u8>>)> {
+fn read_head(stdin: io::Stdin) -> anyhow::Result<(AnyReader, Vec<Vec<u8>>)> {
     let (mut reader, _) = decompressed(stdin)?;
     let mut head = Vec::new();
     let mut chunk = [0u8; 64 * 1024];

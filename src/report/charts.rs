@@ -77,11 +77,12 @@ pub struct Series {
 impl Series {
     /// Adds a closed window.
     pub fn add(&mut self, window: &WindowSummary) {
-        let pool = self.pools.entry(window.pool.clone()).or_insert_with(|| PoolSeries {
-            per_point: 1,
-            ..PoolSeries::default()
-        });
-        let mut point = Point { start_ms: window.start_ms, end_ms: window.end_ms, backends: Vec::new() };
+        let pool = self
+            .pools
+            .entry(window.pool.clone())
+            .or_insert_with(|| PoolSeries { per_point: 1, ..PoolSeries::default() });
+        let mut point =
+            Point { start_ms: window.start_ms, end_ms: window.end_ms, backends: Vec::new() };
         for b in &window.backends {
             let index = match pool.names.iter().position(|n| *n == b.backend) {
                 Some(index) => index,
@@ -116,10 +117,10 @@ impl Series {
             }
             None => pool.pending = Some((point, 1)),
         }
-        if pool.pending.as_ref().is_some_and(|(_, n)| *n >= per_point) {
-            if let Some((done, _)) = pool.pending.take() {
-                pool.points.push(done);
-            }
+        if pool.pending.as_ref().is_some_and(|(_, n)| *n >= per_point)
+            && let Some((done, _)) = pool.pending.take()
+        {
+            pool.points.push(done);
         }
         if pool.points.len() >= MAX_POINTS {
             let merged: Vec<Point> = pool
@@ -185,7 +186,15 @@ impl Series {
             periods,
         };
         vec![
-            ("share", frame.draw("Share of the pool's requests, % (dashed: expected)", &names, &share, &expected_lines)),
+            (
+                "share",
+                frame.draw(
+                    "Share of the pool's requests, % (dashed: expected)",
+                    &names,
+                    &share,
+                    &expected_lines,
+                ),
+            ),
             ("rate", frame.draw("Requests per second", &["pool".to_string()], &rate, &[])),
             ("errors", frame.draw("5xx, % of each backend's requests", &names, &errors, &[])),
             ("p99", frame.draw("p99 backend latency, ms", &names, &p99, &[])),
@@ -294,13 +303,22 @@ impl Frame<'_> {
             for (t, v) in self.times.iter().zip(line) {
                 match v {
                     Some(v) => {
-                        let _ = write!(path, "{}{:.1},{:.1} ", if pen_down { "L" } else { "M" }, self.x(*t), y(*v));
+                        let _ = write!(
+                            path,
+                            "{}{:.1},{:.1} ",
+                            if pen_down { "L" } else { "M" },
+                            self.x(*t),
+                            y(*v)
+                        );
                         pen_down = true;
                     }
                     None => pen_down = false,
                 }
             }
-            let _ = write!(svg, r#"<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>"#);
+            let _ = write!(
+                svg,
+                r#"<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>"#
+            );
             if let Some(Some(e)) = expected.get(index) {
                 let _ = write!(
                     svg,
@@ -387,7 +405,8 @@ mod tests {
         }
         let pool = series.pools.get("api").unwrap();
         assert!(pool.points.len() < MAX_POINTS && pool.points.len() > MAX_POINTS / 4);
-        let periods = [Period { from_ms: 100_000, to_ms: Some(200_000), label: "skew <b2>".into() }];
+        let periods =
+            [Period { from_ms: 100_000, to_ms: Some(200_000), label: "skew <b2>".into() }];
         let charts = series.charts("api", &[(Arc::from("<b0>"), 0.25)], &periods);
         assert_eq!(charts.len(), 4);
         for (kind, svg) in &charts {

@@ -46,10 +46,13 @@ impl Event {
     /// From a detector state change.
     pub fn from_alert(alert: &AlertEvent) -> Self {
         let what = match alert.kind {
-            crate::detect::AlertKind::Skew => format!("skew {}", match alert.direction {
-                crate::detect::Direction::Over => "over",
-                crate::detect::Direction::Under => "under",
-            }),
+            crate::detect::AlertKind::Skew => format!(
+                "skew {}",
+                match alert.direction {
+                    crate::detect::Direction::Over => "over",
+                    crate::detect::Direction::Under => "under",
+                }
+            ),
             kind => kind.name().to_string(),
         };
         Event {
@@ -137,7 +140,10 @@ impl Incident {
             .map(|e| {
                 let time = format_rfc3339(e.at_ms);
                 let what = if e.firing {
-                    format!("{} {} started on {} in pool {}: {}", e.severity, e.what, e.backend, e.pool, e.summary)
+                    format!(
+                        "{} {} started on {} in pool {}: {}",
+                        e.severity, e.what, e.backend, e.pool, e.summary
+                    )
                 } else {
                     format!(
                         "{} on {} in pool {} resolved after {}",
@@ -186,7 +192,12 @@ pub fn markdown(incident: &Incident, stem: &str) -> (String, Vec<(String, String
         let _ = writeln!(out, "Nothing to diagnose.\n");
     }
     for (diagnosis, n) in diagnoses {
-        let _ = writeln!(out, "- **{}**: {n} alert(s). {}", md(&diagnosis), diagnosis_meaning(&diagnosis));
+        let _ = writeln!(
+            out,
+            "- **{}**: {n} alert(s). {}",
+            md(&diagnosis),
+            diagnosis_meaning(&diagnosis)
+        );
     }
     let _ = writeln!(out, "\n## Timeline (UTC)\n");
     for (time, what) in incident.timeline_lines() {
@@ -194,7 +205,10 @@ pub fn markdown(incident: &Incident, stem: &str) -> (String, Vec<(String, String
     }
     for section in &incident.pools {
         let _ = writeln!(out, "\n## Pool {}\n", md(&section.pool));
-        let _ = writeln!(out, "| backend | requests | share | expected | 5xx | p99 |\n|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| backend | requests | share | expected | 5xx | p99 |\n|---|---:|---:|---:|---:|---:|"
+        );
         for r in &section.rows {
             let p99 = r.p99_ms.map_or("-".to_string(), |ms| format!("{ms:.0} ms"));
             let _ = writeln!(
@@ -233,7 +247,12 @@ pub fn html(incident: &Incident) -> String {
     let _ = writeln!(out, "<h2>Summary</h2><p>{}</p>", xml(&incident.headline()));
     let _ = writeln!(out, "<h2>Diagnosis</h2><ul>");
     for (diagnosis, n) in incident.diagnoses() {
-        let _ = writeln!(out, "<li><strong>{}</strong>: {n} alert(s). {}</li>", xml(&diagnosis), diagnosis_meaning(&diagnosis));
+        let _ = writeln!(
+            out,
+            "<li><strong>{}</strong>: {n} alert(s). {}</li>",
+            xml(&diagnosis),
+            diagnosis_meaning(&diagnosis)
+        );
     }
     let _ = writeln!(out, "</ul><h2>Timeline (UTC)</h2><ul>");
     for (time, what) in incident.timeline_lines() {
@@ -242,9 +261,14 @@ pub fn html(incident: &Incident) -> String {
     let _ = writeln!(out, "</ul>");
     for section in &incident.pools {
         let _ = writeln!(out, "<h2>Pool {}</h2>", xml(&section.pool));
-        let _ = writeln!(out, "<table><tr><th>backend</th><th>requests</th><th>share</th><th>expected</th><th>5xx</th><th>p99</th></tr>");
+        let _ = writeln!(
+            out,
+            "<table><tr><th>backend</th><th>requests</th><th>share</th><th>expected</th><th>5xx</th><th>p99</th></tr>"
+        );
         for r in &section.rows {
-            let off = r.expected.is_some_and(|e| e > 0.0 && (r.share / e >= 1.5 || r.share / e <= 1.0 / 1.5));
+            let off = r
+                .expected
+                .is_some_and(|e| e > 0.0 && (r.share / e >= 1.5 || r.share / e <= 1.0 / 1.5));
             let p99 = r.p99_ms.map_or("-".to_string(), |ms| format!("{ms:.0} ms"));
             let _ = writeln!(
                 out,
@@ -259,7 +283,11 @@ pub fn html(incident: &Incident) -> String {
         }
         let _ = writeln!(out, "</table>");
         for (kind, svg) in &section.charts {
-            let _ = writeln!(out, "<div class=\"chart\" id=\"{}-{kind}\">{svg}</div>", file_safe(&section.pool));
+            let _ = writeln!(
+                out,
+                "<div class=\"chart\" id=\"{}-{kind}\">{svg}</div>",
+                file_safe(&section.pool)
+            );
         }
     }
     out.push_str("<p><small>Shaded: alert periods, from when each condition began to its resolve.</small></p>\n</body></html>\n");
@@ -268,9 +296,13 @@ pub fn html(incident: &Incident) -> String {
 
 fn diagnosis_meaning(diagnosis: &str) -> &'static str {
     match diagnosis {
-        "balancer" => "One or a few backends took more or less than their share: look at the balancer's config and health checks first.",
+        "balancer" => {
+            "One or a few backends took more or less than their share: look at the balancer's config and health checks first."
+        }
         "backend" => "One backend failed or slowed at its normal share: look at that server.",
-        "shared dependency" => "Every backend failed alike at even shares: look behind them (a database, a cache).",
+        "shared dependency" => {
+            "Every backend failed alike at even shares: look behind them (a database, a cache)."
+        }
         "load" => "The whole pool received more traffic, evenly spread.",
         _ => "",
     }

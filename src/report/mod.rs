@@ -228,7 +228,11 @@ impl<W: Write> Report<W> {
                 document::PoolSection {
                     pool: pool.to_string(),
                     rows: backends.get(&**pool).cloned().unwrap_or_default(),
-                    charts: self.series.charts(pool, &expected, &document::periods(&self.events, pool)),
+                    charts: self.series.charts(
+                        pool,
+                        &expected,
+                        &document::periods(&self.events, pool),
+                    ),
                 }
             })
             .collect();

@@ -9,6 +9,7 @@ mod balancers;
 mod deploy;
 mod errors;
 mod fleet;
+mod forensics;
 mod haproxy;
 mod hostile;
 mod lint;

@@ -1,0 +1,270 @@
+//! Forensics: a directory of rotated, compressed logs replays in time order whatever the
+//! argument order; `--since/--until` slices; the Markdown and HTML reports, the HTML rendered
+//! by a real headless Chromium and its charts checked pixel by pixel.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// 60 minutes at 40 req/s; 10.0.0.3:8080 takes half the traffic from minute 20 to 35.
+fn incident_log(dir: &Path) -> PathBuf {
+    let path = dir.join("all.log");
+    let output = skewtail()
+        .args([
+            "simulate",
+            "--format",
+            "upstream",
+            "--duration",
+            "60m",
+            "--incident",
+            "skew@20m+15m:backend=2,share=0.5",
+            "--out",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    path
+}
+
+/// The log cut in three, rotated as logrotate leaves it: `.2.gz`, `.1.zst`, and the live file.
+fn rotated_set(dir: &Path, log: &Path) -> PathBuf {
+    let text = std::fs::read(log).unwrap();
+    let lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+    let third = lines.len() / 3;
+    let logs = dir.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&lines[..third].concat()).unwrap();
+    std::fs::write(logs.join("access.log.2.gz"), gz.finish().unwrap()).unwrap();
+    let zst = zstd::encode_all(&lines[third..2 * third].concat()[..], 3).unwrap();
+    std::fs::write(logs.join("access.log.1.zst"), zst).unwrap();
+    std::fs::write(logs.join("access.log"), lines[2 * third..].concat()).unwrap();
+    logs
+}
+
+fn alerts(objects: &[Value]) -> Vec<(String, String, String)> {
+    of_type(objects, "alert")
+        .iter()
+        .map(|a| {
+            (
+                a["state"].as_str().unwrap().into(),
+                a["backend"].as_str().unwrap().into(),
+                a["at"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn rotated_compressed_logs_replay_in_time_order_whatever_the_argument_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = incident_log(dir.path());
+    let logs = rotated_set(dir.path(), &log);
+    let (_, whole) = replay_json(&log, &["--pool", "api"]);
+    // Newest first, as a shell expands access.log*; a directory; and stdin, compressed.
+    let newest_first: Vec<PathBuf> = ["access.log", "access.log.1.zst", "access.log.2.gz"]
+        .iter()
+        .map(|n| logs.join(n))
+        .collect();
+    let by_args = skewtail()
+        .args(["replay", "--json", "--pool", "api"])
+        .args(&newest_first)
+        .output()
+        .unwrap();
+    assert!(by_args.status.success(), "{}", stderr(&by_args));
+    let by_dir =
+        skewtail().args(["replay", "--json", "--pool", "api"]).arg(&logs).output().unwrap();
+    assert!(by_dir.status.success(), "{}", stderr(&by_dir));
+    for output in [&by_args, &by_dir] {
+        let objects = ndjson(output);
+        assert_eq!(summary(&objects)["late"], 0, "{}", summary(&objects));
+        assert_eq!(summary(&objects)["parsed"], summary(&whole)["parsed"]);
+        assert_eq!(alerts(&objects), alerts(&whole));
+    }
+    assert_eq!(alerts(&whole).len(), 2, "one skew, fired and resolved: {:?}", alerts(&whole));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&std::fs::read(&log).unwrap()).unwrap();
+    let mut child = skewtail()
+        .args(["replay", "--json", "--pool", "api", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let compressed = gz.finish().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&compressed));
+    let piped = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert_eq!(alerts(&ndjson(&piped)), alerts(&whole), "gzip on stdin, format recognised");
+}
+
+#[test]
+fn since_and_until_slice_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = incident_log(dir.path());
+    let (_, whole) = replay_json(&log, &["--pool", "api"]);
+    let first = of_type(&whole, "window")[0]["start"].as_str().unwrap().to_string();
+    let start = chrono::DateTime::parse_from_rfc3339(&first).unwrap();
+    let since = (start + chrono::Duration::minutes(15)).to_rfc3339();
+    let until = (start + chrono::Duration::minutes(45)).to_rfc3339();
+    let (_, slice) = replay_json(&log, &["--pool", "api", "--since", &since, "--until", &until]);
+    let windows = of_type(&slice, "window");
+    let starts: Vec<i64> = windows.iter().map(|w| unix_s(&w["start"])).collect();
+    assert!(
+        starts
+            .iter()
+            .all(|s| *s >= start.timestamp() + 15 * 60 && *s < start.timestamp() + 45 * 60),
+        "{starts:?}"
+    );
+    assert!(windows.len() >= 170, "{} windows", windows.len());
+    assert!(summary(&slice)["outside_range"].as_u64().unwrap() > 0);
+    // The incident lies inside the slice: the same alerts.
+    assert_eq!(alerts(&slice), alerts(&whole));
+    let output = skewtail().args(["replay", "--since", "yesterday"]).arg(&log).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("-2h"), "{}", stderr(&output));
+}
+
+/// A PNG decoded to (width, height, RGB rows).
+fn decode_png(path: &Path) -> (u32, u32, Vec<u8>, usize) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    let channels = info.color_type.samples();
+    (info.width, info.height, buffer, channels)
+}
+
+fn pixel(image: &(u32, u32, Vec<u8>, usize), x: u32, y: u32) -> (u8, u8, u8) {
+    let (width, _, data, channels) = image;
+    let at = (y as usize * *width as usize + x as usize) * channels;
+    (data[at], data[at + 1], data[at + 2])
+}
+
+fn near(a: (u8, u8, u8), b: (u8, u8, u8)) -> bool {
+    a.0.abs_diff(b.0) <= 6 && a.1.abs_diff(b.1) <= 6 && a.2.abs_diff(b.2) <= 6
+}
+
+/// Renders `file` in headless Chromium at `width`×`height` to a PNG.
+fn screenshot(file: &Path, width: u32, height: u32, png: &Path) {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .expect("chromium (apt-get install chromium)");
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", file.display()))
+        .output()
+        .unwrap();
+    assert!(png.exists(), "chromium drew nothing: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn reports_for_a_postmortem_markdown_and_html_drawn_by_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = incident_log(dir.path());
+    let md = dir.path().join("incident.md");
+    let html = dir.path().join("report.html");
+    let output = skewtail()
+        .args(["replay", "--pool", "api", "--report"])
+        .arg(&md)
+        .arg("--html")
+        .arg(&html)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("pool api") && text.contains("10.0.0.3:8080"),
+        "the per-backend table: {text}"
+    );
+
+    let draft = std::fs::read_to_string(&md).unwrap();
+    for part in [
+        "## Summary",
+        "## Diagnosis",
+        "**balancer**",
+        "## Timeline (UTC)",
+        "| backend | requests | share | expected | 5xx | p99 |",
+        "![share](incident-api-share.svg)",
+    ] {
+        assert!(draft.contains(part), "{part} missing from:\n{draft}");
+    }
+    for kind in ["share", "rate", "errors", "p99"] {
+        let svg =
+            std::fs::read_to_string(dir.path().join(format!("incident-api-{kind}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("class=\"alert\""), "{kind}");
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("<script"), "no scripts");
+    assert_eq!(page.matches("<svg").count(), 4);
+    assert!(page.contains("@media print"));
+
+    // The share chart alone, at its own size: the alert period (minute 20 to about 35 of 60)
+    // is shaded where it should be, and the time before it is not.
+    let share = dir.path().join("incident-api-share.svg");
+    let png_path = dir.path().join("share.png");
+    screenshot(&share, 900, 260, &png_path);
+    let image = decode_png(&png_path);
+    assert_eq!((image.0, image.1), (900, 260), "chart size");
+    let plot = |minute: f64| (60.0 + minute / 60.0 * (900.0 - 60.0 - 170.0)) as u32;
+    let shade = (0xf4, 0xc7, 0xc3);
+    for minute in [22.0, 27.5, 33.0] {
+        assert!(
+            near(pixel(&image, plot(minute), 40), shade),
+            "minute {minute}: {:?}",
+            pixel(&image, plot(minute), 40)
+        );
+    }
+    for minute in [5.0, 15.0, 45.0, 55.0] {
+        assert!(
+            near(pixel(&image, plot(minute), 40), (255, 255, 255)),
+            "minute {minute}: {:?}",
+            pixel(&image, plot(minute), 40)
+        );
+    }
+    // The culprit's line is drawn high (about 50%) inside the period, low outside it.
+    let column_has_colour = |x: u32, from_y: u32, to_y: u32| {
+        (from_y..to_y).any(|y| {
+            let p = pixel(&image, x, y);
+            !near(p, shade) && !near(p, (255, 255, 255)) && !near(p, (0xdd, 0xdd, 0xdd))
+        })
+    };
+    assert!(column_has_colour(plot(27.5), 110, 150), "no line near 50% during the skew");
+    // The whole page renders with all four charts shaded.
+    let page_png = dir.path().join("page.png");
+    screenshot(&html, 1000, 2600, &page_png);
+    let page_image = decode_png(&page_png);
+    assert_eq!((page_image.0, page_image.1), (1000, 2600));
+    let shaded = (0..page_image.1)
+        .step_by(2)
+        .flat_map(|y| (0..page_image.0).step_by(2).map(move |x| (x, y)))
+        .filter(|(x, y)| near(pixel(&page_image, *x, *y), shade))
+        .count();
+    assert!(shaded > 4 * 2000, "{shaded} shaded pixels (sampled) for four charts");
+}
