@@ -29,9 +29,10 @@ fn main() -> ExitCode {
         Err(error) => {
             // `replay | head` closing the pipe is not a failure (as ripgrep does).
             let broken_pipe = error.chain().any(|cause| {
-                cause
-                    .downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+                let io = cause.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+                let json =
+                    cause.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind());
+                io.or(json) == Some(std::io::ErrorKind::BrokenPipe)
             });
             if broken_pipe {
                 return ExitCode::SUCCESS;

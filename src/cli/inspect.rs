@@ -44,20 +44,21 @@ pub(super) fn parse(args: &ParseArgs) -> anyhow::Result<Outcome> {
     let stdin_only = [PathBuf::from("-")];
     let files = if args.files.is_empty() { &stdin_only[..] } else { &args.files[..] };
     let sample = Some(files[0].as_path()).filter(|p| *p != Path::new("-"));
-    let (mut parser, _) = build_parser(
-        &settings.patterns,
-        args.format.as_deref(),
-        args.log_format.as_deref(),
-        &[],
-        sample,
-    )
-    .map_err(anyhow::Error::msg)?;
+    // `auto` needs a file to look at; standard input alone keeps nginx's combined default.
+    let format = match (&args.format, &args.log_format, sample) {
+        (None, None, Some(_)) => Some("auto"),
+        (format, _, _) => format.as_deref(),
+    };
+    let (mut parser, _) =
+        build_parser(&settings.patterns, format, args.log_format.as_deref(), &[], sample)
+            .map_err(anyhow::Error::msg)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
+    let (mut n_lines, mut n_parsed) = (0u64, 0u64);
     for path in files {
-        let source: Box<dyn Read> = if path == Path::new("-") {
-            Box::new(io::stdin().lock())
+        let source: Box<dyn Read + Send> = if path == Path::new("-") {
+            crate::source::decompress::decompressed(io::stdin())?.0
         } else {
-            Box::new(crate::source::open_for_replay(path)?)
+            crate::source::decompress::decompressed(crate::source::open_for_replay(path)?)?.0
         };
         let mut reader = LineReader::new(source, settings.max_line_bytes);
         loop {
@@ -71,11 +72,18 @@ pub(super) fn parse(args: &ParseArgs) -> anyhow::Result<Outcome> {
                 }),
                 Next::End => break,
             };
+            n_lines += 1;
+            n_parsed += u64::from(object["kind"] == "access");
             serde_json::to_writer(&mut out, &object)?;
             writeln!(out)?;
         }
     }
     out.flush()?;
+    if n_lines > 0 && n_parsed == 0 {
+        anyhow::bail!(
+            "none of the {n_lines} lines parsed; `skewtail patterns test FILE` shows which format fits and where lines stop matching"
+        );
+    }
     Ok(Outcome::Clean)
 }
 

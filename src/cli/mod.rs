@@ -84,6 +84,13 @@ pub enum Command {
     /// Send marked requests through a balancer and check the split in its access log
     /// (exit 1 when it is off).
     Rehearse(RehearseArgs),
+    /// Print shell completions: `skewtail completions bash > /etc/bash_completion.d/skewtail`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `skewtail man > /usr/local/share/man/man1/skewtail.1`.
+    Man,
 }
 
 /// `skewtail rehearse`.
@@ -470,6 +477,16 @@ pub fn execute(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Silence(command) => alerting::silence(&command),
         Command::Lint(args) => lint::lint(&args),
         Command::Rehearse(args) => rehearse::rehearse(&args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "skewtail", &mut std::io::stdout());
+            Ok(Outcome::Clean)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(Outcome::Clean)
+        }
     }
 }
 

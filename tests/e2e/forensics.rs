@@ -268,3 +268,40 @@ fn reports_for_a_postmortem_markdown_and_html_drawn_by_a_real_browser() {
         .count();
     assert!(shaded > 4 * 2000, "{shaded} shaded pixels (sampled) for four charts");
 }
+
+#[test]
+fn command_line_polish_pipes_completions_man_and_parse_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = incident_log(dir.path());
+    // A reader that stops after one line: a quiet exit 0, not "Broken pipe".
+    for args in [vec!["replay", "--json"], vec!["replay"], vec!["parse"]] {
+        let mut child = skewtail()
+            .args(&args)
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 64];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
+        assert!(!stderr(&output).contains("Broken pipe"), "{args:?}: {}", stderr(&output));
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let output = skewtail().args(["completions", shell]).output().unwrap();
+        assert!(output.status.success());
+        assert!(String::from_utf8_lossy(&output.stdout).contains("rehearse"), "{shell}");
+    }
+    let man = skewtail().arg("man").output().unwrap();
+    assert!(String::from_utf8_lossy(&man.stdout).contains(".TH skewtail 1"));
+    let garbage = dir.path().join("garbage.log");
+    std::fs::write(&garbage, "not a log line\nnor this\n").unwrap();
+    let output = skewtail().args(["parse", "--format", "upstream"]).arg(&garbage).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("none of the 2 lines parsed"), "{}", stderr(&output));
+    let output = skewtail().args(["replay", "--format", "upstrem"]).arg(&log).output().unwrap();
+    assert!(stderr(&output).contains("did you mean `upstream`?"), "{}", stderr(&output));
+}
