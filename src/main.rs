@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     match execute(cli) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::AlertsFired | Outcome::Findings) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(error) => {
             // `replay | head` closing the pipe is not a failure (as ripgrep does).
             let broken_pipe = error.chain().any(|cause| {

@@ -379,6 +379,9 @@ pub struct ReplayArgs {
     /// Also write one self-contained HTML page (SVG charts, no scripts) here.
     #[arg(long, value_name = "FILE.html")]
     pub html: Option<PathBuf>,
+    /// No progress bar (it is drawn only on a terminal anyway).
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Exit with status 1 if any alert fired.
     #[arg(long)]
     pub fail_on_alert: bool,
@@ -457,6 +460,8 @@ pub enum Outcome {
     AlertsFired,
     /// A check found problems at or above the severity asked for (`lint`).
     Findings,
+    /// Stopped by Ctrl-C after printing partial results.
+    Interrupted,
 }
 
 /// Runs a parsed command line.

@@ -18,6 +18,9 @@ use crate::source::files::{ReplayFile, expand, in_time_order};
 use crate::source::range::{TimeRange, parse_time, start_offset};
 use crate::source::{LineReader, Next};
 use crate::synth::Scenario;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A replay input: one parser and clock over files read in time order.
 struct ReplayInput {
@@ -164,32 +167,99 @@ fn new_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime for alert delivery")
 }
 
-/// Reads every line of `reader` into input `input` of the pipeline; returns the number of
-/// lines and of bytes read.
-fn feed<R: Read>(
-    pipeline: &mut Pipeline,
-    input: usize,
-    reader: R,
-    max_line: usize,
-    observer: &mut impl Observer,
-) -> io::Result<(u64, u64)> {
-    let mut lines = LineReader::new(reader, max_line);
-    let mut n_lines = 0;
-    loop {
-        match lines.next_line(true)? {
-            Next::Line(line) => pipeline.push_line(input, line, observer),
-            Next::TooLong { number, length } => pipeline.push_too_long(input, number, length),
-            Next::End => {
-                if lines.cr_only() {
-                    tracing::warn!(
-                        message = "Lines end in CR only (old Mac style); read as such.",
-                        lines = n_lines
-                    );
+/// Lines between looks at the progress bar and the interrupt flag.
+const CHECK_EVERY: u64 = 8192;
+
+/// Reads lines into the pipeline, with a progress bar on a terminal and Ctrl-C.
+struct Feeder {
+    bar: ProgressBar,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Feeder {
+    /// No bar, no signal handling (the demo).
+    fn quiet() -> Self {
+        Feeder { bar: ProgressBar::hidden(), interrupted: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// A bar over `total_bytes` when known (plain files), drawn only on a terminal and
+    /// without `--quiet`; Ctrl-C stops reading (a second one exits at once).
+    fn new(total_bytes: Option<u64>, quiet: bool) -> Self {
+        let draw = !quiet && io::IsTerminal::is_terminal(&io::stderr());
+        let bar = match (draw, total_bytes) {
+            (false, _) => ProgressBar::hidden(),
+            (true, Some(total)) => ProgressBar::new(total),
+            (true, None) => ProgressBar::new_spinner(),
+        };
+        let template = if total_bytes.is_some() {
+            "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg} eta {eta}"
+        } else {
+            "{spinner} {bytes} {bytes_per_sec} {msg}"
+        };
+        bar.set_style(
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let flag = interrupted.clone();
+        std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    flag.store(true, Ordering::SeqCst);
                 }
-                return Ok((n_lines, lines.offset()));
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            });
+        });
+        Feeder { bar, interrupted }
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+
+    /// Reads every line of `reader` into input `input` of the pipeline (until Ctrl-C);
+    /// returns the number of lines and of bytes read.
+    fn feed<R: Read>(
+        &self,
+        pipeline: &mut Pipeline,
+        input: usize,
+        reader: R,
+        max_line: usize,
+        observer: &mut impl Observer,
+    ) -> io::Result<(u64, u64)> {
+        let mut lines = LineReader::new(reader, max_line);
+        let mut n_lines = 0;
+        let mut reported = 0;
+        loop {
+            match lines.next_line(true)? {
+                Next::Line(line) => pipeline.push_line(input, line, observer),
+                Next::TooLong { number, length } => pipeline.push_too_long(input, number, length),
+                Next::End => {
+                    if lines.cr_only() {
+                        tracing::warn!(
+                            message = "Lines end in CR only (old Mac style); read as such.",
+                            lines = n_lines
+                        );
+                    }
+                    self.bar.inc(lines.offset() - reported);
+                    return Ok((n_lines, lines.offset()));
+                }
+            }
+            n_lines += 1;
+            if n_lines.is_multiple_of(CHECK_EVERY) {
+                self.bar.inc(lines.offset() - reported);
+                reported = lines.offset();
+                self.bar.set_message(format!("{} lines", pipeline.counters().lines));
+                if self.interrupted() {
+                    return Ok((n_lines, lines.offset()));
+                }
             }
         }
-        n_lines += 1;
     }
 }
 
@@ -205,6 +275,7 @@ fn outside(file: &ReplayFile, next_first: Option<i64>, range: TimeRange, margin_
 /// (binary search), and warns when it shrank while it was read.
 #[allow(clippy::too_many_arguments)]
 fn read_file(
+    feeder: &Feeder,
     pipeline: &mut Pipeline,
     index: usize,
     file: &ReplayFile,
@@ -225,7 +296,7 @@ fn read_file(
                 None => 0,
             };
             opened.seek(io::SeekFrom::Start(start))?;
-            let (lines, bytes) = feed(pipeline, index, &opened, max_line, report)?;
+            let (lines, bytes) = feeder.feed(pipeline, index, &opened, max_line, report)?;
             if let Ok(metadata) = opened.metadata()
                 && metadata.len() < start + bytes
             {
@@ -239,7 +310,7 @@ fn read_file(
             }
             (lines, bytes)
         }
-        _ => feed(pipeline, index, decompressed(opened)?.0, max_line, report)?,
+        _ => feeder.feed(pipeline, index, decompressed(opened)?.0, max_line, report)?,
     };
     if n_lines == 0 && n_bytes == 0 {
         tracing::warn!(message = "Empty input: nothing to replay from it.", file = %path.display());
@@ -303,6 +374,15 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         i64::from(settings.detector.lateness_s + settings.detector.window_s) * 1000 + 60_000;
     // Files that shrank while they were read: their replay is incomplete.
     let mut shrunk = Vec::new();
+    let plain_total: Option<u64> = inputs
+        .iter()
+        .flat_map(|i| &i.files)
+        .map(|f| {
+            (f.compression == Compression::Plain && f.path != Path::new("-"))
+                .then(|| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
+        })
+        .sum();
+    let feeder = Feeder::new(plain_total.filter(|_| range.is_all()), args.quiet);
     for mut input in inputs {
         let index = pipeline.add_input(&input.name, input.parser.clone(), &input.pool);
         for (at, file) in input.files.iter().enumerate() {
@@ -316,11 +396,13 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                     Some(reader) => reader,
                     None => decompressed(io::stdin())?.0,
                 };
-                feed(&mut pipeline, index, reader, settings.max_line_bytes, &mut report)
+                feeder
+                    .feed(&mut pipeline, index, reader, settings.max_line_bytes, &mut report)
                     .map(|_| ())
                     .map_err(anyhow::Error::from)
             } else {
                 read_file(
+                    &feeder,
                     &mut pipeline,
                     index,
                     file,
@@ -333,8 +415,19 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 )
             };
             read.with_context(|| format!("{}: read failed", file.path.display()))?;
+            if feeder.interrupted() {
+                break;
+            }
         }
         pipeline.finish_input(index, &mut report);
+        if feeder.interrupted() {
+            break;
+        }
+    }
+    feeder.bar.finish_and_clear();
+    let interrupted = feeder.interrupted();
+    if interrupted {
+        report.set_interrupted();
     }
     let counters = pipeline.counters();
     let delivery = match (report.take_notifier(), &runtime) {
@@ -382,6 +475,9 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
             counters.lines
         );
     }
+    if interrupted {
+        return Ok(Outcome::Interrupted);
+    }
     Ok(outcome(args.fail_on_alert, counters.alerts_fired))
 }
 
@@ -411,7 +507,7 @@ pub(super) fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
     }
     let style = if args.json { Style::Json } else { Style::Human };
     let mut report = Report::new(io::BufWriter::new(stdout), style, None);
-    feed(&mut pipeline, index, &log[..], settings.max_line_bytes, &mut report)?;
+    Feeder::quiet().feed(&mut pipeline, index, &log[..], settings.max_line_bytes, &mut report)?;
     pipeline.finish_input(index, &mut report);
     let counters = pipeline.counters();
     match report.finish(&counters, pipeline.detector(), None) {

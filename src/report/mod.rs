@@ -44,6 +44,7 @@ pub struct Report<W: Write> {
     events: Vec<document::Event>,
     span_ms: Option<(i64, i64)>,
     documents: Documents,
+    interrupted: bool,
     /// The first write error (a closed pipe, a full disk); reported once at the end.
     error: Option<io::Error>,
 }
@@ -80,6 +81,9 @@ struct Summary<'a> {
     delivery: Option<&'a DeliveryTotals>,
     /// Per pool, each backend over the whole input (busiest first).
     backends: &'a BTreeMap<String, Vec<totals::BackendRow>>,
+    /// Stopped by Ctrl-C: the results cover only what was read.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    interrupted: bool,
 }
 
 impl<W: Write> Report<W> {
@@ -94,8 +98,14 @@ impl<W: Write> Report<W> {
             events: Vec::new(),
             span_ms: None,
             documents: Documents::default(),
+            interrupted: false,
             error: None,
         }
+    }
+
+    /// The input was not read to its end (Ctrl-C): the summary says so.
+    pub fn set_interrupted(&mut self) {
+        self.interrupted = true;
     }
 
     /// Also writes these documents at the end.
@@ -135,6 +145,7 @@ impl<W: Write> Report<W> {
         delivery: Option<&DeliveryTotals>,
     ) -> io::Result<()> {
         let style = self.style;
+        let interrupted = self.interrupted;
         let still_firing = detector.firing();
         let unjudged = detector.unjudged();
         let backends: BTreeMap<String, Vec<totals::BackendRow>> = self
@@ -152,6 +163,7 @@ impl<W: Write> Report<W> {
                     forgotten_backends: detector.forgotten_backends(),
                     delivery,
                     backends: &backends,
+                    interrupted,
                 };
                 serde_json::to_writer(&mut *out, &summary)?;
                 writeln!(out)
@@ -179,6 +191,9 @@ impl<W: Write> Report<W> {
                         "\nwarning: {} line(s) arrived later than the lateness bound after newer lines and were not counted; if the files are out of order, give them all (or their directory) and skewtail orders them by time",
                         counters.late
                     )?;
+                }
+                if interrupted {
+                    writeln!(out, "\ninterrupted: these results cover only the lines read before Ctrl-C")?;
                 }
                 if counters.outside_range > 0 {
                     writeln!(out, "{} line(s) outside --since/--until were skipped", counters.outside_range)?;

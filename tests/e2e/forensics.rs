@@ -305,3 +305,45 @@ fn command_line_polish_pipes_completions_man_and_parse_failures() {
     let output = skewtail().args(["replay", "--format", "upstrem"]).arg(&log).output().unwrap();
     assert!(stderr(&output).contains("did you mean `upstream`?"), "{}", stderr(&output));
 }
+
+#[test]
+fn ctrl_c_prints_partial_results_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::read(incident_log(dir.path())).unwrap();
+    let mut child = skewtail()
+        .args(["replay", "--json", "--format", "upstream", "--pool", "api", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain stdout and stderr meanwhile, or a full pipe would stop the replay.
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut bytes).unwrap();
+        bytes
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let half = log.len() / 2;
+    let half = half + log[half..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    stdin.write_all(&log[..half]).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // More input after Ctrl-C is not read (it may fail: the reader is gone).
+    let _ = stdin.write_all(&log[half..]);
+    drop(stdin);
+    let mut output = child.wait_with_output().unwrap();
+    output.stdout = reader.join().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let summary = summary(&objects);
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    let lines = summary["lines"].as_u64().unwrap();
+    let total = log.iter().filter(|&&b| b == b'\n').count() as u64;
+    assert!(lines > 0 && lines < total, "{lines} of {total} lines");
+}
