@@ -13,7 +13,7 @@ use crate::config::{Settings, build_parser, no_backend_message};
 use crate::parse::Parser;
 use crate::pipeline::{Observer, Pipeline};
 use crate::report::{Documents, Report, Style};
-use crate::source::decompress::{Compression, decompressed};
+use crate::source::decompress::{Compression, ThreadedReader, decompressed};
 use crate::source::files::{ReplayFile, expand, in_time_order};
 use crate::source::range::{TimeRange, parse_time, start_offset};
 use crate::source::{LineReader, Next};
@@ -310,7 +310,11 @@ fn read_file(
             }
             (lines, bytes)
         }
-        _ => feeder.feed(pipeline, index, decompressed(opened)?.0, max_line, report)?,
+        // Decompression on a thread of its own, parsing on this one.
+        _ => {
+            let reader = ThreadedReader::spawn(decompressed(opened)?.0);
+            feeder.feed(pipeline, index, reader, max_line, report)?
+        }
     };
     if n_lines == 0 && n_bytes == 0 {
         tracing::warn!(message = "Empty input: nothing to replay from it.", file = %path.display());
@@ -396,6 +400,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                     Some(reader) => reader,
                     None => decompressed(io::stdin())?.0,
                 };
+                let reader = ThreadedReader::spawn(reader);
                 feeder
                     .feed(&mut pipeline, index, reader, settings.max_line_bytes, &mut report)
                     .map(|_| ())

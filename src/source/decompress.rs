@@ -54,6 +54,83 @@ pub fn decompressed<'a, R: Read + Send + 'a>(
     Ok((reader, compression))
 }
 
+/// Decompressed blocks handed from the decompressing thread to the reader.
+const BLOCKS_IN_FLIGHT: usize = 4;
+
+/// A reader fed by another thread: `inner` is read (and decompressed) there, in blocks, while
+/// this thread parses, so a compressed replay uses two cores. The bytes are exactly
+/// `inner`'s, in order.
+pub struct ThreadedReader {
+    blocks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl std::fmt::Debug for ThreadedReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadedReader").finish_non_exhaustive()
+    }
+}
+
+impl ThreadedReader {
+    /// Starts reading `inner` on a thread of its own; it stops when this reader is dropped.
+    pub fn spawn(mut inner: Box<dyn Read + Send>) -> Self {
+        let (sender, blocks) = std::sync::mpsc::sync_channel(BLOCKS_IN_FLIGHT);
+        std::thread::spawn(move || {
+            loop {
+                let mut block = vec![0u8; BUFFER];
+                let mut filled = 0;
+                // Fill the block (decoders return little at a time).
+                let result = loop {
+                    match inner.read(&mut block[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == block.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                block.truncate(filled);
+                let done = filled == 0 || result.is_err();
+                if filled > 0 && sender.send(Ok(block)).is_err() {
+                    return;
+                }
+                if let Err(e) = result {
+                    let _ = sender.send(Err(e));
+                }
+                if done {
+                    return;
+                }
+            }
+        });
+        ThreadedReader { blocks, current: Vec::new(), at: 0 }
+    }
+}
+
+impl Read for ThreadedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.current.len() {
+            match self.blocks.recv() {
+                Ok(Ok(block)) => {
+                    self.current = block;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The thread finished: the end.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -82,6 +159,22 @@ mod tests {
         let zstd = zstd::encode_all(&b"z1\nz2\n"[..], 3).unwrap();
         assert_eq!(read_all(&zstd), ("z1\nz2\n".to_string(), Compression::Zstd));
         assert_eq!(read_all(b""), (String::new(), Compression::Plain));
+    }
+
+    #[test]
+    fn a_threaded_reader_gives_the_same_bytes_and_the_errors() {
+        let text: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+        let (reader, _) = decompressed(std::io::Cursor::new(gzip(&text))).unwrap();
+        let mut threaded = ThreadedReader::spawn(reader);
+        let mut out = String::new();
+        threaded.read_to_string(&mut out).unwrap();
+        assert_eq!(out, text);
+        let mut bytes = gzip(&text);
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        let (reader, _) = decompressed(std::io::Cursor::new(bytes)).unwrap();
+        let mut out = Vec::new();
+        assert!(ThreadedReader::spawn(reader).read_to_end(&mut out).is_err());
     }
 
     #[test]
