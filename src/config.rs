@@ -439,6 +439,21 @@ pub struct Settings {
     pub server: ServerSettings,
 }
 
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the closest known key.
+fn did_you_mean(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else { return String::new() };
+    let Some((unknown, expected)) = rest.split_once('`') else { return String::new() };
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|known| (strsim::levenshtein(unknown, known), known))
+        .min()
+        .filter(|(distance, known)| *distance <= 2.max(known.len() / 3))
+        .map(|(_, known)| format!("; did you mean `{known}`?"))
+        .unwrap_or_default()
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
@@ -616,9 +631,10 @@ impl Settings {
             message,
         };
         let file: ConfigFile = toml::from_str(text).map_err(|error| {
+            let message = error.message().trim_end();
             at(
                 error.span().map_or(0, |s| s.start),
-                format!("{} (see README.md, \"Configuration\")", error.message().trim_end()),
+                format!("{message}{} (see README.md, \"Configuration\")", did_you_mean(message)),
             )
         })?;
         let key_offset =
@@ -792,6 +808,17 @@ mod tests {
 
     fn load(text: &str) -> Result<Settings, String> {
         Settings::from_toml(Path::new("/etc/skewtail.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_misspelt_key_gets_a_suggestion() {
+        let error = load("[detector]\nwindwo_s = 10\n").unwrap_err();
+        assert!(
+            error.contains("/etc/skewtail.toml:2:") && error.contains("did you mean `window_s`?"),
+            "{error}"
+        );
+        let error = load("[detector]\nzzzzzzzzzz = 10\n").unwrap_err();
+        assert!(!error.contains("did you mean"), "{error}");
     }
 
     #[test]

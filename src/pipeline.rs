@@ -97,6 +97,9 @@ struct InputState {
     default_pool: u32,
     default_pool_name: String,
     lines: LineCounts,
+    /// Whether a request of this input came well after `--until` (the rest of a time-ordered
+    /// input can be left unread).
+    past_range: bool,
 }
 
 /// A pipeline's saved state: every input's open windows, what the detector has learned and
@@ -161,6 +164,7 @@ impl Pipeline {
             default_pool,
             default_pool_name: pool.to_string(),
             lines: LineCounts::default(),
+            past_range: false,
         });
         self.inputs.len() - 1
     }
@@ -255,6 +259,12 @@ impl Pipeline {
         self.inputs.iter().map(|i| (&*i.name, LineCounts { late: i.windower.late(), ..i.lines }))
     }
 
+    /// Whether input `input` has read a request well after `--until`: the rest of it (in time
+    /// order) need not be read.
+    pub fn past_range(&self, input: usize) -> bool {
+        self.inputs.get(input).is_some_and(|i| i.past_range)
+    }
+
     /// The newest event time input `input` has read, Unix ms.
     pub fn newest_event_ms(&self, input: usize) -> Option<i64> {
         self.inputs.get(input).and_then(|i| i.windower.newest_event_ms())
@@ -315,6 +325,15 @@ impl Pipeline {
     pub fn push_record(&mut self, input: usize, record: &Record<'_>, observer: &mut impl Observer) {
         if !self.range.contains(record.timestamp_ms) {
             self.counters.outside_range += 1;
+            if let Some(until) = self.range.until_ms {
+                // Lines may be out of order by the lateness bound and a window; a minute
+                // beyond that, the input has left the range for good.
+                let config = self.detector.config();
+                let slack = i64::from(config.lateness_s + config.window_s) * 1000 + 60_000;
+                if record.timestamp_ms >= until + slack {
+                    self.inputs[input].past_range = true;
+                }
+            }
             return;
         }
         let state = &mut self.inputs[input];

@@ -255,7 +255,7 @@ impl Feeder {
                 self.bar.inc(lines.offset() - reported);
                 reported = lines.offset();
                 self.bar.set_message(format!("{} lines", pipeline.counters().lines));
-                if self.interrupted() {
+                if self.interrupted() || pipeline.past_range(input) {
                     return Ok((n_lines, lines.offset()));
                 }
             }
@@ -391,7 +391,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         let index = pipeline.add_input(&input.name, input.parser.clone(), &input.pool);
         for (at, file) in input.files.iter().enumerate() {
             let next_first = input.files.get(at + 1).and_then(|f| f.first_ms);
-            if outside(file, next_first, range, margin_ms) {
+            if pipeline.past_range(index) || outside(file, next_first, range, margin_ms) {
                 tracing::info!(message = "File outside --since/--until: skipped.", file = %file.path.display());
                 continue;
             }
