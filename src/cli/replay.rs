@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 struct ReplayInput {
     name: String,
     parser: Parser,
+    /// The format's name, for messages.
+    format: String,
     pool: String,
     files: Vec<ReplayFile>,
     /// Standard input, when its first lines were read to recognise its format (they are put
@@ -62,6 +64,7 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                 Ok(ReplayInput {
                     name: input.name.clone(),
                     parser: input.parser.clone(),
+                    format: input.format_name.clone(),
                     pool: input.pool.clone(),
                     files,
                     stdin: None,
@@ -73,8 +76,8 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
     let name = display_name(&paths[0]);
     let first_input = settings.inputs.first();
     let mut stdin = None;
-    let parser = match (&args.format, &args.log_format, first_input) {
-        (None, None, Some(input)) => input.parser.clone(),
+    let (parser, format_name) = match (&args.format, &args.log_format, first_input) {
+        (None, None, Some(input)) => (input.parser.clone(), input.format_name.clone()),
         (format, log_format, _) => {
             let format =
                 format.as_deref().or(if log_format.is_some() { None } else { Some("auto") });
@@ -88,19 +91,15 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                     stdin = Some(reader);
                     crate::config::recognise(&settings.patterns, &lines, "stdin", &[])
                         .map_err(anyhow::Error::msg)?
-                        .0
                 }
-                _ => {
-                    build_parser(
-                        &settings.patterns,
-                        format,
-                        log_format.as_deref(),
-                        &[],
-                        sample.map(PathBuf::as_path),
-                    )
-                    .map_err(anyhow::Error::msg)?
-                    .0
-                }
+                _ => build_parser(
+                    &settings.patterns,
+                    format,
+                    log_format.as_deref(),
+                    &[],
+                    sample.map(PathBuf::as_path),
+                )
+                .map_err(anyhow::Error::msg)?,
             }
         }
     };
@@ -110,7 +109,7 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
         .or_else(|| first_input.map(|i| i.pool.clone()))
         .unwrap_or_else(|| name.clone());
     let files = in_time_order(paths, &parser)?;
-    Ok(vec![ReplayInput { name, parser, pool, files, stdin }])
+    Ok(vec![ReplayInput { name, parser, format: format_name, pool, files, stdin }])
 }
 
 /// A stream of log bytes, decompressed.
@@ -335,12 +334,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let inputs = replay_inputs(args, &settings)?;
     for input in &inputs {
         if !input.parser.has_backend_field() {
-            let format = match (&args.format, &args.log_format) {
-                (Some(format), _) => format.clone(),
-                (None, Some(_)) => "nginx (log_format)".to_string(),
-                (None, None) => "recognised".to_string(),
-            };
-            bail!("{}", no_backend_message(&format));
+            bail!("{}", no_backend_message(&input.format));
         }
     }
     // Replay pages nobody unless asked: without --notify no sink is built, so their secrets

@@ -24,7 +24,10 @@ fn missing_unreadable_empty_and_directory_inputs() {
         &["replay", "--format", "upstream", empty.to_str().unwrap()],
         "no log lines in the given input",
     );
-    fails_with(&["replay", "--format", "upstream", dir.path().to_str().unwrap()], "is a directory");
+    // A directory is an input (its files are replayed in time order); an empty one says so.
+    let nothing = dir.path().join("nothing");
+    std::fs::create_dir(&nothing).unwrap();
+    fails_with(&["replay", "--format", "upstream", nothing.to_str().unwrap()], "holds no files");
     let garbage = dir.path().join("garbage.log");
     std::fs::write(&garbage, "not a log line\n\u{0}\u{1}binary\n").unwrap();
     fails_with(
@@ -47,7 +50,19 @@ fn format_problems() {
         &["replay", "--log-format", "[$time_local] $upstream_adr", log],
         "did you mean `$upstream_addr`?",
     );
-    fails_with(&["replay", log], "has no backend field, so skew cannot be judged");
+    // Not a log at all: no format fits, and the message says what to do.
+    fails_with(&["replay", log], "no known format fits");
+    // A log without upstream fields is recognised, and why it cannot be judged is named.
+    let combined = dir.path().join("combined.log");
+    std::fs::write(
+        &combined,
+        "10.0.0.1 - - [15/Nov/2023:14:00:00 +0000] \"GET / HTTP/1.1\" 200 12 \"-\" \"curl/8\"\n",
+    )
+    .unwrap();
+    fails_with(
+        &["replay", combined.to_str().unwrap()],
+        "format `combined` has no backend field, so skew cannot be judged",
+    );
     fails_with(
         &["replay", "--format", "apache", log],
         "unknown format `apache`; known formats: auto, nginx, combined, main",
@@ -179,8 +194,12 @@ fn format_auto_and_patterns_test() {
         "access.log",
         &skewtail::synth::Scenario { duration_s: 30, ..skew_scenario() },
     );
-    let output =
-        skewtail().args(["replay", "--format", "auto", "--json"]).arg(&log).output().unwrap();
+    let output = skewtail()
+        .args(["replay", "--format", "auto", "--json"])
+        .arg(&log)
+        .env("SKEWTAIL_LOG", "info")
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("format=upstream reason=picked `upstream`"),

@@ -238,8 +238,12 @@ fn detects_the_injected_skew_in(style: LogStyle) {
         ..skew_scenario()
     };
     let (log, n_lines) = write_log(dir.path(), "balancer.log", &scenario);
-    let output =
-        skewtail().args(["replay", "--format", "auto", "--json"]).arg(&log).output().unwrap();
+    let output = skewtail()
+        .args(["replay", "--format", "auto", "--json"])
+        .arg(&log)
+        .env("SKEWTAIL_LOG", "info")
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let format = style.format_name();
     assert!(stderr(&output).contains(&format!("format={format} ")), "{}", stderr(&output));
