@@ -382,6 +382,10 @@ pub struct ReplayArgs {
     /// No progress bar (it is drawn only on a terminal anyway).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Threads: 1 parses on the main thread; 2 or more parse ahead on a second thread while
+    /// the main one windows and judges (the results are the same, byte for byte).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
     /// Exit with status 1 if any alert fired.
     #[arg(long)]
     pub fail_on_alert: bool,

@@ -173,17 +173,23 @@ const CHECK_EVERY: u64 = 8192;
 struct Feeder {
     bar: ProgressBar,
     interrupted: Arc<AtomicBool>,
+    /// 1: parse on this thread; 2 or more: parse ahead on another.
+    threads: usize,
 }
 
 impl Feeder {
     /// No bar, no signal handling (the demo).
     fn quiet() -> Self {
-        Feeder { bar: ProgressBar::hidden(), interrupted: Arc::new(AtomicBool::new(false)) }
+        Feeder {
+            bar: ProgressBar::hidden(),
+            interrupted: Arc::new(AtomicBool::new(false)),
+            threads: 1,
+        }
     }
 
     /// A bar over `total_bytes` when known (plain files), drawn only on a terminal and
     /// without `--quiet`; Ctrl-C stops reading (a second one exits at once).
-    fn new(total_bytes: Option<u64>, quiet: bool) -> Self {
+    fn new(total_bytes: Option<u64>, quiet: bool, threads: usize) -> Self {
         let draw = !quiet && io::IsTerminal::is_terminal(&io::stderr());
         let bar = match (draw, total_bytes) {
             (false, _) => ProgressBar::hidden(),
@@ -214,7 +220,36 @@ impl Feeder {
                 }
             });
         });
-        Feeder { bar, interrupted }
+        Feeder { bar, interrupted, threads }
+    }
+
+    /// Like [`Feeder::feed`], parsing ahead on another thread when more than one is allowed.
+    fn feed_owned<R: Read + Send + 'static>(
+        &self,
+        pipeline: &mut Pipeline,
+        input: usize,
+        reader: R,
+        max_line: usize,
+        observer: &mut impl Observer,
+    ) -> io::Result<(u64, u64)> {
+        if self.threads < 2 {
+            return self.feed(pipeline, input, reader, max_line, observer);
+        }
+        let mut reported = 0;
+        let mut progress = |offset: u64, lines: u64| {
+            self.bar.inc(offset.saturating_sub(reported));
+            reported = offset;
+            self.bar.set_message(format!("{lines} lines"));
+        };
+        crate::pipeline::ahead::feed_ahead(
+            pipeline,
+            input,
+            reader,
+            max_line,
+            observer,
+            &self.interrupted,
+            &mut progress,
+        )
     }
 
     fn interrupted(&self) -> bool {
@@ -295,8 +330,8 @@ fn read_file(
                 None => 0,
             };
             opened.seek(io::SeekFrom::Start(start))?;
-            let (lines, bytes) = feeder.feed(pipeline, index, &opened, max_line, report)?;
-            if let Ok(metadata) = opened.metadata()
+            let (lines, bytes) = feeder.feed_owned(pipeline, index, opened, max_line, report)?;
+            if let Ok(metadata) = std::fs::metadata(path)
                 && metadata.len() < start + bytes
             {
                 tracing::warn!(message = "The file shrank while it was read: the replay is incomplete.", file = %path.display(), read_bytes = start + bytes, size_now = metadata.len());
@@ -312,7 +347,7 @@ fn read_file(
         // Decompression on a thread of its own, parsing on this one.
         _ => {
             let reader = ThreadedReader::spawn(decompressed(opened)?.0);
-            feeder.feed(pipeline, index, reader, max_line, report)?
+            feeder.feed_owned(pipeline, index, reader, max_line, report)?
         }
     };
     if n_lines == 0 && n_bytes == 0 {
@@ -380,7 +415,8 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 .then(|| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
         })
         .sum();
-    let feeder = Feeder::new(plain_total.filter(|_| range.is_all()), args.quiet);
+    let feeder =
+        Feeder::new(plain_total.filter(|_| range.is_all()), args.quiet, args.threads.max(1));
     for mut input in inputs {
         let index = pipeline.add_input(&input.name, input.parser.clone(), &input.pool);
         for (at, file) in input.files.iter().enumerate() {
@@ -396,7 +432,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 };
                 let reader = ThreadedReader::spawn(reader);
                 feeder
-                    .feed(&mut pipeline, index, reader, settings.max_line_bytes, &mut report)
+                    .feed_owned(&mut pipeline, index, reader, settings.max_line_bytes, &mut report)
                     .map(|_| ())
                     .map_err(anyhow::Error::from)
             } else {

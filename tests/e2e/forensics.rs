@@ -347,3 +347,65 @@ fn ctrl_c_prints_partial_results_and_says_so() {
     let total = log.iter().filter(|&&b| b == b'\n').count() as u64;
     assert!(lines > 0 && lines < total, "{lines} of {total} lines");
 }
+
+#[test]
+fn one_two_and_eight_threads_give_identical_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late.log");
+    // Incidents, late lines, and lines that do not parse.
+    let output = skewtail()
+        .args([
+            "simulate",
+            "--format",
+            "upstream",
+            "--duration",
+            "40m",
+            "--late-fraction",
+            "0.02",
+            "--incident",
+            "skew@10m+10m:backend=2,share=0.5",
+            "--incident",
+            "errors@25m+8m:backend=4,rate=0.3",
+            "--out",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut text = std::fs::read(&path).unwrap();
+    text.extend_from_slice(b"garbage that does not parse\n");
+    std::fs::write(&path, &text).unwrap();
+    let run = |threads: &str, file: &Path| {
+        let output = skewtail()
+            .args([
+                "replay",
+                "--json",
+                "--format",
+                "upstream",
+                "--pool",
+                "api",
+                "--threads",
+                threads,
+            ])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        output.stdout
+    };
+    let one = run("1", &path);
+    let objects: Vec<Value> =
+        String::from_utf8_lossy(&one).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(summary(&objects)["late"].as_u64().unwrap() > 0, "{}", summary(&objects));
+    assert_eq!(summary(&objects)["unparsed"], 1);
+    assert!(of_type(&objects, "alert").len() >= 4, "both incidents fired and resolved");
+    for threads in ["2", "8"] {
+        assert!(run(threads, &path) == one, "{threads} threads differ from one");
+    }
+    // Compressed input goes through the decompressing thread too.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&text).unwrap();
+    let gz_path = dir.path().join("late.log.gz");
+    std::fs::write(&gz_path, gz.finish().unwrap()).unwrap();
+    assert!(run("2", &gz_path) == one, "gzip with 2 threads differs");
+}

@@ -5,6 +5,8 @@
 //! where lines come from and in the clock that closes windows when a live input goes quiet
 //! ([`Pipeline::close_idle`]); replay closes everything at the end of its input instead.
 
+pub mod ahead;
+
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -62,6 +64,17 @@ pub struct Counters {
     /// Requests outside `--since`/`--until`, skipped.
     #[serde(default)]
     pub outside_range: u64,
+}
+
+/// What the windower needs of a parsed request.
+#[derive(Debug, Clone, Copy)]
+struct Request<'a> {
+    timestamp_ms: i64,
+    pool: Option<&'a [u8]>,
+    backend: Option<&'a [u8]>,
+    server_error: bool,
+    retried: bool,
+    latency_s: Option<f64>,
 }
 
 /// What became of one input's lines (`skewtail_lines_total{input,result}`).
@@ -323,43 +336,83 @@ impl Pipeline {
     /// [`Pipeline::push_line`].
     #[inline]
     pub fn push_record(&mut self, input: usize, record: &Record<'_>, observer: &mut impl Observer) {
-        if !self.range.contains(record.timestamp_ms) {
+        let request = Request {
+            timestamp_ms: record.timestamp_ms,
+            pool: record.pool,
+            backend: record.backend,
+            server_error: record.is_server_error(),
+            retried: record.attempts > 1,
+            latency_s: record.backend_latency_s(),
+        };
+        self.push_request(input, &request, observer);
+    }
+
+    /// Feeds one request, parsed here or ahead on another thread ([`ahead`]).
+    #[inline]
+    fn push_request(&mut self, input: usize, request: &Request<'_>, observer: &mut impl Observer) {
+        if !self.range.contains(request.timestamp_ms) {
             self.counters.outside_range += 1;
             if let Some(until) = self.range.until_ms {
                 // Lines may be out of order by the lateness bound and a window; a minute
                 // beyond that, the input has left the range for good.
                 let config = self.detector.config();
                 let slack = i64::from(config.lateness_s + config.window_s) * 1000 + 60_000;
-                if record.timestamp_ms >= until + slack {
+                if request.timestamp_ms >= until + slack {
                     self.inputs[input].past_range = true;
                 }
             }
             return;
         }
         let state = &mut self.inputs[input];
-        let pool = match record.pool {
+        let pool = match request.pool {
             Some(name) => state.windower.pool(name),
             None => state.default_pool,
         };
-        let slot = state.windower.slot(pool, record.backend);
+        let slot = state.windower.slot(pool, request.backend);
         for pool in state.windower.take_newly_overflowing() {
             tracing::warn!(message = "Pool has more backends than detector.max_backends; requests to new ones are counted under `_overflow` and not judged.", input = %state.name, %pool, max_backends = self.detector.config().max_backends);
         }
-        self.counters.no_backend += u64::from(record.backend.is_none());
-        let retried = record.attempts > 1;
+        self.counters.no_backend += u64::from(request.backend.is_none());
+        let retried = request.retried;
         self.counters.retried += u64::from(retried);
         let admission = state.windower.add(
-            record.timestamp_ms,
+            request.timestamp_ms,
             slot,
-            record.is_server_error(),
+            request.server_error,
             retried,
-            record.backend_latency_s(),
+            request.latency_s,
             &mut self.closed,
         );
         debug_assert!(matches!(admission, Admission::Counted | Admission::Late));
         if !self.closed.is_empty() {
             self.drain(observer);
         }
+    }
+
+    /// Counts lines parsed elsewhere ([`ahead`]): their totals, per input too.
+    #[allow(clippy::too_many_arguments)]
+    fn count_lines(
+        &mut self,
+        input: usize,
+        lines: u64,
+        other: u64,
+        unparsed: u64,
+        invalid_names: u64,
+        too_long: u64,
+        parsed: u64,
+    ) {
+        let c = &mut self.counters;
+        c.lines += lines;
+        c.other += other;
+        c.unparsed += unparsed;
+        c.invalid_names += invalid_names;
+        c.too_long += too_long;
+        c.parsed += parsed;
+        let l = &mut self.inputs[input].lines;
+        l.other += other;
+        l.unparsed += unparsed;
+        l.too_long += too_long;
+        l.parsed += parsed;
     }
 
     /// Records a line that was too long to read.
