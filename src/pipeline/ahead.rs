@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 use rustc_hash::FxHashMap;
 
-use super::{Observer, Pipeline, Request, UNPARSED_LOG_EVERY, UNPARSED_SAMPLES, valid_name};
+use super::{Observer, Pipeline, Request, log_invalid_name, log_unparsed, valid_name};
 use crate::parse::ParseErrorKind;
 use crate::source::{LineReader, Next};
 
@@ -68,6 +68,7 @@ pub fn feed_ahead<R: Read + Send + 'static>(
         let mut names: FxHashMap<Box<[u8]>, u32> = FxHashMap::default();
         let mut batch = Batch::default();
         let mut unparsed_seen = 0u64;
+        let mut invalid_seen = 0u64;
         let mut id_of = |name: &[u8], batch: &mut Batch| -> u32 {
             if let Some(id) = names.get(name) {
                 return *id;
@@ -97,10 +98,8 @@ pub fn feed_ahead<R: Read + Send + 'static>(
                             if let Some(bad) = bad {
                                 batch.unparsed += 1;
                                 batch.invalid_names += 1;
-                                if batch.invalid_names <= UNPARSED_SAMPLES {
-                                    let text = bad[..bad.len().min(80)].escape_ascii();
-                                    tracing::warn!(message = "Line with an invalid backend or pool name.", input = %name, line = line.number, name = %text, reason = "control bytes, NUL or invalid UTF-8 in the name");
-                                }
+                                invalid_seen += 1;
+                                log_invalid_name(&name, line.number, bad, invalid_seen);
                                 continue;
                             }
                             let pool = record.pool.map_or(NONE, |p| id_of(p, &mut batch));
@@ -118,13 +117,7 @@ pub fn feed_ahead<R: Read + Send + 'static>(
                         Err(error) => {
                             batch.unparsed += 1;
                             unparsed_seen += 1;
-                            if unparsed_seen <= UNPARSED_SAMPLES
-                                || unparsed_seen.is_multiple_of(UNPARSED_LOG_EVERY)
-                            {
-                                let text = line.bytes[..line.bytes.len().min(160)].escape_ascii();
-                                let reason = parser.explain(&error);
-                                tracing::warn!(message = "Unparsed line.", input = %name, line = line.number, %reason, %text, total_unparsed = unparsed_seen);
-                            }
+                            log_unparsed(&name, &parser, &line, &error, unparsed_seen);
                         }
                     }
                 }

@@ -66,6 +66,33 @@ pub struct Counters {
     pub outside_range: u64,
 }
 
+/// Logs the first unparsed lines in full, then one in [`UNPARSED_LOG_EVERY`]; `n_unparsed` is
+/// the count including this one.
+fn log_unparsed(
+    input: &str,
+    parser: &Parser,
+    line: &Line<'_>,
+    error: &crate::parse::ParseError,
+    n_unparsed: u64,
+) {
+    if n_unparsed <= UNPARSED_SAMPLES || n_unparsed.is_multiple_of(UNPARSED_LOG_EVERY) {
+        let text = line.bytes[..line.bytes.len().min(160)].escape_ascii();
+        let reason = parser.explain(error);
+        tracing::warn!(message = "Unparsed line.", %input, line = line.number, %reason, %text, total_unparsed = n_unparsed);
+        if n_unparsed == UNPARSED_SAMPLES {
+            tracing::warn!(message = "Further unparsed lines are counted; one in 10000 is logged.", %input);
+        }
+    }
+}
+
+/// Logs the first lines whose backend or pool name cannot be one.
+fn log_invalid_name(input: &str, line_number: u64, name: &[u8], n_invalid: u64) {
+    if n_invalid <= UNPARSED_SAMPLES {
+        let text = name[..name.len().min(80)].escape_ascii();
+        tracing::warn!(message = "Line with an invalid backend or pool name.", %input, line = line_number, name = %text, reason = "control bytes, NUL or invalid UTF-8 in the name");
+    }
+}
+
 /// What the windower needs of a parsed request.
 #[derive(Debug, Clone, Copy)]
 struct Request<'a> {
@@ -303,15 +330,7 @@ impl Pipeline {
             Err(error) => {
                 self.counters.unparsed += 1;
                 state.lines.unparsed += 1;
-                let n_unparsed = self.counters.unparsed;
-                if n_unparsed <= UNPARSED_SAMPLES || n_unparsed.is_multiple_of(UNPARSED_LOG_EVERY) {
-                    let text = line.bytes[..line.bytes.len().min(160)].escape_ascii();
-                    let reason = state.parser.explain(&error);
-                    tracing::warn!(message = "Unparsed line.", input = %state.name, line = line.number, %reason, %text, total_unparsed = n_unparsed);
-                    if n_unparsed == UNPARSED_SAMPLES {
-                        tracing::warn!(message = "Further unparsed lines are counted; one in 10000 is logged.", input = %state.name);
-                    }
-                }
+                log_unparsed(&state.name, &state.parser, &line, &error, self.counters.unparsed);
                 return;
             }
         };
@@ -320,10 +339,7 @@ impl Pipeline {
             self.counters.unparsed += 1;
             state.lines.unparsed += 1;
             self.counters.invalid_names += 1;
-            if self.counters.invalid_names <= UNPARSED_SAMPLES {
-                let text = name[..name.len().min(80)].escape_ascii();
-                tracing::warn!(message = "Line with an invalid backend or pool name.", input = %state.name, line = line.number, name = %text, reason = "control bytes, NUL or invalid UTF-8 in the name");
-            }
+            log_invalid_name(&state.name, line.number, name, self.counters.invalid_names);
             return;
         }
         self.counters.parsed += 1;
