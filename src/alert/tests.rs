@@ -110,8 +110,9 @@ async fn a_receiver_down_for_ten_minutes_gets_the_message_once_it_is_back() {
     assert_eq!(sent(&notifier), 0);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let hits = serve(listener, Duration::ZERO);
-    // Past the longest backoff and circuit pause (a minute), then real time again.
-    tokio::time::advance(Duration::from_secs(61)).await;
+    // Past the longest wait (a backoff of a minute plus up to as much jitter; the circuit
+    // pause is at most a minute too), then real time again.
+    tokio::time::advance(Duration::from_secs(125)).await;
     tokio::time::resume();
     for _ in 0..400 {
         if sent(&notifier) == 2 {
