@@ -590,29 +590,40 @@ fn alertmanager_cluster(dir: &Path) -> (Vec<Service>, Vec<u16>) {
 pub fn alertmanager_cluster_with(dir: &Path, config_text: &str) -> (Vec<Service>, Vec<u16>) {
     let config = dir.join("alertmanager.yml");
     std::fs::write(&config, config_text).unwrap();
-    let web = [free_port(), free_port()];
-    let gossip = [free_port(), free_port()];
-    let mut services = Vec::new();
-    for i in 0..2 {
-        let child = std::process::Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.join(format!("am{i}")).display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{}", web[i]))
-            .arg(format!("--cluster.listen-address=127.0.0.1:{}", gossip[i]))
-            .arg(format!("--cluster.peer=127.0.0.1:{}", gossip[1 - i]))
-            .arg("--cluster.peer-timeout=3s")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("am{i}.log"))).unwrap())
-            .spawn()
-            .expect("prometheus-alertmanager (apt-get install prometheus-alertmanager)");
-        services.push(Service(child));
+    // Ports are picked free but another test may take one first: an instance that cannot
+    // bind exits, and the cluster is started again on new ports (at most three times).
+    for attempt in 0..3 {
+        let web = [free_port(), free_port()];
+        let gossip = [free_port(), free_port()];
+        let mut services = Vec::new();
+        for i in 0..2 {
+            let child = std::process::Command::new("prometheus-alertmanager")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.path={}", dir.join(format!("am{attempt}-{i}")).display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{}", web[i]))
+                .arg(format!("--cluster.listen-address=127.0.0.1:{}", gossip[i]))
+                .arg(format!("--cluster.peer=127.0.0.1:{}", gossip[1 - i]))
+                .arg("--cluster.peer-timeout=3s")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join(format!("am{i}.log"))).unwrap())
+                .spawn()
+                .expect("prometheus-alertmanager (apt-get install prometheus-alertmanager)");
+            services.push(Service(child));
+        }
+        for (i, port) in web.iter().enumerate() {
+            wait_for_port(*port, || {
+                std::fs::read_to_string(dir.join(format!("am{i}.log"))).unwrap_or_default()
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        if services.iter_mut().all(|s| matches!(s.0.try_wait(), Ok(None))) {
+            return (services, web.to_vec());
+        }
     }
-    for (i, port) in web.iter().enumerate() {
-        wait_for_port(*port, || {
-            std::fs::read_to_string(dir.join(format!("am{i}.log"))).unwrap_or_default()
-        });
-    }
-    (services, web.to_vec())
+    panic!(
+        "the Alertmanager cluster did not start: {}",
+        std::fs::read_to_string(dir.join("am0.log")).unwrap_or_default()
+    );
 }
 
 /// The alerts an Alertmanager holds as active.
