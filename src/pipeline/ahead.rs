@@ -8,7 +8,9 @@ use std::sync::mpsc;
 
 use rustc_hash::FxHashMap;
 
-use super::{Observer, Pipeline, Request, log_invalid_name, log_unparsed, valid_name};
+use super::{
+    Observer, Pipeline, Request, log_invalid_name, log_too_long, log_unparsed, valid_name,
+};
 use crate::parse::ParseErrorKind;
 use crate::source::{LineReader, Next};
 
@@ -124,7 +126,7 @@ pub fn feed_ahead<R: Read + Send + 'static>(
                 Next::TooLong { number, length } => {
                     batch.lines += 1;
                     batch.too_long += 1;
-                    tracing::warn!(message = "Line longer than max_line_bytes skipped.", input = %name, line = number, length);
+                    log_too_long(&name, number, length);
                 }
                 Next::End => {
                     batch.offset = lines.offset();

@@ -85,6 +85,11 @@ fn log_unparsed(
     }
 }
 
+/// Logs a line skipped for being longer than `max_line_bytes`.
+fn log_too_long(input: &str, line_number: u64, length: u64) {
+    tracing::warn!(message = "Line longer than max_line_bytes skipped.", %input, line = line_number, length);
+}
+
 /// Logs the first lines whose backend or pool name cannot be one.
 fn log_invalid_name(input: &str, line_number: u64, name: &[u8], n_invalid: u64) {
     if n_invalid <= UNPARSED_SAMPLES {
@@ -436,7 +441,7 @@ impl Pipeline {
         self.counters.lines += 1;
         self.counters.too_long += 1;
         self.inputs[input].lines.too_long += 1;
-        tracing::warn!(message = "Line longer than max_line_bytes skipped.", input = %self.inputs[input].name, line = line_number, length);
+        log_too_long(&self.inputs[input].name, line_number, length);
     }
 
     /// Closes every open window of `input` (end of a replay).

@@ -36,6 +36,15 @@ pub struct BackendRow {
     pub p99_ms: Option<f64>,
 }
 
+impl BackendRow {
+    /// Whether its share is off its expected share by the detector's default effect floor
+    /// (1.5x either way): the rows the table and the report flag.
+    pub fn is_off(&self) -> bool {
+        self.expected
+            .is_some_and(|e| e > 0.0 && (self.share / e >= 1.5 || self.share / e <= 1.0 / 1.5))
+    }
+}
+
 /// Totals per pool and backend.
 #[derive(Debug, Default)]
 pub struct Totals {
@@ -121,10 +130,7 @@ pub fn text_table(pool: &str, rows: &[BackendRow]) -> String {
         );
         let expected = r.expected.map_or("-".to_string(), |e| format!("{:.1}%", e * 100.0));
         let p99 = r.p99_ms.map_or("-".to_string(), |ms| format!("{ms:.0} ms"));
-        let flag = match r.expected {
-            Some(e) if e > 0.0 && (r.share / e >= 1.5 || r.share / e <= 1.0 / 1.5) => "  <",
-            _ => "",
-        };
+        let flag = if r.is_off() { "  <" } else { "" };
         let _ = writeln!(
             out,
             "  {name:<width$} {:>10} {:>6.1}% {expected:>9} {:>7} {p99:>9}{flag}",
