@@ -533,6 +533,11 @@ impl Windower {
         self.overflowed
     }
 
+    /// Whether `slot` is its pool's [`OVERFLOW_BACKEND`].
+    pub fn is_overflow(&self, slot: Slot) -> bool {
+        slot.backend.is_some() && self.backends[slot.pool as usize].overflow == slot.backend
+    }
+
     /// Pools that have just reached their backend cap (each reported once).
     pub fn take_newly_overflowing(&mut self) -> Vec<Arc<str>> {
         std::mem::take(&mut self.newly_overflowing)

@@ -382,9 +382,11 @@ pub struct ReplayArgs {
     /// No progress bar (it is drawn only on a terminal anyway).
     #[arg(long, short)]
     pub quiet: bool,
-    /// Threads: 1 parses on the main thread; 2 or more parse ahead on a second thread while
-    /// the main one windows and judges (the results are the same, byte for byte).
-    #[arg(long, default_value_t = 2)]
+    /// Parsing threads (default: one per core, at most 16): 1 parses on the main thread; with
+    /// more, a reader thread cuts the input into batches of lines, these threads parse them,
+    /// and the main one windows and judges them in input order (the results are the same,
+    /// byte for byte).
+    #[arg(long, default_value_t = default_threads())]
     pub threads: usize,
     /// Exit with status 1 if any alert fired.
     #[arg(long)]
@@ -527,4 +529,9 @@ fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         crate::live::RunOptions { config: args.config.clone(), json: args.json, state_dir, listen };
     let counters = crate::live::run(settings, &options)?;
     Ok(outcome(args.fail_on_alert, counters.alerts_fired))
+}
+
+/// One parsing thread per core.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }

@@ -246,6 +246,7 @@ impl Feeder {
             input,
             reader,
             max_line,
+            self.threads,
             observer,
             &self.interrupted,
             &mut progress,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::detect::{AlertEvent, AlertState, Detector, DetectorConfig, DetectorState};
 use crate::parse::{ParseErrorKind, Parser, Record};
 use crate::source::Line;
-use crate::window::{Admission, WindowConfig, WindowSummary, Windower};
+use crate::window::{Admission, Slot, WindowConfig, WindowSummary, Windower};
 
 /// Receives what the pipeline produces.
 pub trait Observer {
@@ -68,21 +68,21 @@ pub struct Counters {
 
 /// Logs the first unparsed lines in full, then one in [`UNPARSED_LOG_EVERY`]; `n_unparsed` is
 /// the count including this one.
-fn log_unparsed(
-    input: &str,
-    parser: &Parser,
-    line: &Line<'_>,
-    error: &crate::parse::ParseError,
-    n_unparsed: u64,
-) {
-    if n_unparsed <= UNPARSED_SAMPLES || n_unparsed.is_multiple_of(UNPARSED_LOG_EVERY) {
-        let text = line.bytes[..line.bytes.len().min(160)].escape_ascii();
-        let reason = parser.explain(error);
-        tracing::warn!(message = "Unparsed line.", %input, line = line.number, %reason, %text, total_unparsed = n_unparsed);
-        if n_unparsed == UNPARSED_SAMPLES {
-            tracing::warn!(message = "Further unparsed lines are counted; one in 10000 is logged.", %input);
-        }
+fn should_log_unparsed(n_unparsed: u64) -> bool {
+    n_unparsed <= UNPARSED_SAMPLES || n_unparsed.is_multiple_of(UNPARSED_LOG_EVERY)
+}
+
+/// Logs unparsed line number `line` (its `text` escaped), the `n_unparsed`th.
+fn log_unparsed(input: &str, line: u64, text: &str, reason: &str, n_unparsed: u64) {
+    tracing::warn!(message = "Unparsed line.", %input, line, %reason, %text, total_unparsed = n_unparsed);
+    if n_unparsed == UNPARSED_SAMPLES {
+        tracing::warn!(message = "Further unparsed lines are counted; one in 10000 is logged.", %input);
     }
+}
+
+/// Escapes the start of an unparsed line, for the log.
+fn escape_unparsed_line(line: &[u8]) -> String {
+    line[..line.len().min(160)].escape_ascii().to_string()
 }
 
 /// Logs a line skipped for being longer than `max_line_bytes`.
@@ -90,12 +90,15 @@ fn log_too_long(input: &str, line_number: u64, length: u64) {
     tracing::warn!(message = "Line longer than max_line_bytes skipped.", %input, line = line_number, length);
 }
 
-/// Logs the first lines whose backend or pool name cannot be one.
-fn log_invalid_name(input: &str, line_number: u64, name: &[u8], n_invalid: u64) {
-    if n_invalid <= UNPARSED_SAMPLES {
-        let text = name[..name.len().min(80)].escape_ascii();
-        tracing::warn!(message = "Line with an invalid backend or pool name.", %input, line = line_number, name = %text, reason = "control bytes, NUL or invalid UTF-8 in the name");
-    }
+/// Escapes a backend or pool name that cannot be one, for the log.
+fn escape_invalid_name(name: &[u8]) -> String {
+    name[..name.len().min(80)].escape_ascii().to_string()
+}
+
+/// Logs a line whose backend or pool name (`text`, escaped) cannot be one; callers log only
+/// the first [`UNPARSED_SAMPLES`].
+fn log_invalid_name(input: &str, line_number: u64, text: &str) {
+    tracing::warn!(message = "Line with an invalid backend or pool name.", %input, line = line_number, name = %text, reason = "control bytes, NUL or invalid UTF-8 in the name");
 }
 
 /// What the windower needs of a parsed request.
@@ -335,7 +338,11 @@ impl Pipeline {
             Err(error) => {
                 self.counters.unparsed += 1;
                 state.lines.unparsed += 1;
-                log_unparsed(&state.name, &state.parser, &line, &error, self.counters.unparsed);
+                if should_log_unparsed(self.counters.unparsed) {
+                    let text = escape_unparsed_line(line.bytes);
+                    let reason = state.parser.explain(&error);
+                    log_unparsed(&state.name, line.number, &text, &reason, self.counters.unparsed);
+                }
                 return;
             }
         };
@@ -344,7 +351,10 @@ impl Pipeline {
             self.counters.unparsed += 1;
             state.lines.unparsed += 1;
             self.counters.invalid_names += 1;
-            log_invalid_name(&state.name, line.number, name, self.counters.invalid_names);
+            if self.counters.invalid_names <= UNPARSED_SAMPLES {
+                let text = escape_invalid_name(name);
+                log_invalid_name(&state.name, line.number, &text);
+            }
             return;
         }
         self.counters.parsed += 1;
@@ -368,39 +378,67 @@ impl Pipeline {
         self.push_request(input, &request, observer);
     }
 
-    /// Feeds one request, parsed here or ahead on another thread ([`ahead`]).
+    /// Feeds one request parsed on this thread.
     #[inline]
     fn push_request(&mut self, input: usize, request: &Request<'_>, observer: &mut impl Observer) {
-        if !self.range.contains(request.timestamp_ms) {
-            self.counters.outside_range += 1;
-            if let Some(until) = self.range.until_ms {
-                // Lines may be out of order by the lateness bound and a window; a minute
-                // beyond that, the input has left the range for good.
-                let config = self.detector.config();
-                let slack = i64::from(config.lateness_s + config.window_s) * 1000 + 60_000;
-                if request.timestamp_ms >= until + slack {
-                    self.inputs[input].past_range = true;
-                }
-            }
+        if !self.in_range(input, request.timestamp_ms) {
             return;
         }
-        let state = &mut self.inputs[input];
         let pool = match request.pool {
-            Some(name) => state.windower.pool(name),
-            None => state.default_pool,
+            Some(name) => self.inputs[input].windower.pool(name),
+            None => self.inputs[input].default_pool,
         };
-        let slot = state.windower.slot(pool, request.backend);
+        let slot = self.resolve_slot(input, pool, request.backend);
+        self.push_slot(input, slot, request, observer);
+    }
+
+    /// Whether a request at `timestamp_ms` is in `--since`/`--until`; counts it when not, and
+    /// notes when input `input` has left the range for good.
+    #[inline]
+    fn in_range(&mut self, input: usize, timestamp_ms: i64) -> bool {
+        if self.range.contains(timestamp_ms) {
+            return true;
+        }
+        self.counters.outside_range += 1;
+        if let Some(until) = self.range.until_ms {
+            // Lines may be out of order by the lateness bound and a window; a minute
+            // beyond that, the input has left the range for good.
+            let config = self.detector.config();
+            let slack = i64::from(config.lateness_s + config.window_s) * 1000 + 60_000;
+            if timestamp_ms >= until + slack {
+                self.inputs[input].past_range = true;
+            }
+        }
+        false
+    }
+
+    /// The windower slot of a backend of pool `pool`, interning it when new.
+    #[inline]
+    fn resolve_slot(&mut self, input: usize, pool: u32, backend: Option<&[u8]>) -> Slot {
+        let state = &mut self.inputs[input];
+        let slot = state.windower.slot(pool, backend);
         for pool in state.windower.take_newly_overflowing() {
             tracing::warn!(message = "Pool has more backends than detector.max_backends; requests to new ones are counted under `_overflow` and not judged.", input = %state.name, %pool, max_backends = self.detector.config().max_backends);
         }
+        slot
+    }
+
+    /// Windows one request whose slot is resolved, and judges the windows it closes.
+    #[inline]
+    fn push_slot(
+        &mut self,
+        input: usize,
+        slot: Slot,
+        request: &Request<'_>,
+        observer: &mut impl Observer,
+    ) {
         self.counters.no_backend += u64::from(request.backend.is_none());
-        let retried = request.retried;
-        self.counters.retried += u64::from(retried);
-        let admission = state.windower.add(
+        self.counters.retried += u64::from(request.retried);
+        let admission = self.inputs[input].windower.add(
             request.timestamp_ms,
             slot,
             request.server_error,
-            retried,
+            request.retried,
             request.latency_s,
             &mut self.closed,
         );

@@ -90,8 +90,10 @@ impl Totals {
                 0.99,
             ),
         };
-        let expected_of =
-            |name: &Arc<str>| expected.iter().find(|(b, _)| b == name).map(|(_, s)| *s);
+        // A map, not a scan: a pool can have 100,000 backends and as many expectations.
+        let expected: std::collections::HashMap<&str, f64> =
+            expected.iter().map(|(name, share)| (&**name, *share)).collect();
+        let expected_of = |name: &Arc<str>| expected.get(&**name).copied();
         let mut rows: Vec<BackendRow> = sorted
             .iter()
             .take(MAX_ROWS)

@@ -409,3 +409,49 @@ fn one_two_and_eight_threads_give_identical_output() {
     std::fs::write(&gz_path, gz.finish().unwrap()).unwrap();
     assert!(run("2", &gz_path) == one, "gzip with 2 threads differs");
 }
+
+#[test]
+fn threads_agree_while_backends_are_forgotten_and_a_pool_overflows() {
+    // Backends come and go every minute: each batch meets names the windower has forgotten
+    // (and whose slots it reuses) and, past the cap, names counted under `_overflow`.
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("churn.log");
+    let mut text = String::new();
+    for second in 0..40 * 60u32 {
+        let (minute, within) = (second / 60, second % 60);
+        for request in 0..12u32 {
+            let backend = format!("10.1.{}.{}:80", minute % 7, (request + within) % 9);
+            text.push_str(&format!(
+                "10.20.0.1 - - [15/Nov/2023:{:02}:{:02}:{:02} +0000] \"GET /x HTTP/1.1\" 200 10 \"-\" \"ua\" rt=0.010 uct=\"0.001\" uht=\"0.009\" urt=\"0.009\" ua=\"{backend}\" us=\"200\"\n",
+                14 + minute / 60,
+                minute % 60,
+                within
+            ));
+        }
+    }
+    std::fs::write(&log_path, text).unwrap();
+    let config = dir.path().join("skewtail.toml");
+    std::fs::write(
+        &config,
+        "[detector]\nforget_after_s = 120\nmax_backends = 20\n\n[[input]]\npath = \"churn.log\"\nformat = \"upstream\"\npool = \"api\"\n",
+    )
+    .unwrap();
+    let run = |threads: &str| {
+        let output = skewtail()
+            .args(["replay", "--json", "--threads", threads, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        output.stdout
+    };
+    let one = run("1");
+    let objects: Vec<Value> =
+        String::from_utf8_lossy(&one).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary = summary(&objects);
+    assert!(summary["forgotten_backends"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["overflowed"].as_u64().unwrap() > 0, "{summary}");
+    for threads in ["2", "8"] {
+        assert!(run(threads) == one, "{threads} threads differ from one");
+    }
+}
