@@ -11,16 +11,17 @@ use super::*;
 use crate::alert::{Notifier, NotifierOptions};
 use crate::config::{Settings, build_parser, no_backend_message};
 use crate::parse::Parser;
+use crate::pipeline::ahead::{MAX_STREAMS, Opened, Stream, feed_streams};
 use crate::pipeline::{Observer, Pipeline};
 use crate::report::{Documents, Report, Style};
 use crate::source::decompress::{Compression, ThreadedReader, decompressed};
-use crate::source::files::{ReplayFile, expand, in_time_order};
+use crate::source::files::{ReplayFile, expand, in_time_order, rotated_sets};
 use crate::source::range::{TimeRange, parse_time, start_offset};
 use crate::source::{LineReader, Next};
 use crate::synth::Scenario;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A replay input: one parser and clock over files read in time order.
 struct ReplayInput {
@@ -173,7 +174,7 @@ const CHECK_EVERY: u64 = 8192;
 struct Feeder {
     bar: ProgressBar,
     interrupted: Arc<AtomicBool>,
-    /// 1: parse on this thread; 2 or more: parse ahead on another.
+    /// Parsing threads.
     threads: usize,
 }
 
@@ -221,36 +222,6 @@ impl Feeder {
             });
         });
         Feeder { bar, interrupted, threads }
-    }
-
-    /// Like [`Feeder::feed`], parsing ahead on another thread when more than one is allowed.
-    fn feed_owned<R: Read + Send + 'static>(
-        &self,
-        pipeline: &mut Pipeline,
-        input: usize,
-        reader: R,
-        max_line: usize,
-        observer: &mut impl Observer,
-    ) -> io::Result<(u64, u64)> {
-        if self.threads < 2 {
-            return self.feed(pipeline, input, reader, max_line, observer);
-        }
-        let mut reported = 0;
-        let mut progress = |offset: u64, lines: u64| {
-            self.bar.inc(offset.saturating_sub(reported));
-            reported = offset;
-            self.bar.set_message(format!("{lines} lines"));
-        };
-        crate::pipeline::ahead::feed_ahead(
-            pipeline,
-            input,
-            reader,
-            max_line,
-            self.threads,
-            observer,
-            &self.interrupted,
-            &mut progress,
-        )
     }
 
     fn interrupted(&self) -> bool {
@@ -306,55 +277,90 @@ fn outside(file: &ReplayFile, next_first: Option<i64>, range: TimeRange, margin_
     starts_after || ends_before
 }
 
-/// Replays one file: decompressed as it needs, from where `--since` begins when it is plain
-/// (binary search), and warns when it shrank while it was read.
-#[allow(clippy::too_many_arguments)]
-fn read_file(
-    feeder: &Feeder,
-    pipeline: &mut Pipeline,
-    index: usize,
-    file: &ReplayFile,
+/// One rotated set's files, opened in turn on its reader thread: skipped whole when outside
+/// `--since`/`--until`, decompressed as they need, plain ones from where `--since` begins
+/// (binary search).
+struct SetFiles {
+    files: std::iter::Peekable<std::vec::IntoIter<ReplayFile>>,
+    /// Standard input, when its first lines were already read.
+    stdin: Option<AnyReader>,
     range: TimeRange,
     margin_ms: i64,
-    parser: &mut Parser,
-    max_line: usize,
-    report: &mut impl Observer,
-    shrunk: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    let path = &file.path;
-    let mut opened = crate::source::open_for_replay(path)?;
-    let size = opened.metadata()?.len();
-    let (n_lines, n_bytes) = match (file.compression, range.since_ms) {
-        (Compression::Plain, since) => {
-            let start = match since {
-                Some(since) => start_offset(&mut opened, size, since, margin_ms, parser)?,
-                None => 0,
+    parser: Parser,
+    /// Files that shrank while they were read.
+    shrunk: Arc<Mutex<Vec<String>>>,
+}
+
+impl Iterator for SetFiles {
+    type Item = anyhow::Result<Opened>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let file = self.files.next()?;
+            let next_first = self.files.peek().and_then(|f| f.first_ms);
+            if outside(&file, next_first, self.range, self.margin_ms) {
+                tracing::info!(message = "File outside --since/--until: skipped.", file = %file.path.display());
+                continue;
+            }
+            let path = file.path.display().to_string();
+            return Some(self.open(&file).with_context(|| format!("{path}: read failed")));
+        }
+    }
+}
+
+impl SetFiles {
+    fn open(&mut self, file: &ReplayFile) -> anyhow::Result<Opened> {
+        let path = file.path.clone();
+        let name: Arc<str> = display_name(&path).into();
+        let empty_warning = {
+            let path = path.clone();
+            move |lines: u64, bytes: u64| {
+                if lines == 0 && bytes == 0 {
+                    tracing::warn!(message = "Empty input: nothing to replay from it.", file = %path.display());
+                }
+            }
+        };
+        if path == Path::new("-") {
+            let reader = match self.stdin.take() {
+                Some(reader) => reader,
+                None => decompressed(io::stdin())?.0,
             };
-            opened.seek(io::SeekFrom::Start(start))?;
-            let (lines, bytes) = feeder.feed_owned(pipeline, index, opened, max_line, report)?;
-            if let Ok(metadata) = std::fs::metadata(path)
+            let reader = Box::new(ThreadedReader::spawn(reader));
+            return Ok(Opened { name, reader, finished: Box::new(empty_warning) });
+        }
+        let mut opened = crate::source::open_for_replay(&path)?;
+        if file.compression != Compression::Plain {
+            // Decompression on a thread of its own.
+            let reader = Box::new(ThreadedReader::spawn(decompressed(opened)?.0));
+            return Ok(Opened { name, reader, finished: Box::new(empty_warning) });
+        }
+        let size = opened.metadata()?.len();
+        let start = match self.range.since_ms {
+            Some(since) => {
+                start_offset(&mut opened, size, since, self.margin_ms, &mut self.parser)?
+            }
+            None => 0,
+        };
+        opened.seek(io::SeekFrom::Start(start))?;
+        let shrunk = self.shrunk.clone();
+        let finished = move |lines: u64, bytes: u64| {
+            empty_warning(lines, bytes);
+            if let Ok(metadata) = std::fs::metadata(&path)
                 && metadata.len() < start + bytes
             {
                 tracing::warn!(message = "The file shrank while it was read: the replay is incomplete.", file = %path.display(), read_bytes = start + bytes, size_now = metadata.len());
-                shrunk.push(format!(
-                    "{} ({} bytes read, {} now)",
-                    path.display(),
-                    start + bytes,
-                    metadata.len()
-                ));
+                if let Ok(mut shrunk) = shrunk.lock() {
+                    shrunk.push(format!(
+                        "{} ({} bytes read, {} now)",
+                        path.display(),
+                        start + bytes,
+                        metadata.len()
+                    ));
+                }
             }
-            (lines, bytes)
-        }
-        // Decompression on a thread of its own, parsing on this one.
-        _ => {
-            let reader = ThreadedReader::spawn(decompressed(opened)?.0);
-            feeder.feed_owned(pipeline, index, reader, max_line, report)?
-        }
-    };
-    if n_lines == 0 && n_bytes == 0 {
-        tracing::warn!(message = "Empty input: nothing to replay from it.", file = %path.display());
+        };
+        Ok(Opened { name, reader: Box::new(opened), finished: Box::new(finished) })
     }
-    Ok(())
 }
 
 fn is_broken_pipe(error: &io::Error) -> bool {
@@ -406,8 +412,6 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     // How far out of order lines may be around a --since/--until boundary.
     let margin_ms =
         i64::from(settings.detector.lateness_s + settings.detector.window_s) * 1000 + 60_000;
-    // Files that shrank while they were read: their replay is incomplete.
-    let mut shrunk = Vec::new();
     let plain_total: Option<u64> = inputs
         .iter()
         .flat_map(|i| &i.files)
@@ -418,48 +422,51 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         .sum();
     let feeder =
         Feeder::new(plain_total.filter(|_| range.is_all()), args.quiet, args.threads.max(1));
+    let shrunk = Arc::new(Mutex::new(Vec::new()));
+    let mut streams = Vec::new();
+    let mut indexes = Vec::new();
     for mut input in inputs {
         let index = pipeline.add_input(&input.name, input.parser.clone(), &input.pool);
-        for (at, file) in input.files.iter().enumerate() {
-            let next_first = input.files.get(at + 1).and_then(|f| f.first_ms);
-            if pipeline.past_range(index) || outside(file, next_first, range, margin_ms) {
-                tracing::info!(message = "File outside --since/--until: skipped.", file = %file.path.display());
-                continue;
-            }
-            let read = if file.path == Path::new("-") {
-                let reader = match input.stdin.take() {
-                    Some(reader) => reader,
-                    None => decompressed(io::stdin())?.0,
-                };
-                let reader = ThreadedReader::spawn(reader);
-                feeder
-                    .feed_owned(&mut pipeline, index, reader, settings.max_line_bytes, &mut report)
-                    .map(|_| ())
-                    .map_err(anyhow::Error::from)
-            } else {
-                read_file(
-                    &feeder,
-                    &mut pipeline,
-                    index,
-                    file,
-                    range,
-                    margin_ms,
-                    &mut input.parser,
-                    settings.max_line_bytes,
-                    &mut report,
-                    &mut shrunk,
-                )
-            };
-            read.with_context(|| format!("{}: read failed", file.path.display()))?;
-            if feeder.interrupted() {
-                break;
-            }
+        indexes.push(index);
+        let sets = rotated_sets(std::mem::take(&mut input.files));
+        if sets.len() > 1 {
+            tracing::info!(message = "Several rotated sets: their lines are merged by timestamp.", input = %input.name, sets = sets.len());
         }
-        pipeline.finish_input(index, &mut report);
-        if feeder.interrupted() {
-            break;
+        for set in sets {
+            let files = SetFiles {
+                files: set.into_iter().peekable(),
+                stdin: input.stdin.take(),
+                range,
+                margin_ms,
+                parser: input.parser.clone(),
+                shrunk: shrunk.clone(),
+            };
+            streams.push(Stream { input: index, files: Box::new(files) });
         }
     }
+    if streams.len() > MAX_STREAMS {
+        bail!(
+            "{} rotated sets to merge, more than {MAX_STREAMS}: files are grouped into sets by directory and name (`access.log`, `access.log.1`, `access.log.2.gz` are one set); replay fewer sets at a time",
+            streams.len()
+        );
+    }
+    let mut progress = |bytes: u64, lines: u64| {
+        feeder.bar.inc(bytes);
+        feeder.bar.set_message(format!("{lines} lines"));
+    };
+    feed_streams(
+        &mut pipeline,
+        streams,
+        settings.max_line_bytes,
+        feeder.threads,
+        &mut report,
+        &feeder.interrupted,
+        &mut progress,
+    )?;
+    for index in indexes {
+        pipeline.finish_input(index, &mut report);
+    }
+    let shrunk = shrunk.lock().map(|s| s.clone()).unwrap_or_default();
     feeder.bar.finish_and_clear();
     let interrupted = feeder.interrupted();
     if interrupted {

@@ -8,9 +8,9 @@
 //! number of batches in flight, and the hot path allocates nothing per line.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use rustc_hash::FxHashMap;
 
@@ -60,20 +60,24 @@ struct Sample {
 /// back to the reader to be filled again.
 #[derive(Debug, Default)]
 struct Batch {
-    /// Its place in the input.
+    /// The stream it belongs to, and its place in it.
+    stream: usize,
     seq: u64,
     // Filled by the reader.
+    /// The file its lines come from.
+    file: Arc<str>,
+    /// Bytes of the file read into it.
+    bytes_read: u64,
+    /// Whether it is the stream's last.
+    last: bool,
     /// The lines, back to back.
     bytes: Vec<u8>,
     /// Where each line ends in `bytes`, and its number in the input.
     lines_at: Vec<(usize, u64)>,
     /// Lines over the length limit: (number, length).
     too_long: Vec<(u64, u64)>,
-    /// Input offset after the batch's last line.
-    offset: u64,
-    cr_only: bool,
-    /// A read error after the batch's lines: the input ends here.
-    error: Option<io::Error>,
+    /// An error after the batch's lines: the replay ends here.
+    error: Option<anyhow::Error>,
     // Filled by a worker.
     requests: Vec<Compact>,
     /// The batch's distinct names, back to back, and where each ends.
@@ -88,13 +92,14 @@ struct Batch {
 
 impl Batch {
     /// Empties it for the reader, keeping its buffers.
-    fn clear(&mut self, seq: u64) {
+    fn clear(&mut self, stream: usize, seq: u64) {
+        self.stream = stream;
         self.seq = seq;
+        self.bytes_read = 0;
+        self.last = false;
         self.bytes.clear();
         self.lines_at.clear();
         self.too_long.clear();
-        self.offset = 0;
-        self.cr_only = false;
         self.error = None;
         self.requests.clear();
         self.name_bytes.clear();
@@ -127,19 +132,14 @@ impl Batch {
                     self.lines_at.push((self.bytes.len(), line.number));
                 }
                 Ok(Next::TooLong { number, length }) => self.too_long.push((number, length)),
-                Ok(Next::End) => {
-                    self.offset = lines.offset();
-                    self.cr_only = lines.cr_only();
-                    return true;
-                }
+                Ok(Next::End) => return true,
                 Err(error) => {
-                    self.offset = lines.offset();
-                    self.error = Some(error);
+                    let context = format!("{}: read failed", self.file);
+                    self.error = Some(anyhow::Error::from(error).context(context));
                     return true;
                 }
             }
         }
-        self.offset = lines.offset();
         false
     }
 
@@ -224,32 +224,75 @@ fn intern<'b>(
     id
 }
 
-/// Reads every line of `reader` into input `input`, parsed on `workers` threads; returns the
-/// lines and bytes read. Stops early when `stop` is set or the input is past `--until`
-/// (checked per batch); `progress` gets the offset and lines so far per batch.
+/// A file of a [`Stream`], opened.
+pub struct Opened {
+    /// Its name, for messages.
+    pub name: Arc<str>,
+    /// Its lines' bytes, decompressed, from where reading starts.
+    pub reader: Box<dyn Read + Send>,
+    /// Called on the reader thread once it was read to its end, with the lines and bytes read.
+    pub finished: Box<dyn FnOnce(u64, u64) + Send>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Files read one after another into pipeline input `input`: a rotated set, in time order.
+/// Streams are merged by timestamp; each is opened and read on a reader thread of its own.
+pub struct Stream {
+    /// The pipeline input its requests go to.
+    pub input: usize,
+    /// Its files, opened in turn on the reader thread; an error ends the replay.
+    pub files: Box<dyn Iterator<Item = anyhow::Result<Opened>> + Send>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("input", &self.input).finish_non_exhaustive()
+    }
+}
+
+/// Streams merged at most: each has a reader thread and batches in flight.
+pub const MAX_STREAMS: usize = 32;
+
+/// Replays `streams`, merged by timestamp into one event-time stream, with the parsing on
+/// `workers` threads; returns the lines read. Stops early when `stop` is set; stops reading
+/// an input once it is past `--until`. `progress` gets the bytes and lines read per batch.
 #[allow(clippy::too_many_arguments)]
-pub fn feed_ahead<R: Read + Send>(
+pub fn feed_streams(
     pipeline: &mut Pipeline,
-    input: usize,
-    reader: R,
+    streams: Vec<Stream>,
     max_line: usize,
     workers: usize,
     observer: &mut impl Observer,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(u64, u64),
-) -> io::Result<(u64, u64)> {
+) -> anyhow::Result<u64> {
     let workers = workers.clamp(1, MAX_WORKERS);
-    // One batch being read, one per worker, and as many waiting their turn or being windowed.
-    let in_flight = 2 * workers + 2;
-    let parser = pipeline.inputs[input].parser.clone();
+    // Per stream: one batch being read and, with a single stream, one per worker and as many
+    // waiting their turn or being windowed. Many streams share a total about that size.
+    let in_flight = ((2 * workers + 2) / streams.len().max(1)).max(3);
+    let parsers: Vec<Parser> =
+        streams.iter().map(|s| pipeline.inputs[s.input].parser.clone()).collect();
     let (to_parse, work) = mpsc::channel::<Batch>();
     let work = Mutex::new(work);
     std::thread::scope(|scope| {
         let (parsed, done) = mpsc::channel::<Batch>();
-        let (recycle, free) = mpsc::channel::<Batch>();
-        scope.spawn(move || read_batches(reader, max_line, in_flight, &to_parse, &free));
+        let mut heads = Vec::with_capacity(streams.len());
+        for (index, stream) in streams.into_iter().enumerate() {
+            let (recycle, free) = mpsc::channel::<Batch>();
+            let to_parse = to_parse.clone();
+            scope.spawn(move || {
+                read_batches(index, stream.files, max_line, in_flight, &to_parse, &free);
+            });
+            heads.push(Head::new(stream.input, recycle));
+        }
+        drop(to_parse);
         for _ in 0..workers {
-            let (work, parsed, mut parser) = (&work, parsed.clone(), parser.clone());
+            let (work, parsed, mut parsers) = (&work, parsed.clone(), parsers.clone());
             scope.spawn(move || {
                 loop {
                     // The lock is held only while taking a batch.
@@ -259,7 +302,7 @@ pub fn feed_ahead<R: Read + Send>(
                     };
                     let Ok(mut batch) = next else { return };
                     if batch.error.is_none() {
-                        batch.parse(&mut parser);
+                        batch.parse(&mut parsers[batch.stream]);
                     }
                     if parsed.send(batch).is_err() {
                         return;
@@ -268,101 +311,212 @@ pub fn feed_ahead<R: Read + Send>(
             });
         }
         drop(parsed);
-        let result = window_in_order(pipeline, input, &done, &recycle, observer, stop, progress);
-        // Closing both ends stops the reader (and so the workers), also when stopping early.
-        drop((done, recycle));
+        let result = merge(pipeline, &mut heads, &done, observer, stop, progress);
+        // Closing every end stops the readers (and so the workers), also when stopping early.
+        drop((done, heads));
         result
     })
 }
 
-/// The reader thread: fills batches, recycled through `free` once `in_flight` exist.
-fn read_batches<R: Read>(
-    reader: R,
+/// A reader thread: fills batches from the stream's files, recycled through `free` once
+/// `in_flight` exist. A batch holds lines of one file.
+fn read_batches(
+    stream: usize,
+    files: Box<dyn Iterator<Item = anyhow::Result<Opened>> + Send>,
     max_line: usize,
     in_flight: usize,
     to_parse: &mpsc::Sender<Batch>,
     free: &mpsc::Receiver<Batch>,
 ) {
-    let mut lines = LineReader::new(reader, max_line);
+    let mut files = files.peekable();
     let mut made = 0;
-    for seq in 0.. {
+    let mut seq = 0;
+    let mut sent = false;
+    let mut next_batch = || -> Option<Batch> {
         let mut batch = match free.try_recv() {
             Ok(batch) => batch,
             Err(_) if made < in_flight => {
                 made += 1;
                 Batch::default()
             }
-            Err(_) => match free.recv() {
-                Ok(batch) => batch,
-                Err(_) => return,
-            },
+            Err(_) => free.recv().ok()?,
         };
-        batch.clear(seq);
-        let ended = batch.fill(&mut lines);
-        if to_parse.send(batch).is_err() || ended {
-            return;
+        batch.clear(stream, seq);
+        seq += 1;
+        Some(batch)
+    };
+    while let Some(opened) = files.next() {
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                let Some(mut batch) = next_batch() else { return };
+                batch.error = Some(error);
+                batch.last = true;
+                let _ = to_parse.send(batch);
+                return;
+            }
+        };
+        let mut lines = LineReader::new(opened.reader, max_line);
+        let (mut n_lines, mut offset) = (0, 0);
+        loop {
+            let Some(mut batch) = next_batch() else { return };
+            batch.file = opened.name.clone();
+            let ended = batch.fill(&mut lines);
+            n_lines += batch.lines();
+            batch.bytes_read = lines.offset() - offset;
+            offset = lines.offset();
+            let failed = batch.error.is_some();
+            batch.last = failed || (ended && files.peek().is_none());
+            sent = true;
+            if to_parse.send(batch).is_err() || failed {
+                return;
+            }
+            if ended {
+                break;
+            }
         }
+        if lines.cr_only() {
+            tracing::warn!(message = "Lines end in CR only (old Mac style); read as such.", file = %opened.name, lines = n_lines);
+        }
+        (opened.finished)(n_lines, offset);
+    }
+    // No file at all (or every one skipped): an empty last batch ends the stream.
+    if !sent && let Some(mut batch) = next_batch() {
+        batch.last = true;
+        let _ = to_parse.send(batch);
     }
 }
 
-/// The caller's thread: takes parsed batches in input order and windows their requests.
-fn window_in_order(
-    pipeline: &mut Pipeline,
+/// Where the windowing thread is in one stream: its batch under way and those parsed ahead.
+#[derive(Debug)]
+struct Head {
     input: usize,
+    current: Option<Batch>,
+    /// The next request of `current`.
+    at: usize,
+    /// Parsed batches that came before their turn.
+    waiting: BTreeMap<u64, Batch>,
+    next_seq: u64,
+    /// Whether the stream's last batch was taken (or it was given up).
+    ended: bool,
+    slots: SlotCache,
+    recycle: mpsc::Sender<Batch>,
+}
+
+impl Head {
+    fn new(input: usize, recycle: mpsc::Sender<Batch>) -> Self {
+        Head {
+            input,
+            current: None,
+            at: 0,
+            waiting: BTreeMap::new(),
+            next_seq: 0,
+            ended: false,
+            slots: SlotCache::default(),
+            recycle,
+        }
+    }
+
+    /// The event time of its next request, if it has one at hand.
+    fn next_ms(&self) -> Option<i64> {
+        self.current.as_ref().and_then(|b| b.requests.get(self.at)).map(|r| r.timestamp_ms)
+    }
+
+    /// Whether it needs its next batch: the current one is used up and more will come.
+    fn needs_batch(&self) -> bool {
+        !self.ended && self.next_ms().is_none()
+    }
+}
+
+/// The windowing thread: takes each stream's parsed batches in order and windows their
+/// requests merged by timestamp (ties to the earlier stream), so that the order depends on
+/// the logs alone, never on which thread finished first.
+fn merge(
+    pipeline: &mut Pipeline,
+    heads: &mut [Head],
     done: &mpsc::Receiver<Batch>,
-    recycle: &mpsc::Sender<Batch>,
     observer: &mut impl Observer,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(u64, u64),
-) -> io::Result<(u64, u64)> {
-    let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
-    let mut next_seq = 0;
-    let (mut n_lines, mut offset, mut cr_only) = (0, 0, false);
-    let mut slots = SlotCache::default();
-    'batches: for batch in done {
-        waiting.insert(batch.seq, batch);
-        while let Some(mut batch) = waiting.remove(&next_seq) {
-            next_seq += 1;
-            log_samples(pipeline, input, &batch);
-            pipeline.count_lines(
-                input,
-                batch.lines(),
-                batch.other,
-                batch.unparsed,
-                batch.invalid_names,
-                batch.too_long.len() as u64,
-                batch.requests.len() as u64,
-            );
-            slots.clear();
-            for request in &batch.requests {
-                pipeline.push_compact(input, request, &batch, &mut slots, observer);
+) -> anyhow::Result<u64> {
+    let mut n_lines = 0;
+    loop {
+        for index in 0..heads.len() {
+            while heads[index].needs_batch() {
+                let batch = match heads[index].waiting.remove(&heads[index].next_seq) {
+                    Some(batch) => batch,
+                    None => {
+                        let Ok(batch) = done.recv() else { return Ok(n_lines) };
+                        heads[batch.stream].waiting.insert(batch.seq, batch);
+                        continue;
+                    }
+                };
+                let head = &mut heads[index];
+                head.next_seq += 1;
+                if let Some(old) = head.current.take() {
+                    let _ = head.recycle.send(old);
+                }
+                head.at = 0;
+                head.slots.clear();
+                head.ended = batch.last;
+                log_samples(pipeline, &batch);
+                pipeline.count_lines(
+                    head.input,
+                    batch.lines(),
+                    batch.other,
+                    batch.unparsed,
+                    batch.invalid_names,
+                    batch.too_long.len() as u64,
+                    batch.requests.len() as u64,
+                );
+                n_lines += batch.lines();
+                progress(batch.bytes_read, pipeline.counters.lines);
+                let mut batch = batch;
+                if let Some(error) = batch.error.take() {
+                    return Err(error);
+                }
+                head.current = Some(batch);
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(n_lines);
+                }
             }
-            n_lines += batch.lines();
-            offset = batch.offset;
-            cr_only |= batch.cr_only;
-            progress(offset, pipeline.counters.lines);
-            if let Some(error) = batch.error.take() {
-                return Err(error);
+        }
+        // The stream whose next request is oldest goes on until another's is older. Ties go to
+        // the earlier stream, by comparing (time, stream) pairs.
+        let mut nexts = heads.iter().enumerate().filter_map(|(i, h)| Some((h.next_ms()?, i)));
+        let Some(mut best) = nexts.next() else { return Ok(n_lines) };
+        let mut bound = (i64::MAX, usize::MAX);
+        for next in nexts {
+            if next < best {
+                bound = best;
+                best = next;
+            } else {
+                bound = bound.min(next);
             }
-            let _ = recycle.send(batch);
-            if stop.load(Ordering::Relaxed) || pipeline.past_range(input) {
-                break 'batches;
+        }
+        let index = best.1;
+        let Head { input, current, at, slots, .. } = &mut heads[index];
+        let (input, Some(batch)) = (*input, current.as_ref()) else { continue };
+        while let Some(request) = batch.requests.get(*at) {
+            if (request.timestamp_ms, index) > bound {
+                break;
+            }
+            pipeline.push_compact(input, request, batch, slots, observer);
+            *at += 1;
+        }
+        if pipeline.past_range(input) {
+            // The rest of this input is after --until: give its streams up.
+            for head in heads.iter_mut().filter(|h| h.input == input) {
+                head.ended = true;
+                head.at = usize::MAX;
             }
         }
     }
-    if cr_only {
-        tracing::warn!(
-            message = "Lines end in CR only (old Mac style); read as such.",
-            lines = n_lines
-        );
-    }
-    Ok((n_lines, offset))
 }
-
 /// Logs a batch's unparsed, invalid and over-long lines as parsing in line would: the first
 /// few in full, then one in [`UNPARSED_LOG_EVERY`] unparsed lines.
-fn log_samples(pipeline: &Pipeline, input: usize, batch: &Batch) {
-    let name = &pipeline.inputs[input].name;
+fn log_samples(pipeline: &Pipeline, batch: &Batch) {
+    let name = &batch.file;
     let before = pipeline.counters.unparsed;
     let crosses_every =
         (before + batch.unparsed) / UNPARSED_LOG_EVERY > before / UNPARSED_LOG_EVERY;

@@ -134,6 +134,44 @@ pub fn in_time_order(paths: Vec<PathBuf>, parser: &Parser) -> anyhow::Result<Vec
     Ok(files)
 }
 
+/// The name a rotated set shares: a file's name without its compression suffix, its
+/// logrotate number (`.3`) and its date extension (`-20231115`, `-2023111514`).
+fn set_name(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut name = name.trim_end_matches(".gz").trim_end_matches(".zst");
+    if let Some((base, number)) = name.rsplit_once('.')
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+    {
+        name = base;
+    }
+    if let Some((base, date)) = name.rsplit_once('-')
+        && (8..=10).contains(&date.len())
+        && date.bytes().all(|b| b.is_ascii_digit())
+    {
+        name = base;
+    }
+    name.to_string()
+}
+
+/// Files in time order grouped into rotated sets (same directory and [`set_name`]), each
+/// still in time order; sets in order of their first file. The files of a set follow one
+/// another in time and are read in turn; different sets (several balancers, or several
+/// logs of one) overlap in time, so their lines are merged by timestamp.
+pub fn rotated_sets(files: Vec<ReplayFile>) -> Vec<Vec<ReplayFile>> {
+    /// A set's directory and name.
+    type Key = (Option<PathBuf>, String);
+    let mut sets: Vec<(Key, Vec<ReplayFile>)> = Vec::new();
+    for file in files {
+        let key = (file.path.parent().map(Path::to_path_buf), set_name(&file.path));
+        match sets.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, set)) => set.push(file),
+            None => sets.push((key, vec![file])),
+        }
+    }
+    sets.into_iter().map(|(_, set)| set).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -146,6 +184,43 @@ mod tests {
         assert_eq!(rotation_number(Path::new("access.log.1")), 1);
         assert_eq!(rotation_number(Path::new("access.log.12.gz")), 12);
         assert_eq!(rotation_number(Path::new("access.log.3.zst")), 3);
+    }
+
+    #[test]
+    fn files_are_grouped_into_rotated_sets_by_directory_and_name() {
+        let file = |path: &str| ReplayFile {
+            path: PathBuf::from(path),
+            first_ms: None,
+            compression: Compression::Plain,
+        };
+        let files = vec![
+            file("lb1/access.log.2.gz"),
+            file("lb2/access.log.1"),
+            file("lb1/access.log.1"),
+            file("lb1/access.log-20231115.zst"),
+            file("lb2/access.log"),
+            file("lb1/error.log"),
+            file("lb1/access.log"),
+            file("-"),
+        ];
+        let sets: Vec<Vec<String>> = rotated_sets(files)
+            .into_iter()
+            .map(|set| set.iter().map(|f| f.path.display().to_string()).collect())
+            .collect();
+        assert_eq!(
+            sets,
+            [
+                vec![
+                    "lb1/access.log.2.gz",
+                    "lb1/access.log.1",
+                    "lb1/access.log-20231115.zst",
+                    "lb1/access.log"
+                ],
+                vec!["lb2/access.log.1", "lb2/access.log"],
+                vec!["lb1/error.log"],
+                vec!["-"],
+            ]
+        );
     }
 
     #[test]

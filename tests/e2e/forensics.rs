@@ -106,6 +106,43 @@ fn rotated_compressed_logs_replay_in_time_order_whatever_the_argument_order() {
 }
 
 #[test]
+fn logs_of_two_balancers_are_merged_by_timestamp() {
+    // The same traffic, shared by two balancers: each rotated its own log, one with gzip.
+    let dir = tempfile::tempdir().unwrap();
+    let log = incident_log(dir.path());
+    let text = std::fs::read(&log).unwrap();
+    let lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for (at, line) in lines.iter().enumerate() {
+        if at % 3 == 0 { first.push(*line) } else { second.push(*line) }
+    }
+    for (name, share) in [("lb1", &first), ("lb2", &second)] {
+        let logs = dir.path().join(name);
+        std::fs::create_dir(&logs).unwrap();
+        let half = share.len() / 2;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&share[..half].concat()).unwrap();
+        std::fs::write(logs.join("access.log.1.gz"), gz.finish().unwrap()).unwrap();
+        std::fs::write(logs.join("access.log"), share[half..].concat()).unwrap();
+    }
+    let (_, whole) = replay_json(&log, &["--pool", "api"]);
+    let output = skewtail()
+        .args(["replay", "--json", "--pool", "api"])
+        .arg(dir.path().join("lb2"))
+        .arg(dir.path().join("lb1/access.log"))
+        .arg(dir.path().join("lb1/access.log.1.gz"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let merged = ndjson(&output);
+    assert_eq!(summary(&merged)["late"], 0, "{}", summary(&merged));
+    assert_eq!(summary(&merged)["parsed"], summary(&whole)["parsed"]);
+    assert_eq!(alerts(&merged), alerts(&whole));
+    assert_eq!(of_type(&merged, "window"), of_type(&whole, "window"), "the same windows");
+    assert_eq!(alerts(&whole).len(), 2, "one skew, fired and resolved: {:?}", alerts(&whole));
+}
+
+#[test]
 fn since_and_until_slice_the_replay() {
     let dir = tempfile::tempdir().unwrap();
     let log = incident_log(dir.path());
