@@ -1,8 +1,9 @@
-//! Parsing ahead, on every core: a reader thread cuts an input into batches of whole lines,
-//! worker threads parse the batches into compact requests, and the caller's thread windows
-//! and judges them in batch order. A replay so uses every core and still gives, byte for
-//! byte, the results of parsing in line ([`Pipeline::push_line`]), whatever the number of
-//! workers: windows, names and alerts only ever change on the caller's thread, in line order.
+//! Replay on every core: per [`Stream`] (a rotated set of files) a reader thread cuts the
+//! files into batches of whole lines, worker threads parse the batches into compact requests,
+//! and the caller's thread takes each stream's batches in order, merges the streams by
+//! timestamp and windows and judges the requests. Windows, names and alerts only ever change
+//! on the caller's thread, in an order that depends on the logs alone, so the results are
+//! the same byte for byte whatever the number of workers.
 //!
 //! Batches are recycled (reader → worker → caller → reader), so memory is bounded by the
 //! number of batches in flight, and the hot path allocates nothing per line.
@@ -273,8 +274,9 @@ pub fn feed_streams(
 ) -> anyhow::Result<u64> {
     let workers = workers.clamp(1, MAX_WORKERS);
     // Per stream: one batch being read and, with a single stream, one per worker and as many
-    // waiting their turn or being windowed. Many streams share a total about that size.
-    let in_flight = ((2 * workers + 2) / streams.len().max(1)).max(3);
+    // waiting their turn or being windowed. Many streams share a total about that size, but
+    // each needs two: the one being windowed and the next.
+    let in_flight = ((2 * workers + 2) / streams.len().max(1)).max(2);
     let parsers: Vec<Parser> =
         streams.iter().map(|s| pipeline.inputs[s.input].parser.clone()).collect();
     let (to_parse, work) = mpsc::channel::<Batch>();
