@@ -78,4 +78,43 @@ fn lines_do_not_allocate_after_warm_up() {
             eprintln!("{style:?}: {n_allocations} allocations, {n_windows} windows, 30000 lines");
         }
     }
+    let (n_allocations, n_windows, n_lines) = replay_allocations();
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "replay on 2 workers: {n_allocations} allocations, {n_windows} windows, {n_lines} lines"
+        );
+    }
+    // Per window as above; per batch of up to 8192 lines a name table and the hand-over;
+    // per replay the threads, channels and the batches in flight (reused after that).
+    assert!(
+        n_allocations <= n_windows * 80 + 5_000,
+        "replay: {n_allocations} allocations for {n_lines} lines and {n_windows} windows"
+    );
+}
+
+/// Replays a 60-minute log through the multi-threaded path (a reader thread, two parsing
+/// workers, the windowing thread): returns (allocations, windows, lines).
+fn replay_allocations() -> (u64, u64, u64) {
+    use skewtail::pipeline::ahead::{Opened, Stream, feed_streams};
+    let mut log = Vec::new();
+    Scenario::seed_incident().write(&mut log).expect("generate");
+    let parser =
+        PatternSet::builtin().get("upstream").expect("pattern").compile(&[]).expect("compile");
+    let mut pipeline = Pipeline::new(Detector::new(DetectorConfig::default(), Default::default()));
+    let input = pipeline.add_input("alloc", parser, "api");
+    let opened = Opened {
+        name: "alloc".into(),
+        reader: Box::new(std::io::Cursor::new(log)),
+        finished: Box::new(|_, _| {}),
+    };
+    let stream = Stream { input, files: Box::new(std::iter::once(Ok(opened))) };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let before = dhat::HeapStats::get();
+    let n_lines =
+        feed_streams(&mut pipeline, vec![stream], 1 << 20, 2, &mut Discard, &stop, &mut |_, _| {})
+            .expect("replay");
+    let after = dhat::HeapStats::get();
+    assert_eq!(pipeline.counters().unparsed, 0);
+    (after.total_blocks - before.total_blocks, pipeline.counters().windows, n_lines)
 }

@@ -492,3 +492,31 @@ fn threads_agree_while_backends_are_forgotten_and_a_pool_overflows() {
         assert!(run(threads) == one, "{threads} threads differ from one");
     }
 }
+
+#[test]
+fn too_many_rotated_sets_to_merge_are_refused_with_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = "10.0.0.1 - - [15/Nov/2023:14:00:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\" rt=0.010 uct=\"0.001\" uht=\"0.009\" urt=\"0.009\" ua=\"10.0.0.1:8080\" us=\"200\"\n";
+    let mut paths = Vec::new();
+    for balancer in 0..33 {
+        let logs = dir.path().join(format!("lb{balancer}"));
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::write(logs.join("access.log"), line).unwrap();
+        paths.push(logs.join("access.log"));
+    }
+    let output = skewtail().args(["replay", "--format", "upstream"]).args(&paths).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("33 rotated sets to merge") && message.contains("one set"),
+        "{message}"
+    );
+    // 32 sets are merged.
+    let output = skewtail()
+        .args(["replay", "--json", "--format", "upstream"])
+        .args(&paths[..32])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(summary(&ndjson(&output))["parsed"], 32);
+}
