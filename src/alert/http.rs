@@ -44,6 +44,15 @@ impl Attempt {
     }
 }
 
+/// Whether a URL's host is this machine: a loopback address or `localhost`.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// Only https, except on loopback (a local relay, a test receiver): alerts carry data from
 /// the logs and the URL often carries a token.
 pub fn check_url(url: &str, insecure_http: bool) -> Result<(), String> {
@@ -52,14 +61,7 @@ pub fn check_url(url: &str, insecure_http: bool) -> Result<(), String> {
     match parsed.scheme() {
         "https" => Ok(()),
         "http" => {
-            let host = parsed.host_str().unwrap_or_default();
-            let loopback = host == "localhost"
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback || insecure_http {
+            if is_loopback(&parsed) || insecure_http {
                 Ok(())
             } else {
                 Err("the URL must use https:// (plain http:// is allowed only on loopback, or with `insecure_http = true` for a receiver on a trusted network such as an in-cluster Alertmanager)"

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use delivery::Clock;
+pub use http::is_loopback;
 pub use journal::JournalState;
 pub use matcher::Matcher;
 pub use metrics::{AlertMetrics, DeliveryTotals};

@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::{Outcome, RehearseArgs, load_settings};
+use crate::alert::is_loopback;
 use crate::config::{Settings, build_parser};
-use crate::rehearse::load::{LoadPlan, is_loopback};
+use crate::rehearse::load::LoadPlan;
 use crate::rehearse::{Plan, human, new_mark, rehearse as run_rehearsal};
 
 /// A rehearsal is a bounded load test, not a benchmark.

@@ -433,9 +433,10 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
             tracing::info!(message = "Several rotated sets: their lines are merged by timestamp.", input = %input.name, sets = sets.len());
         }
         for set in sets {
+            let has_stdin = set.iter().any(|f| f.path == Path::new("-"));
             let files = SetFiles {
+                stdin: if has_stdin { input.stdin.take() } else { None },
                 files: set.into_iter().peekable(),
-                stdin: input.stdin.take(),
                 range,
                 margin_ms,
                 parser: input.parser.clone(),

@@ -42,15 +42,6 @@ pub struct LoadResult {
 /// The query parameter name that carries the mark.
 pub const MARK_PARAMETER: &str = "skewtail_rehearsal";
 
-/// Whether a URL may be rehearsed against without `--allow-remote`.
-pub fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else { return false };
-    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
 /// Sends the plan's requests; returns what came back.
 pub fn send(plan: &LoadPlan) -> anyhow::Result<LoadResult> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
