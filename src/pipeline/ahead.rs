@@ -297,7 +297,7 @@ pub fn feed_streams(
             let (work, parsed, mut parsers) = (&work, parsed.clone(), parsers.clone());
             scope.spawn(move || {
                 loop {
-                    // The lock is held only while taking a batch.
+                    // Idle workers queue on the lock; the one holding it takes the next batch.
                     let next = match work.lock() {
                         Ok(work) => work.recv(),
                         Err(_) => return,
