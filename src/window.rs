@@ -197,7 +197,7 @@ impl LatencySketch {
     }
 
     /// (bucket, count) pairs, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (usize, u64)> + Clone + '_ {
         self.buckets.iter().map(|&(b, c)| (usize::from(b), u64::from(c)))
     }
 

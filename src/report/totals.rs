@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::window::{WindowSummary, quantile_of_buckets};
@@ -16,7 +17,82 @@ pub const MAX_ROWS: usize = 20;
 struct Accumulated {
     requests: u64,
     errors: u64,
-    latency: BTreeMap<usize, u64>,
+    /// (latency bucket, count), ascending: a backend's latencies fall in a few dozen of the
+    /// sketch's buckets, so a sorted list is small and merges in one walk.
+    latency: Vec<(u16, u64)>,
+}
+
+impl Accumulated {
+    /// Adds a window's (bucket, count) pairs, ascending.
+    fn add_latency(&mut self, buckets: impl Iterator<Item = (usize, u64)> + Clone) {
+        // Usually every bucket is already there: add in place without allocating.
+        let mut at = 0;
+        let all_known = buckets.clone().all(|(bucket, _)| {
+            while self.latency.get(at).is_some_and(|&(b, _)| usize::from(b) < bucket) {
+                at += 1;
+            }
+            self.latency.get(at).is_some_and(|&(b, _)| usize::from(b) == bucket)
+        });
+        if !all_known {
+            for (bucket, _) in buckets.clone() {
+                #[allow(clippy::cast_possible_truncation)] // buckets number a few hundred
+                let bucket = bucket as u16;
+                if let Err(at) = self.latency.binary_search_by_key(&bucket, |&(b, _)| b) {
+                    self.latency.insert(at, (bucket, 0));
+                }
+            }
+        }
+        let mut at = 0;
+        for (bucket, count) in buckets {
+            while usize::from(self.latency[at].0) < bucket {
+                at += 1;
+            }
+            self.latency[at].1 += count;
+        }
+    }
+
+    fn add(&mut self, other: &Accumulated) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.add_latency(other.latency.iter().map(|&(b, c)| (usize::from(b), c)));
+    }
+}
+
+/// One pool's totals.
+#[derive(Debug, Default)]
+struct PoolTotals {
+    backends: Vec<(Arc<str>, Accumulated)>,
+    index: FxHashMap<Arc<str>, usize>,
+    /// By a window's backend id: its name (the windower hands out the same `Arc` for as long
+    /// as it remembers the backend) and its place in `backends`. A pointer compare instead of
+    /// a string lookup per backend per window; a reused id has a new `Arc`.
+    by_id: Vec<Option<(Arc<str>, usize)>>,
+}
+
+impl PoolTotals {
+    fn row(&mut self, id: u32, name: &Arc<str>) -> &mut Accumulated {
+        let id = id as usize;
+        let cached = self.by_id.get(id).and_then(Option::as_ref);
+        let at = match cached {
+            Some((known, at)) if Arc::ptr_eq(known, name) => *at,
+            _ => {
+                let at = match self.index.get(name) {
+                    Some(&at) => at,
+                    None => {
+                        self.backends.push((name.clone(), Accumulated::default()));
+                        self.index.insert(name.clone(), self.backends.len() - 1);
+                        self.backends.len() - 1
+                    }
+                };
+                if self.by_id.len() <= id {
+                    self.by_id.resize(id + 1, None);
+                }
+                self.by_id[id] = Some((name.clone(), at));
+                at
+            }
+        };
+        &mut self.backends[at].1
+    }
 }
 
 /// One row of the table.
@@ -48,20 +124,21 @@ impl BackendRow {
 /// Totals per pool and backend.
 #[derive(Debug, Default)]
 pub struct Totals {
-    pools: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Accumulated>>,
+    pools: BTreeMap<Arc<str>, PoolTotals>,
 }
 
 impl Totals {
     /// Adds a closed window.
     pub fn add(&mut self, window: &WindowSummary) {
-        let pool = self.pools.entry(window.pool.clone()).or_default();
+        let pool = match self.pools.get_mut(&window.pool) {
+            Some(pool) => pool,
+            None => self.pools.entry(window.pool.clone()).or_default(),
+        };
         for b in &window.backends {
-            let row = pool.entry(b.backend.clone()).or_default();
+            let row = pool.row(b.id, &b.backend);
             row.requests += b.requests;
             row.errors += b.errors;
-            for (bucket, count) in b.latency.iter() {
-                *row.latency.entry(bucket).or_default() += count;
-            }
+            row.add_latency(b.latency.iter());
         }
     }
 
@@ -73,10 +150,11 @@ impl Totals {
     /// A pool's rows, busiest first (at most [`MAX_ROWS`], the rest summed), with expected
     /// shares from `expected`.
     pub fn rows(&self, pool: &str, expected: &[(Arc<str>, f64)]) -> Vec<BackendRow> {
-        let Some(backends) = self.pools.get(pool) else { return Vec::new() };
-        let total: u64 = backends.values().map(|b| b.requests).sum();
+        let Some(pool) = self.pools.get(pool) else { return Vec::new() };
+        let total: u64 = pool.backends.iter().map(|(_, b)| b.requests).sum();
         let share = |n: u64| if total > 0 { n as f64 / total as f64 } else { 0.0 };
-        let mut sorted: Vec<(&Arc<str>, &Accumulated)> = backends.iter().collect();
+        let mut sorted: Vec<(&Arc<str>, &Accumulated)> =
+            pool.backends.iter().map(|(name, acc)| (name, acc)).collect();
         sorted.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
         let row = |name: String, acc: &Accumulated, expected: Option<f64>| BackendRow {
             backend: name,
@@ -85,8 +163,8 @@ impl Totals {
             expected,
             errors: acc.errors,
             p99_ms: quantile_of_buckets(
-                acc.latency.iter().map(|(b, c)| (*b, *c)),
-                acc.latency.values().sum(),
+                acc.latency.iter().map(|&(b, c)| (usize::from(b), c)),
+                acc.latency.iter().map(|(_, c)| c).sum(),
                 0.99,
             ),
         };
@@ -103,11 +181,7 @@ impl Totals {
             let mut rest = Accumulated::default();
             let mut rest_expected = 0.0;
             for (name, acc) in &sorted[MAX_ROWS..] {
-                rest.requests += acc.requests;
-                rest.errors += acc.errors;
-                for (bucket, count) in &acc.latency {
-                    *rest.latency.entry(*bucket).or_default() += count;
-                }
+                rest.add(acc);
                 rest_expected += expected_of(name).unwrap_or(0.0);
             }
             let name = format!("({} others)", sorted.len() - MAX_ROWS);
@@ -181,5 +255,40 @@ mod tests {
         assert_eq!(rows[MAX_ROWS].backend, "(5 others)");
         let text = text_table("api", &rows);
         assert!(text.contains("pool api") && text.contains("b00"), "{text}");
+    }
+
+    #[test]
+    fn a_reused_backend_id_is_told_apart_by_name_and_latencies_add_up() {
+        let backend = |name: &str, id: u32, latencies: &[f64]| BackendSummary {
+            backend: Arc::from(name),
+            id,
+            requests: latencies.len() as u64,
+            errors: 0,
+            retried: 0,
+            p50_ms: None,
+            p99_ms: None,
+            latency: LatencySketch::from_latencies_ms(latencies),
+        };
+        let window = |backends| WindowSummary {
+            pool: Arc::from("api"),
+            start_ms: 0,
+            end_ms: 10_000,
+            backends,
+            no_backend: 0,
+        };
+        let mut totals = Totals::default();
+        totals.add(&window(vec![backend("a", 0, &[10.0, 20.0])]));
+        // The windower forgot `a` and gave its id to `b`; later `a` came back under id 1.
+        totals.add(&window(vec![backend("b", 0, &[5000.0])]));
+        totals.add(&window(vec![backend("a", 1, &[30.0, 20.0, 900.0])]));
+        let rows = totals.rows("api", &[]);
+        let row = |name: &str| rows.iter().find(|r| r.backend == name).unwrap().clone();
+        assert_eq!((row("a").requests, row("b").requests), (5, 1));
+        let all = LatencySketch::from_latencies_ms(&[10.0, 20.0, 30.0, 20.0, 900.0]);
+        assert_eq!(row("a").p99_ms, all.quantile_ms(0.99));
+        let acc = &totals.pools["api"].backends[totals.pools["api"].index["a"]].1;
+        let expected: Vec<(u16, u64)> =
+            all.iter().map(|(b, c)| (u16::try_from(b).unwrap(), c)).collect();
+        assert_eq!(acc.latency, expected, "merged bucket by bucket, in order");
     }
 }
