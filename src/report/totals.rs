@@ -18,8 +18,10 @@ struct Accumulated {
     requests: u64,
     errors: u64,
     /// (latency bucket, count), ascending: a backend's latencies fall in a few dozen of the
-    /// sketch's buckets, so a sorted list is small and merges in one walk.
-    latency: Vec<(u16, u64)>,
+    /// sketch's buckets, so a sorted list is small and merges in one walk. Counts are `u32`
+    /// to keep 100,000 backends' lists small; should one reach `u32::MAX` (4 billion requests
+    /// in one bucket), the backend's counts are halved, which keeps its quantiles.
+    latency: Vec<(u16, u32)>,
 }
 
 impl Accumulated {
@@ -34,6 +36,11 @@ impl Accumulated {
             self.latency.get(at).is_some_and(|&(b, _)| usize::from(b) == bucket)
         });
         if !all_known {
+            // Grown by a few slots, not doubled: 100,000 backends' slack would be tens of MB.
+            let needed = buckets.clone().count();
+            if self.latency.capacity() - self.latency.len() < needed {
+                self.latency.reserve_exact(needed + 4);
+            }
             for (bucket, _) in buckets.clone() {
                 #[allow(clippy::cast_possible_truncation)] // buckets number a few hundred
                 let bucket = bucket as u16;
@@ -47,21 +54,41 @@ impl Accumulated {
             while usize::from(self.latency[at].0) < bucket {
                 at += 1;
             }
-            self.latency[at].1 += count;
+            let mut count = count;
+            while u64::from(self.latency[at].1) + count > u64::from(u32::MAX) {
+                for (_, kept) in &mut self.latency {
+                    *kept = kept.div_ceil(2);
+                }
+                count = count.div_ceil(2);
+            }
+            #[allow(clippy::cast_possible_truncation)] // checked just above
+            {
+                self.latency[at].1 += count as u32;
+            }
         }
     }
 
     fn add(&mut self, other: &Accumulated) {
         self.requests += other.requests;
         self.errors += other.errors;
-        self.add_latency(other.latency.iter().map(|&(b, c)| (usize::from(b), c)));
+        self.add_latency(other.latency.iter().map(|&(b, c)| (usize::from(b), u64::from(c))));
     }
 }
+
+/// Backends a pool keeps totals for one by one, at least (the detector's default
+/// `max_backends`): at twice as many, the least busy are folded into one aggregate, so memory
+/// stays bounded when backends churn for months (the table shows the busiest [`MAX_ROWS`]).
+/// A folded backend that serves again starts a new total, which the table says.
+const TRACKED: usize = 100_000;
 
 /// One pool's totals.
 #[derive(Debug, Default)]
 struct PoolTotals {
     backends: Vec<(Arc<str>, Accumulated)>,
+    /// The backends folded away, summed.
+    folded: Accumulated,
+    /// How many totals were folded (a backend folded twice counts twice).
+    n_folded: u64,
     index: FxHashMap<Arc<str>, usize>,
     /// By a window's backend id: its name (the windower hands out the same `Arc` for as long
     /// as it remembers the backend) and its place in `backends`. A pointer compare instead of
@@ -79,6 +106,9 @@ impl PoolTotals {
                 let at = match self.index.get(name) {
                     Some(&at) => at,
                     None => {
+                        if self.backends.len() >= 2 * TRACKED {
+                            self.fold_least_busy();
+                        }
                         self.backends.push((name.clone(), Accumulated::default()));
                         self.index.insert(name.clone(), self.backends.len() - 1);
                         self.backends.len() - 1
@@ -92,6 +122,19 @@ impl PoolTotals {
             }
         };
         &mut self.backends[at].1
+    }
+
+    /// Keeps the [`TRACKED`] busiest backends and folds the others into `folded`.
+    fn fold_least_busy(&mut self) {
+        self.backends
+            .sort_unstable_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(&b.0)));
+        for (_, acc) in self.backends.drain(TRACKED..) {
+            self.folded.add(&acc);
+            self.n_folded += 1;
+        }
+        self.index =
+            self.backends.iter().enumerate().map(|(at, (name, _))| (name.clone(), at)).collect();
+        self.by_id.clear();
     }
 }
 
@@ -151,7 +194,8 @@ impl Totals {
     /// shares from `expected`.
     pub fn rows(&self, pool: &str, expected: &[(Arc<str>, f64)]) -> Vec<BackendRow> {
         let Some(pool) = self.pools.get(pool) else { return Vec::new() };
-        let total: u64 = pool.backends.iter().map(|(_, b)| b.requests).sum();
+        let total: u64 =
+            pool.backends.iter().map(|(_, b)| b.requests).sum::<u64>() + pool.folded.requests;
         let share = |n: u64| if total > 0 { n as f64 / total as f64 } else { 0.0 };
         let mut sorted: Vec<(&Arc<str>, &Accumulated)> =
             pool.backends.iter().map(|(name, acc)| (name, acc)).collect();
@@ -163,29 +207,36 @@ impl Totals {
             expected,
             errors: acc.errors,
             p99_ms: quantile_of_buckets(
-                acc.latency.iter().map(|&(b, c)| (usize::from(b), c)),
-                acc.latency.iter().map(|(_, c)| c).sum(),
+                acc.latency.iter().map(|&(b, c)| (usize::from(b), u64::from(c))),
+                acc.latency.iter().map(|&(_, c)| u64::from(c)).sum(),
                 0.99,
             ),
         };
         // A map, not a scan: a pool can have 100,000 backends and as many expectations.
-        let expected: std::collections::HashMap<&str, f64> =
+        let expected_by_name: std::collections::HashMap<&str, f64> =
             expected.iter().map(|(name, share)| (&**name, *share)).collect();
-        let expected_of = |name: &Arc<str>| expected.get(&**name).copied();
+        let expected_of = |name: &Arc<str>| expected_by_name.get(&**name).copied();
         let mut rows: Vec<BackendRow> = sorted
             .iter()
             .take(MAX_ROWS)
             .map(|(name, acc)| row(name.to_string(), acc, expected_of(name)))
             .collect();
-        if sorted.len() > MAX_ROWS {
-            let mut rest = Accumulated::default();
-            let mut rest_expected = 0.0;
-            for (name, acc) in &sorted[MAX_ROWS..] {
+        if sorted.len() > MAX_ROWS || pool.n_folded > 0 {
+            let mut rest = pool.folded.clone();
+            for (_, acc) in sorted.iter().skip(MAX_ROWS) {
                 rest.add(acc);
-                rest_expected += expected_of(name).unwrap_or(0.0);
             }
-            let name = format!("({} others)", sorted.len() - MAX_ROWS);
-            rows.push(row(name, &rest, Some(rest_expected).filter(|e| *e > 0.0)));
+            // What is expected of every backend not shown, folded ones included.
+            let shown: f64 = sorted.iter().take(MAX_ROWS).filter_map(|(n, _)| expected_of(n)).sum();
+            // Summed in the detector's order, not the map's: the same bits every run.
+            let rest_expected = expected.iter().map(|(_, share)| share).sum::<f64>() - shown;
+            let n_rest = sorted.len().saturating_sub(MAX_ROWS) as u64 + pool.n_folded;
+            let name = if pool.n_folded > 0 {
+                format!("({n_rest} others, some counted twice)")
+            } else {
+                format!("({n_rest} others)")
+            };
+            rows.push(row(name, &rest, Some(rest_expected).filter(|e| *e > 1e-12)));
         }
         rows
     }
@@ -287,8 +338,53 @@ mod tests {
         let all = LatencySketch::from_latencies_ms(&[10.0, 20.0, 30.0, 20.0, 900.0]);
         assert_eq!(row("a").p99_ms, all.quantile_ms(0.99));
         let acc = &totals.pools["api"].backends[totals.pools["api"].index["a"]].1;
-        let expected: Vec<(u16, u64)> =
-            all.iter().map(|(b, c)| (u16::try_from(b).unwrap(), c)).collect();
+        let expected: Vec<(u16, u32)> = all
+            .iter()
+            .map(|(b, c)| (u16::try_from(b).unwrap(), u32::try_from(c).unwrap()))
+            .collect();
         assert_eq!(acc.latency, expected, "merged bucket by bucket, in order");
+    }
+
+    #[test]
+    fn a_bucket_about_to_overflow_halves_the_backend_keeping_its_quantiles() {
+        let mut acc = Accumulated::default();
+        acc.add_latency([(3, u64::from(u32::MAX) - 10), (7, 1000)].into_iter());
+        acc.add_latency([(3, 100)].into_iter());
+        let (low, high) = (acc.latency[0].1, acc.latency[1].1);
+        assert_eq!(high, 500);
+        assert!(low > u32::MAX / 2 && low < u32::MAX / 2 + 100, "{low}");
+    }
+
+    #[test]
+    fn churning_backends_are_folded_so_memory_stays_bounded() {
+        let mut totals = Totals::default();
+        let n = 2 * TRACKED as u32 + 10;
+        for i in 0..n {
+            let requests = if i < 5 { 1_000 } else { 1 };
+            let window = WindowSummary {
+                pool: Arc::from("api"),
+                start_ms: i64::from(i) * 10_000,
+                end_ms: i64::from(i) * 10_000 + 10_000,
+                backends: vec![BackendSummary {
+                    backend: Arc::from(format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255)),
+                    id: i,
+                    requests,
+                    errors: 0,
+                    retried: 0,
+                    p50_ms: None,
+                    p99_ms: None,
+                    latency: LatencySketch::from_latencies_ms(&[10.0]),
+                }],
+                no_backend: 0,
+            };
+            totals.add(&window);
+        }
+        let pool = &totals.pools["api"];
+        assert!(pool.backends.len() <= 2 * TRACKED && pool.n_folded > 0, "{}", pool.backends.len());
+        let rows = totals.rows("api", &[]);
+        // The busy five survive every fold, and every request is in some row.
+        assert!(rows[..5].iter().all(|r| r.requests == 1_000), "{:?}", &rows[..5]);
+        assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 5 * 1_000 + u64::from(n) - 5);
+        assert!(rows.last().unwrap().backend.contains("others"));
     }
 }
