@@ -96,19 +96,14 @@ fn lines_do_not_allocate_after_warm_up() {
 /// Replays a 60-minute log through the multi-threaded path (a reader thread, two parsing
 /// workers, the windowing thread): returns (allocations, windows, lines).
 fn replay_allocations() -> (u64, u64, u64) {
-    use skewtail::pipeline::ahead::{Opened, Stream, feed_streams};
+    use skewtail::pipeline::ahead::{Stream, feed_streams};
     let mut log = Vec::new();
     Scenario::seed_incident().write(&mut log).expect("generate");
     let parser =
         PatternSet::builtin().get("upstream").expect("pattern").compile(&[]).expect("compile");
     let mut pipeline = Pipeline::new(Detector::new(DetectorConfig::default(), Default::default()));
     let input = pipeline.add_input("alloc", parser, "api");
-    let opened = Opened {
-        name: "alloc".into(),
-        reader: Box::new(std::io::Cursor::new(log)),
-        finished: Box::new(|_, _| {}),
-    };
-    let stream = Stream { input, files: Box::new(std::iter::once(Ok(opened))) };
+    let stream = Stream::of_reader(input, "alloc", Box::new(std::io::Cursor::new(log)));
     let stop = std::sync::atomic::AtomicBool::new(false);
     let before = dhat::HeapStats::get();
     let n_lines =

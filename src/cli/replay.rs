@@ -11,13 +11,12 @@ use super::*;
 use crate::alert::{Notifier, NotifierOptions};
 use crate::config::{Settings, build_parser, no_backend_message};
 use crate::parse::Parser;
+use crate::pipeline::Pipeline;
 use crate::pipeline::ahead::{MAX_STREAMS, Opened, Stream, feed_streams};
-use crate::pipeline::{Observer, Pipeline};
 use crate::report::{Documents, Report, Style};
 use crate::source::decompress::{Compression, ThreadedReader, decompressed};
 use crate::source::files::{ReplayFile, expand, in_time_order, rotated_sets};
 use crate::source::range::{TimeRange, parse_time, start_offset};
-use crate::source::{LineReader, Next};
 use crate::synth::Scenario;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,10 +166,7 @@ fn new_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime for alert delivery")
 }
 
-/// Lines between looks at the progress bar and the interrupt flag.
-const CHECK_EVERY: u64 = 8192;
-
-/// Reads lines into the pipeline, with a progress bar on a terminal and Ctrl-C.
+/// A replay's progress bar on a terminal and its Ctrl-C.
 struct Feeder {
     bar: ProgressBar,
     interrupted: Arc<AtomicBool>,
@@ -179,15 +175,6 @@ struct Feeder {
 }
 
 impl Feeder {
-    /// No bar, no signal handling (the demo).
-    fn quiet() -> Self {
-        Feeder {
-            bar: ProgressBar::hidden(),
-            interrupted: Arc::new(AtomicBool::new(false)),
-            threads: 1,
-        }
-    }
-
     /// A bar over `total_bytes` when known (plain files), drawn only on a terminal and
     /// without `--quiet`; Ctrl-C stops reading (a second one exits at once).
     fn new(total_bytes: Option<u64>, quiet: bool, threads: usize) -> Self {
@@ -226,46 +213,6 @@ impl Feeder {
 
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Relaxed)
-    }
-
-    /// Reads every line of `reader` into input `input` of the pipeline (until Ctrl-C);
-    /// returns the number of lines and of bytes read.
-    fn feed<R: Read>(
-        &self,
-        pipeline: &mut Pipeline,
-        input: usize,
-        reader: R,
-        max_line: usize,
-        observer: &mut impl Observer,
-    ) -> io::Result<(u64, u64)> {
-        let mut lines = LineReader::new(reader, max_line);
-        let mut n_lines = 0;
-        let mut reported = 0;
-        loop {
-            match lines.next_line(true)? {
-                Next::Line(line) => pipeline.push_line(input, line, observer),
-                Next::TooLong { number, length } => pipeline.push_too_long(input, number, length),
-                Next::End => {
-                    if lines.cr_only() {
-                        tracing::warn!(
-                            message = "Lines end in CR only (old Mac style); read as such.",
-                            lines = n_lines
-                        );
-                    }
-                    self.bar.inc(lines.offset() - reported);
-                    return Ok((n_lines, lines.offset()));
-                }
-            }
-            n_lines += 1;
-            if n_lines.is_multiple_of(CHECK_EVERY) {
-                self.bar.inc(lines.offset() - reported);
-                reported = lines.offset();
-                self.bar.set_message(format!("{} lines", pipeline.counters().lines));
-                if self.interrupted() || pipeline.past_range(input) {
-                    return Ok((n_lines, lines.offset()));
-                }
-            }
-        }
     }
 }
 
@@ -551,7 +498,18 @@ pub(super) fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
     }
     let style = if args.json { Style::Json } else { Style::Human };
     let mut report = Report::new(io::BufWriter::new(stdout), style, None);
-    Feeder::quiet().feed(&mut pipeline, index, &log[..], settings.max_line_bytes, &mut report)?;
+    let stream = Stream::of_reader(index, "demo", Box::new(io::Cursor::new(log)));
+    let never = AtomicBool::new(false);
+    let max_line = settings.max_line_bytes;
+    feed_streams(
+        &mut pipeline,
+        vec![stream],
+        max_line,
+        default_threads(),
+        &mut report,
+        &never,
+        &mut |_, _| {},
+    )?;
     pipeline.finish_input(index, &mut report);
     let counters = pipeline.counters();
     match report.finish(&counters, pipeline.detector(), None) {

@@ -250,6 +250,14 @@ pub struct Stream {
     pub files: Box<dyn Iterator<Item = anyhow::Result<Opened>> + Send>,
 }
 
+impl Stream {
+    /// A stream of one reader already open (the demo, tests).
+    pub fn of_reader(input: usize, name: &str, reader: Box<dyn Read + Send>) -> Self {
+        let opened = Opened { name: name.into(), reader, finished: Box::new(|_, _| {}) };
+        Stream { input, files: Box::new(std::iter::once(Ok(opened))) }
+    }
+}
+
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream").field("input", &self.input).finish_non_exhaustive()

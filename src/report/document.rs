@@ -168,10 +168,6 @@ fn md(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn percent(value: Option<f64>) -> String {
-    value.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0))
-}
-
 /// The Markdown draft, and the SVG files it links (names relative to the document).
 pub fn markdown(incident: &Incident, stem: &str) -> (String, Vec<(String, String)>) {
     let mut out = String::new();
@@ -210,14 +206,14 @@ pub fn markdown(incident: &Incident, stem: &str) -> (String, Vec<(String, String
             "| backend | requests | share | expected | 5xx | p99 |\n|---|---:|---:|---:|---:|---:|"
         );
         for r in &section.rows {
-            let p99 = r.p99_ms.map_or("-".to_string(), |ms| format!("{ms:.0} ms"));
+            let p99 = r.p99_text();
             let _ = writeln!(
                 out,
                 "| {} | {} | {:.1}% | {} | {} | {p99} |",
                 md(&r.backend),
                 r.requests,
                 r.share * 100.0,
-                percent(r.expected),
+                r.expected_text(),
                 r.errors
             );
         }
@@ -269,7 +265,7 @@ pub fn html(incident: &Incident) -> String {
             let off = r
                 .expected
                 .is_some_and(|e| e > 0.0 && (r.share / e >= 1.5 || r.share / e <= 1.0 / 1.5));
-            let p99 = r.p99_ms.map_or("-".to_string(), |ms| format!("{ms:.0} ms"));
+            let p99 = r.p99_text();
             let _ = writeln!(
                 out,
                 "<tr{}><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{p99}</td></tr>",
@@ -277,7 +273,7 @@ pub fn html(incident: &Incident) -> String {
                 xml(&r.backend),
                 r.requests,
                 r.share * 100.0,
-                percent(r.expected),
+                r.expected_text(),
                 r.errors
             );
         }

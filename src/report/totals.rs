@@ -156,6 +156,16 @@ pub struct BackendRow {
 }
 
 impl BackendRow {
+    /// The expected share as the tables print it (`12.5%`, `-` when unknown).
+    pub fn expected_text(&self) -> String {
+        self.expected.map_or("-".to_string(), |e| format!("{:.1}%", e * 100.0))
+    }
+
+    /// The p99 as the tables print it (`72 ms`, `-` without latencies).
+    pub fn p99_text(&self) -> String {
+        self.p99_ms.map_or("-".to_string(), |ms| format!("{ms:.0} ms"))
+    }
+
     /// Whether its share is off its expected share by the detector's default effect floor
     /// (1.5x either way): the rows the table and the report flag.
     pub fn is_off(&self) -> bool {
@@ -255,8 +265,7 @@ pub fn text_table(pool: &str, rows: &[BackendRow]) -> String {
             &crate::alert::escape::without_controls(&r.backend),
             width,
         );
-        let expected = r.expected.map_or("-".to_string(), |e| format!("{:.1}%", e * 100.0));
-        let p99 = r.p99_ms.map_or("-".to_string(), |ms| format!("{ms:.0} ms"));
+        let (expected, p99) = (r.expected_text(), r.p99_text());
         let flag = if r.is_off() { "  <" } else { "" };
         let _ = writeln!(
             out,

@@ -72,9 +72,23 @@ pub fn expand(arguments: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 /// The rotation number of a logrotate name (`access.log.2.gz` → 2, `access.log` → 0), so that
 /// files with the same first timestamp (or none) still go oldest first.
 fn rotation_number(path: &Path) -> u32 {
+    rotation_parts(path).1
+}
+
+/// A logrotate name split into the name before its rotation number and the number
+/// (`access.log.2.gz` → (`access.log`, 2), `access.log` → (`access.log`, 0)), without its
+/// compression suffix.
+fn rotation_parts(path: &Path) -> (String, u32) {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let name = name.trim_end_matches(".gz").trim_end_matches(".zst");
-    name.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+    match name.rsplit_once('.') {
+        Some((base, number))
+            if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (base.to_string(), number.parse().unwrap_or(u32::MAX))
+        }
+        _ => (name.to_string(), 0),
+    }
 }
 
 /// The first timestamp among a file's first lines, and its compression.
@@ -137,14 +151,8 @@ pub fn in_time_order(paths: Vec<PathBuf>, parser: &Parser) -> anyhow::Result<Vec
 /// The name a rotated set shares: a file's name without its compression suffix, its
 /// logrotate number (`.3`) and its date extension (`-20231115`, `-2023111514`).
 fn set_name(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut name = name.trim_end_matches(".gz").trim_end_matches(".zst");
-    if let Some((base, number)) = name.rsplit_once('.')
-        && !number.is_empty()
-        && number.bytes().all(|b| b.is_ascii_digit())
-    {
-        name = base;
-    }
+    let (name, _) = rotation_parts(path);
+    let mut name = name.as_str();
     if let Some((base, date)) = name.rsplit_once('-')
         && (8..=10).contains(&date.len())
         && date.bytes().all(|b| b.is_ascii_digit())

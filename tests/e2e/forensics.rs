@@ -13,22 +13,20 @@ use crate::util::*;
 /// 60 minutes at 40 req/s; 10.0.0.3:8080 takes half the traffic from minute 20 to 35.
 fn incident_log(dir: &Path) -> PathBuf {
     let path = dir.join("all.log");
+    simulate(&path, &["--duration", "60m", "--incident", "skew@20m+15m:backend=2,share=0.5"]);
+    path
+}
+
+/// `skewtail simulate --format upstream ARGS --out PATH`.
+fn simulate(path: &Path, args: &[&str]) {
     let output = skewtail()
-        .args([
-            "simulate",
-            "--format",
-            "upstream",
-            "--duration",
-            "60m",
-            "--incident",
-            "skew@20m+15m:backend=2,share=0.5",
-            "--out",
-        ])
-        .arg(&path)
+        .args(["simulate", "--format", "upstream"])
+        .args(args)
+        .arg("--out")
+        .arg(path)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    path
 }
 
 /// The log cut in three, rotated as logrotate leaves it: `.2.gz`, `.1.zst`, and the live file.
@@ -390,11 +388,9 @@ fn one_two_and_eight_threads_give_identical_output() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("late.log");
     // Incidents, late lines, and lines that do not parse.
-    let output = skewtail()
-        .args([
-            "simulate",
-            "--format",
-            "upstream",
+    simulate(
+        &path,
+        &[
             "--duration",
             "40m",
             "--late-fraction",
@@ -403,12 +399,8 @@ fn one_two_and_eight_threads_give_identical_output() {
             "skew@10m+10m:backend=2,share=0.5",
             "--incident",
             "errors@25m+8m:backend=4,rate=0.3",
-            "--out",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+        ],
+    );
     let mut text = std::fs::read(&path).unwrap();
     text.extend_from_slice(b"garbage that does not parse\n");
     std::fs::write(&path, &text).unwrap();
