@@ -470,15 +470,7 @@ fn merge(
                 head.slots.clear();
                 head.ended = batch.last;
                 log_samples(pipeline, &batch);
-                pipeline.count_lines(
-                    head.input,
-                    batch.lines(),
-                    batch.other,
-                    batch.unparsed,
-                    batch.invalid_names,
-                    batch.too_long.len() as u64,
-                    batch.requests.len() as u64,
-                );
+                pipeline.count_batch(head.input, &batch);
                 n_lines += batch.lines();
                 progress(batch.bytes_read, pipeline.counters.lines);
                 let mut batch = batch;
@@ -568,6 +560,23 @@ impl SlotCache {
 }
 
 impl Pipeline {
+    /// Counts what became of a batch's lines: the totals, and the input's.
+    fn count_batch(&mut self, input: usize, batch: &Batch) {
+        let (too_long, parsed) = (batch.too_long.len() as u64, batch.requests.len() as u64);
+        let c = &mut self.counters;
+        c.lines += batch.lines();
+        c.other += batch.other;
+        c.unparsed += batch.unparsed;
+        c.invalid_names += batch.invalid_names;
+        c.too_long += too_long;
+        c.parsed += parsed;
+        let l = &mut self.inputs[input].lines;
+        l.other += batch.other;
+        l.unparsed += batch.unparsed;
+        l.too_long += too_long;
+        l.parsed += parsed;
+    }
+
     /// Feeds one request parsed on a worker, its names resolved through `slots`. Resolving
     /// as [`Pipeline::push_request`] does, in the same order, interns the same names in the
     /// same slots; only the lookups are saved.

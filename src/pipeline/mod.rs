@@ -448,32 +448,6 @@ impl Pipeline {
         }
     }
 
-    /// Counts lines parsed elsewhere ([`ahead`]): their totals, per input too.
-    #[allow(clippy::too_many_arguments)]
-    fn count_lines(
-        &mut self,
-        input: usize,
-        lines: u64,
-        other: u64,
-        unparsed: u64,
-        invalid_names: u64,
-        too_long: u64,
-        parsed: u64,
-    ) {
-        let c = &mut self.counters;
-        c.lines += lines;
-        c.other += other;
-        c.unparsed += unparsed;
-        c.invalid_names += invalid_names;
-        c.too_long += too_long;
-        c.parsed += parsed;
-        let l = &mut self.inputs[input].lines;
-        l.other += other;
-        l.unparsed += unparsed;
-        l.too_long += too_long;
-        l.parsed += parsed;
-    }
-
     /// Records a line that was too long to read.
     pub fn push_too_long(&mut self, input: usize, line_number: u64, length: u64) {
         self.counters.lines += 1;
