@@ -23,6 +23,7 @@ fn window(backends: usize, end_ms: i64) -> WindowSummary {
                 requests: 20,
                 errors: 1,
                 retried: 0,
+                failed_attempts: 0,
                 p50_ms: None,
                 p99_ms: None,
                 latency: LatencySketch::from_latencies_ms(&[3.0, 12.0, 30.0, 80.0, 200.0, 700.0]),

@@ -222,7 +222,16 @@ struct BackendStats {
     requests: u64,
     errors: u64,
     retried: u64,
+    #[serde(default)]
+    failed_attempts: u64,
     latency: LatencyHistogram,
+}
+
+impl BackendStats {
+    /// Whether nothing has been counted for it in this window yet.
+    fn is_untouched(&self) -> bool {
+        self.requests == 0 && self.failed_attempts == 0
+    }
 }
 
 /// One backend's line in a closed window.
@@ -239,6 +248,11 @@ pub struct BackendSummary {
     pub errors: u64,
     /// Of those, how many were retries after another backend failed.
     pub retried: u64,
+    /// Attempts that went to this backend first and failed, so the balancer passed the
+    /// request on to another (nginx logs both in `$upstream_addr`). A backend with failed
+    /// attempts and no requests is still in rotation but not serving: refusing connections,
+    /// timing out, or failing in a way the balancer retries.
+    pub failed_attempts: u64,
     /// Median backend latency, ms.
     pub p50_ms: Option<f64>,
     /// 99th percentile backend latency, ms.
@@ -278,10 +292,48 @@ struct PoolSlot {
     no_backend: u64,
 }
 
+impl PoolSlot {
+    /// The counters of `backend` in this window (starting at `window_start_ms`), marking it
+    /// touched and active on first use.
+    fn touch(
+        &mut self,
+        backend: u32,
+        window_start_ms: i64,
+        names: &mut PoolNames,
+    ) -> &mut BackendStats {
+        let index = backend as usize;
+        if self.backends.len() <= index {
+            self.backends.resize_with(index + 1, BackendStats::default);
+        }
+        let stats = &mut self.backends[index];
+        if stats.is_untouched() {
+            self.touched.push(backend);
+            // Marked when counted, not when closed: a sweep must not forget a backend that
+            // has requests in a window still open.
+            let last_served = &mut names.last_served_ms[index];
+            *last_served = (*last_served).max(window_start_ms);
+        }
+        stats
+    }
+}
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct OpenWindow {
     start_ms: i64,
     pools: Vec<PoolSlot>,
+}
+
+/// What one request did, as the windower counts it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    /// The client saw a 5xx.
+    pub is_error: bool,
+    /// The balancer retried it on another backend.
+    pub retried: bool,
+    /// The backend's latency, seconds.
+    pub latency_s: Option<f64>,
+    /// The backend of the same pool tried first, whose attempt failed (when the log names it).
+    pub failed_first: Option<Slot>,
 }
 
 /// What happened to a record handed to [`Windower::add`].
@@ -449,6 +501,13 @@ pub struct Slot {
     backend: Option<u32>,
 }
 
+impl Slot {
+    /// The pool's index.
+    pub fn pool(self) -> u32 {
+        self.pool
+    }
+}
+
 /// Event-time windows for one input (one clock).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Windower {
@@ -604,9 +663,7 @@ impl Windower {
         &mut self,
         timestamp_ms: i64,
         slot: Slot,
-        is_error: bool,
-        retried: bool,
-        latency_s: Option<f64>,
+        outcome: Outcome,
         closed: &mut Vec<WindowSummary>,
     ) -> Admission {
         let start = self.window_start(timestamp_ms);
@@ -637,29 +694,24 @@ impl Windower {
             window.pools.resize_with(pool_index + 1, PoolSlot::default);
         }
         let pool = &mut window.pools[pool_index];
+        let names = &mut self.backends[pool_index];
         match slot.backend {
             None => pool.no_backend += 1,
             Some(backend) => {
-                let backend = backend as usize;
-                if pool.backends.len() <= backend {
-                    pool.backends.resize_with(backend + 1, BackendStats::default);
-                }
-                let stats = &mut pool.backends[backend];
-                if stats.requests == 0 {
-                    #[allow(clippy::cast_possible_truncation)] // it came from a u32
-                    pool.touched.push(backend as u32);
-                    // Marked when counted, not when closed: a sweep must not forget a backend
-                    // that has requests in a window still open.
-                    let last_served = &mut self.backends[pool_index].last_served_ms[backend];
-                    *last_served = (*last_served).max(window.start_ms);
-                }
+                let stats = pool.touch(backend, window.start_ms, names);
                 stats.requests += 1;
-                stats.errors += u64::from(is_error);
-                stats.retried += u64::from(retried);
-                if let Some(latency) = latency_s {
+                stats.errors += u64::from(outcome.is_error);
+                stats.retried += u64::from(outcome.retried);
+                if let Some(latency) = outcome.latency_s {
                     stats.latency.record(latency);
                 }
             }
+        }
+        if let Some(first) = outcome.failed_first.filter(|f| f.pool == slot.pool)
+            && let Some(backend) = first.backend
+            && first.backend != slot.backend
+        {
+            pool.touch(backend, window.start_ms, names).failed_attempts += 1;
         }
         if timestamp_ms > self.newest_event_ms {
             self.newest_event_ms = timestamp_ms;
@@ -727,6 +779,7 @@ impl Windower {
                         requests: stats.requests,
                         errors: stats.errors,
                         retried: stats.retried,
+                        failed_attempts: stats.failed_attempts,
                         p50_ms: latency.quantile_ms(0.5),
                         p99_ms: latency.quantile_ms(0.99),
                         latency,
@@ -734,6 +787,7 @@ impl Windower {
                     stats.requests = 0;
                     stats.errors = 0;
                     stats.retried = 0;
+                    stats.failed_attempts = 0;
                     stats.latency.clear();
                 }
                 pool.touched.clear();
@@ -753,6 +807,10 @@ impl Windower {
 mod tests {
     use super::*;
 
+    fn outcome(is_error: bool, retried: bool, latency_s: Option<f64>) -> Outcome {
+        Outcome { is_error, retried, latency_s, failed_first: None }
+    }
+
     const CONFIG: WindowConfig = WindowConfig {
         window_ms: 10_000,
         lateness_ms: 5_000,
@@ -769,7 +827,7 @@ mod tests {
         for second in 0..3600i64 {
             let name = format!("10.1.{}.{}:80", second / 60 / 25, second / 6 % 250);
             let slot = windower.slot(pool, Some(name.as_bytes()));
-            windower.add(second * 1000, slot, false, false, Some(0.01), &mut closed);
+            windower.add(second * 1000, slot, outcome(false, false, Some(0.01)), &mut closed);
         }
         assert!(windower.forgotten() > 400, "{}", windower.forgotten());
         // Those of the last 10 minutes, and a minute's worth more until the next sweep.
@@ -778,7 +836,7 @@ mod tests {
         // A burst of 200 distinct backends at once: the cap holds, the rest overflow.
         for i in 0..200u32 {
             let slot = windower.slot(pool, Some(format!("10.9.0.{i}:80").as_bytes()));
-            windower.add(3_600_000, slot, false, false, None, &mut closed);
+            windower.add(3_600_000, slot, outcome(false, false, None), &mut closed);
         }
         assert_eq!(windower.backends_held(), 130);
         assert!(windower.overflowed() > 0);
@@ -797,10 +855,10 @@ mod tests {
         // Two windows open at once (lateness), backends first seen in each.
         for (at, name) in [(1_000, "a:80"), (9_000, "b:80"), (12_000, "c:80"), (14_000, "a:80")] {
             let slot = windower.slot(pool, Some(name.as_bytes()));
-            windower.add(at, slot, false, false, None, &mut closed);
+            windower.add(at, slot, outcome(false, false, None), &mut closed);
         }
         let c = windower.slot(pool, Some(b"c:80"));
-        windower.add(16_000, c, false, false, None, &mut closed);
+        windower.add(16_000, c, outcome(false, false, None), &mut closed);
         assert_eq!(closed.len(), 1, "the first window closed, sweeping as it did");
         windower.close_all(&mut closed);
         let names: Vec<Vec<&str>> =
@@ -815,13 +873,13 @@ mod tests {
         let pool = windower.pool(b"api");
         let a = windower.slot(pool, Some(b"a:80"));
         let mut closed = Vec::new();
-        windower.add(1_000, a, true, false, Some(0.02), &mut closed);
+        windower.add(1_000, a, outcome(true, false, Some(0.02)), &mut closed);
         let text = serde_json::to_string(&windower).unwrap();
         let mut restored: Windower =
             serde_json::from_str::<Windower>(&text).unwrap().restored(CONFIG);
         let b = restored.slot(pool, Some(b"b:80"));
         assert_eq!(restored.slot(pool, Some(b"a:80")), a, "names keep their slots");
-        restored.add(2_000, b, false, false, Some(0.01), &mut closed);
+        restored.add(2_000, b, outcome(false, false, Some(0.01)), &mut closed);
         restored.close_all(&mut closed);
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].total_requests(), 2);
@@ -837,7 +895,7 @@ mod tests {
         let slot = windower.slot(named, Some(b"be_api/s1"));
         let mut closed = Vec::new();
         for second in 0..30 {
-            windower.add(second * 1000, slot, false, false, Some(0.01), &mut closed);
+            windower.add(second * 1000, slot, outcome(false, false, Some(0.01)), &mut closed);
         }
         windower.close_all(&mut closed);
         assert!(!closed.is_empty());
@@ -868,24 +926,52 @@ mod tests {
         let b = windower.slot(pool, Some(b"b:80"));
         let mut closed = Vec::new();
         assert_eq!(
-            windower.add(1_000, a, false, false, Some(0.01), &mut closed),
+            windower.add(1_000, a, outcome(false, false, Some(0.01)), &mut closed),
             Admission::Counted
         );
-        assert_eq!(windower.add(12_000, b, true, false, None, &mut closed), Admission::Counted);
+        assert_eq!(
+            windower.add(12_000, b, outcome(true, false, None), &mut closed),
+            Admission::Counted
+        );
         // 9 s is within lateness: the first window is still open.
-        assert_eq!(windower.add(9_000, b, false, true, None, &mut closed), Admission::Counted);
+        assert_eq!(
+            windower.add(9_000, b, outcome(false, true, None), &mut closed),
+            Admission::Counted
+        );
         assert!(closed.is_empty());
-        windower.add(15_000, a, false, false, None, &mut closed);
+        windower.add(15_000, a, outcome(false, false, None), &mut closed);
         assert_eq!(closed.len(), 1);
         let first = &closed[0];
         assert_eq!((first.start_ms, first.end_ms, first.total_requests()), (0, 10_000, 2));
         assert_eq!(first.backends[1].retried, 1);
         // Now 9 s is too late.
-        assert_eq!(windower.add(9_500, a, false, false, None, &mut closed), Admission::Late);
+        assert_eq!(
+            windower.add(9_500, a, outcome(false, false, None), &mut closed),
+            Admission::Late
+        );
         assert_eq!(windower.late(), 1);
         windower.close_all(&mut closed);
         assert_eq!(closed.len(), 2);
         assert_eq!(closed[1].backends.iter().map(|b| b.errors).sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn a_failed_first_attempt_counts_for_the_backend_tried_first() {
+        let mut windower = Windower::new(CONFIG);
+        let pool = windower.pool(b"api");
+        let (a, b) = (windower.slot(pool, Some(b"a:80")), windower.slot(pool, Some(b"b:80")));
+        let mut closed = Vec::new();
+        let retried = Outcome { retried: true, failed_first: Some(a), ..Outcome::default() };
+        windower.add(1_000, b, retried, &mut closed);
+        windower.add(2_000, b, retried, &mut closed);
+        windower.close_all(&mut closed);
+        let backends = &closed[0].backends;
+        let of = |name: &str| backends.iter().find(|s| &*s.backend == name).unwrap();
+        assert_eq!((of("a:80").requests, of("a:80").failed_attempts), (0, 2));
+        assert_eq!(
+            (of("b:80").requests, of("b:80").retried, of("b:80").failed_attempts),
+            (2, 2, 0)
+        );
     }
 
     #[test]
@@ -895,13 +981,13 @@ mod tests {
         let a = windower.slot(pool, Some(b"a:80"));
         let none = windower.slot(pool, None);
         let mut closed = Vec::new();
-        windower.add(0, a, false, false, None, &mut closed);
-        windower.add(40_000, none, false, false, None, &mut closed);
+        windower.add(0, a, outcome(false, false, None), &mut closed);
+        windower.add(40_000, none, outcome(false, false, None), &mut closed);
         windower.close_all(&mut closed);
         assert_eq!(closed.len(), 5);
         assert_eq!(closed[4].no_backend, 1);
         closed.clear();
-        windower.add(100_000_000, a, false, false, None, &mut closed);
+        windower.add(100_000_000, a, outcome(false, false, None), &mut closed);
         windower.close_all(&mut closed);
         assert_eq!(closed.len(), 1);
     }

@@ -91,6 +91,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Extra headers (names and values from safe characters only).
     pub headers: Vec<(&'static str, String)>,
+    /// Where it goes, when not to the sink's URL (PagerDuty's change events).
+    pub url: Option<String>,
 }
 
 /// Sends one request and classifies the answer. `ok_body`: a body the receiver must answer

@@ -208,6 +208,7 @@ impl Journal {
                         Status::Resolved => {
                             journal.active.remove(&notice.fingerprint);
                         }
+                        Status::Noted => {}
                     }
                 }
             }
@@ -295,6 +296,7 @@ impl Journal {
                             Status::Resolved => {
                                 journal.active.remove(&notice.fingerprint);
                             }
+                            Status::Noted => {}
                         }
                     }
                 }

@@ -14,14 +14,17 @@ pub enum Status {
     Firing,
     /// It has cleared.
     Resolved,
+    /// A one-shot finding (a routine change): sent once, never resolved or repeated.
+    Noted,
 }
 
 impl Status {
-    /// `firing` or `resolved`.
+    /// `firing`, `resolved` or `noted`.
     pub fn name(self) -> &'static str {
         match self {
             Status::Firing => "firing",
             Status::Resolved => "resolved",
+            Status::Noted => "noted",
         }
     }
 }
@@ -71,6 +74,7 @@ impl Notice {
         let status = match event.state {
             AlertState::Firing => Status::Firing,
             AlertState::Resolved => Status::Resolved,
+            AlertState::Noted => Status::Noted,
         };
         let fingerprint = event.fingerprint();
         let details = serde_json::to_value(super::AlertMessage::new(event))
@@ -129,6 +133,7 @@ impl Notice {
     pub fn title(&self) -> String {
         let state = match (self.status, self.repeat) {
             (Status::Resolved, _) => "RESOLVED".to_string(),
+            (Status::Noted, _) => "NOTED".to_string(),
             (Status::Firing, 0) => "FIRING".to_string(),
             (Status::Firing, n) => format!("STILL FIRING (reminder {n})"),
         };

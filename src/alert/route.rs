@@ -151,8 +151,9 @@ impl Router {
             Status::Resolved => {
                 self.state.firing.remove(&notice.fingerprint);
             }
+            Status::Noted => {}
         }
-        if notice.status == Status::Firing {
+        if notice.status != Status::Resolved {
             if let Some(silence) = self.silences.find(&notice) {
                 self.held.silenced += 1;
                 tracing::info!(message = "Alert silenced.", fingerprint = %for_log(&notice.fingerprint), silence = %silence.id);
@@ -184,6 +185,8 @@ impl Router {
                 Status::Resolved => {
                     sent.remove(&notice.fingerprint).is_some() && route.send_resolved
                 }
+                // A one-shot record: sent once, never repeated, nothing to resolve.
+                Status::Noted => true,
             };
             if go {
                 if route.group_wait_ms <= 0 {

@@ -81,7 +81,14 @@ pub fn check(config: &AlertingConfig) -> Result<Checked, ConfigError> {
         check_keys(config, sink, name)?;
         template_of(config, sink, name)?;
     }
-    let routes = routes(config, &names)?;
+    let records: Vec<String> = config
+        .sinks
+        .iter()
+        .zip(&names)
+        .filter(|(sink, _)| matches!(sink.value.kind, SinkType::Stdout | SinkType::File))
+        .map(|(_, name)| name.clone())
+        .collect();
+    let routes = routes(config, &names, &records)?;
     let silences = silences(config)?;
     let inhibit = inhibit_rules(config)?;
     Ok(Checked { routes, silences, inhibit })
@@ -90,7 +97,8 @@ pub fn check(config: &AlertingConfig) -> Result<Checked, ConfigError> {
 /// What [`check`] returns.
 #[derive(Debug)]
 pub struct Checked {
-    /// The routes (a default one to every sink when none is configured).
+    /// The routes (when none is configured: pages, `warning` and `critical`, to every sink;
+    /// `info` findings and routine changes to the `file` and `stdout` sinks only).
     pub routes: Vec<Route>,
     /// The config's silences.
     pub silences: Vec<Silence>,
@@ -353,17 +361,35 @@ fn hostname() -> String {
         .unwrap_or_else(|| "skewtail".to_string())
 }
 
-fn routes(config: &AlertingConfig, names: &[String]) -> Result<Vec<Route>, ConfigError> {
+/// The routes of the config; without any, the default ones: pages (`warning` and `critical`)
+/// to every sink, and `info` (routine changes, learned splits, unexpected backends) only to
+/// the sinks that keep records (`records`: `file`, `stdout`). A page means something; a
+/// channel that hears about every deploy is muted on the first day.
+fn routes(
+    config: &AlertingConfig,
+    names: &[String],
+    records: &[String],
+) -> Result<Vec<Route>, ConfigError> {
     if config.routes.is_empty() {
-        return Ok(vec![Route {
-            name: "default".into(),
-            sinks: names.to_vec(),
-            matcher: Matcher::default(),
+        let by_severity = |severities: &[&str]| {
+            let pairs: Vec<(String, String)> =
+                severities.iter().map(|s| ("severity".to_string(), (*s).to_string())).collect();
+            Matcher::from_pairs(&pairs).unwrap_or_default()
+        };
+        let route = |name: &str, sinks: &[String], matcher| Route {
+            name: name.into(),
+            sinks: sinks.to_vec(),
+            matcher,
             group_wait_ms: 0,
             repeat_ms: None,
             send_resolved: true,
             continue_matching: false,
-        }]);
+        };
+        let mut defaults = vec![route("default", names, by_severity(&["warning", "critical"]))];
+        if !records.is_empty() {
+            defaults.push(route("default-records", records, by_severity(&["info"])));
+        }
+        return Ok(defaults);
     }
     let mut routes = Vec::new();
     for (index, section) in config.routes.iter().enumerate() {

@@ -21,6 +21,7 @@ fn event(backend: &str, state: AlertState) -> AlertEvent {
         severity: Severity::Critical,
         summary: "test".into(),
         diagnosis: Diagnosis { verdict: Verdict::Balancer, reason: "test".into() },
+        resolution: None,
         evidence: Evidence { duration_s: 30, ..Evidence::blank(10) },
     }
 }

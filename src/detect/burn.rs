@@ -151,7 +151,7 @@ pub(super) fn observe(
         started_at_ms: since_ms,
         severity: Severity::Critical,
         evidence,
-        note: None,
+        resolution: None,
     });
 }
 

@@ -16,6 +16,20 @@ pub enum AlertState {
     Firing,
     /// The condition has cleared for the configured duration.
     Resolved,
+    /// A one-shot finding (a routine change, a split learned as the pool's design): recorded,
+    /// never firing, so nothing resolves it.
+    Noted,
+}
+
+impl AlertState {
+    /// `firing`, `resolved` or `noted`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+            AlertState::Noted => "noted",
+        }
+    }
 }
 
 /// What kind of anomaly.
@@ -34,6 +48,9 @@ pub enum AlertKind {
     Latency,
     /// A backend serves traffic but has no configured weight (an `info` finding).
     Unexpected,
+    /// A routine change the pool absorbed: a rolling restart, a scale-in or scale-out, a
+    /// canary, new weights (an `info` event, never a page).
+    Change,
 }
 
 impl AlertKind {
@@ -46,6 +63,7 @@ impl AlertKind {
             AlertKind::Errors => "errors",
             AlertKind::Latency => "latency",
             AlertKind::Unexpected => "unexpected",
+            AlertKind::Change => "change",
         }
     }
 }
@@ -70,6 +88,91 @@ pub enum Severity {
     Warning,
     /// Page someone.
     Critical,
+}
+
+/// Which routine operation a `change` event records, or which split was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Backends left rotation and came back one after another (a deploy).
+    RollingRestart,
+    /// One backend left rotation and came back within the grace period.
+    Restart,
+    /// Backends left for good, and the rest took their traffic without harm.
+    ScaleIn,
+    /// Backends joined and took their share.
+    ScaleOut,
+    /// A backend joined at a steady share well off the others' (a canary); its share is
+    /// learned.
+    Canary,
+    /// A backend whose learned share was uneven now takes an even share (a canary promoted,
+    /// weights evened out); learned.
+    Evened,
+    /// The pool was uneven from its first windows and its backends answer alike: the split is
+    /// learned as the pool's design (severity `info`, kind `skew`).
+    UnevenFromStart,
+    /// The weights in a balancer config skewtail reads changed.
+    WeightsChanged,
+}
+
+impl Operation {
+    /// The operation as NDJSON names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::RollingRestart => "rolling_restart",
+            Operation::Restart => "restart",
+            Operation::ScaleIn => "scale_in",
+            Operation::ScaleOut => "scale_out",
+            Operation::Canary => "canary",
+            Operation::Evened => "evened",
+            Operation::UnevenFromStart => "uneven_from_start",
+            Operation::WeightsChanged => "weights_changed",
+        }
+    }
+}
+
+/// What a `change` event (or a learned split) records.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeEvidence {
+    /// The operation.
+    pub operation: Operation,
+    /// The backends it concerned (at most [`ChangeEvidence::MAX_LISTED`]).
+    pub backends: Vec<Arc<str>>,
+    /// How many backends it concerned in all.
+    pub n_backends: usize,
+    /// When it began, Unix ms of event time.
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub started_at: i64,
+    /// Restarts: the longest time one backend was out of rotation, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub longest_absence_s: Option<i64>,
+    /// Restarts: whether the balancer's attempts at a backend failed while it was away (it
+    /// was stopped without a drain, and the balancer retried elsewhere).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused_while_away: bool,
+    /// Canaries, learned splits and new weights: each backend's share before and after, in
+    /// the order of `backends`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<(f64, f64)>,
+    /// Backends in the pool after the change.
+    pub pool_backends: usize,
+}
+
+impl ChangeEvidence {
+    /// Backends named one by one; the rest are counted.
+    pub const MAX_LISTED: usize = 20;
+}
+
+/// Why an alert resolved, when that is not that its condition cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The backend has served nothing and has not even been tried for `forget_after_s`: it
+    /// was removed from the balancer.
+    Removed,
+    /// The split it was paged for has held, with no harm, for long enough to be the pool's
+    /// design (an alert raised while the pool was first learned).
+    Adopted,
 }
 
 /// Where the expected shares came from.
@@ -99,6 +202,8 @@ pub enum Verdict {
     SharedDependency,
     /// An even surge of traffic.
     Load,
+    /// A routine change the pool absorbed (a deploy, a scale event, a canary): nothing to fix.
+    Change,
 }
 
 impl Verdict {
@@ -109,6 +214,7 @@ impl Verdict {
             Verdict::Backend => "backend",
             Verdict::SharedDependency => "shared dependency",
             Verdict::Load => "load",
+            Verdict::Change => "change",
         }
     }
 }
@@ -186,6 +292,28 @@ pub struct Evidence {
     /// Unexpected alerts: the configured backend whose name is closest (a likely typo).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closest_configured: Option<String>,
+    /// Drop alerts: the balancer's attempts at the backend that failed and went to another
+    /// backend, in the deciding window (it is still in rotation, refusing or failing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<u64>,
+    /// Drop alerts: the share of the pool's expected traffic whose backends are out of
+    /// rotation at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub departed_share: Option<f64>,
+    /// Departures, pinning and quiet pools: what the other backends show (their 5xx rate and
+    /// their slow fraction against the pool's usual), when that is what made it a page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub harm: Option<String>,
+    /// Errors alerts in quiet pools: the span the counts were accumulated over, seconds
+    /// (windows alone held too few requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accumulated_s: Option<i64>,
+    /// Pinning alerts: the new backends that get only a trickle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_backends: Option<Vec<Arc<str>>>,
+    /// Change events and learned splits: what happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeEvidence>,
     /// Window length, seconds.
     pub window_s: u32,
     /// How long the condition had lasted at this state change, seconds.
@@ -219,6 +347,12 @@ impl Evidence {
             flapping: false,
             departures: None,
             closest_configured: None,
+            failed_attempts: None,
+            departed_share: None,
+            harm: None,
+            accumulated_s: None,
+            pinned_backends: None,
+            change: None,
             window_s,
             duration_s: 0,
         }
@@ -250,6 +384,9 @@ pub struct AlertEvent {
     pub diagnosis: Diagnosis,
     /// One line for humans, starting with the diagnosis.
     pub summary: String,
+    /// Why it resolved, when that is not that its condition cleared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
     /// The numbers behind it.
     pub evidence: Evidence,
 }

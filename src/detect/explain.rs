@@ -4,19 +4,12 @@
 
 use std::fmt::Write as _;
 
-use super::event::{Diagnosis, Verdict};
+use super::event::{ChangeEvidence, Diagnosis, Operation, Verdict};
 use super::{
-    AlertEvent, AlertKind, AlertState, Coverage, DetectorConfig, Direction, Evidence, Finding,
-    PoolState, WHOLE_POOL,
+    AlertEvent, AlertKind, AlertState, Coverage, DetectorConfig, Direction, Evidence, ExpectedFrom,
+    Finding, PoolState, Resolution, WHOLE_POOL,
 };
 use crate::window::WindowSummary;
-
-/// Why an alert resolved, when that is not simply "back to normal".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Note {
-    /// The backend served nothing for `forget_after_s` and was forgotten.
-    Forgotten,
-}
 
 /// Formats a duration in seconds as `1h02m`, `25m10s` or `40s`.
 pub fn fmt_duration(seconds: i64) -> String {
@@ -78,6 +71,49 @@ fn health_text(e: &Evidence) -> String {
 fn diagnose(finding: &Finding) -> Diagnosis {
     let e = &finding.evidence;
     let (verdict, reason) = match (finding.kind, finding.direction) {
+        (AlertKind::Change, _) => {
+            (Verdict::Change, "a routine change the pool absorbed: recorded, not paged".to_string())
+        }
+        (AlertKind::Skew, _) if finding.state == AlertState::Noted => (
+            Verdict::Balancer,
+            "uneven from the start, with every backend answering alike: a weighting by design \
+             or a misconfiguration; skewtail learns it and pages only if it changes"
+                .to_string(),
+        ),
+        (AlertKind::Skew, Direction::Under) if e.pinned_backends.is_some() => (
+            Verdict::Balancer,
+            "long-lived connections (HTTP/2, gRPC, keep-alive) stay on the older backends, so \
+             the new ones get only a trickle: recycle the connections (max connection age, \
+             a GOAWAY) or balance per request"
+                .to_string(),
+        ),
+        (AlertKind::Drop, _) if e.failed_attempts.is_some() => (
+            Verdict::Backend,
+            format!(
+                "the balancer still tries it and its attempts fail ({} in the last window), so \
+                 it retries them on the others: the backend refuses or fails, look at it",
+                e.failed_attempts.unwrap_or(0)
+            ),
+        ),
+        (AlertKind::Drop, _) if e.harm.is_some() => (
+            Verdict::Balancer,
+            format!(
+                "the others cannot carry its traffic: {}",
+                e.harm.as_deref().unwrap_or_default()
+            ),
+        ),
+        (AlertKind::Drop, _)
+            if e.departed_share.is_some_and(|s| s >= 0.5 - 1e-9) && !e.flapping =>
+        {
+            (
+                Verdict::Balancer,
+                format!(
+                    "backends expected to take {} of the pool are out of rotation at once: too much \
+                 capacity gone",
+                    fmt_pct(e.departed_share.unwrap_or(0.0))
+                ),
+            )
+        }
         (AlertKind::Skew, Direction::Over) if unhealthy(e) => (
             Verdict::Balancer,
             format!(
@@ -132,6 +168,26 @@ fn diagnose(finding: &Finding) -> Diagnosis {
              depend on (a database, a shared service)"
                 .to_string(),
         ),
+        // In a pool that is uneven with no weights to say so, a backend taking far more than an
+        // even share and failing is more likely drowning than broken.
+        #[allow(clippy::cast_precision_loss)]
+        (AlertKind::Errors | AlertKind::Latency, _)
+            if e.expected_from != ExpectedFrom::Weights
+                && e.pool_backends >= 2
+                && e.observed_share >= 2.0 / e.pool_backends as f64 =>
+        {
+            (
+                Verdict::Balancer,
+                format!(
+                    "it takes {} of the pool's requests, {:.1}x an even share, and {} under that \
+                     load: the balancer sends it more than it can carry (if the split is by design, \
+                     set weights)",
+                    fmt_pct(e.observed_share),
+                    e.observed_share * e.pool_backends as f64,
+                    if finding.kind == AlertKind::Errors { "fails" } else { "slows down" },
+                ),
+            )
+        }
         (AlertKind::Errors | AlertKind::Latency, _) => (
             Verdict::Backend,
             format!(
@@ -150,12 +206,58 @@ fn describe(finding: &Finding, pool: &str, config: &DetectorConfig) -> String {
     let duration = fmt_duration(e.duration_s);
     let firing = finding.state == AlertState::Firing;
     let span = format!("{}s", config.for_s.max(config.window_s));
-    match (finding.state, finding.kind, finding.direction, finding.note) {
-        (AlertState::Resolved, _, _, Some(Note::Forgotten)) => format!(
-            "{backend} has served nothing in pool {pool} for {}: treated as removed on purpose \
-             and forgotten",
+    if let Some(change) = &e.change {
+        return describe_change(backend, pool, change, e);
+    }
+    match (finding.state, finding.kind, finding.direction, finding.resolution) {
+        (AlertState::Resolved, _, _, Some(Resolution::Removed)) => format!(
+            "{backend} has served nothing in pool {pool}, and has not been tried, for {}: it \
+             was removed from the balancer",
             fmt_duration(i64::from(config.forget_after_s))
         ),
+        (AlertState::Resolved, _, _, Some(Resolution::Adopted)) => format!(
+            "{backend} takes {} of pool {pool}'s traffic and answers like its peers again: the \
+             split it has held since the start is learned as the pool's design; if it is not, \
+             set weights",
+            fmt_pct(e.observed_share),
+        ),
+        (_, AlertKind::Skew, Direction::Under, _) if e.pinned_backends.is_some() && firing => {
+            let pinned = e.pinned_backends.as_deref().unwrap_or_default();
+            format!(
+                "{} new backends of pool {pool} ({}) get only {} of its traffic, expected {}: \
+                 connections stay pinned to the older backends; for {duration}",
+                pinned.len(),
+                list_names(pinned, pinned.len()),
+                fmt_pct(e.observed_share),
+                fmt_pct(e.expected_share),
+            )
+        }
+        (_, AlertKind::Skew, Direction::Under, _) if e.pinned_backends.is_some() => format!(
+            "the new backends of pool {pool} take {} of its traffic again (expected {}) after \
+             {duration}",
+            fmt_pct(e.observed_share),
+            fmt_pct(e.expected_share),
+        ),
+        (_, AlertKind::Drop, _, _) if firing && e.failed_attempts.is_some() => format!(
+            "{backend} has served nothing in pool {pool} for {duration}: the balancer's attempts \
+             at it fail ({} in the last {}s) and go to its peers",
+            e.failed_attempts.unwrap_or(0),
+            e.window_s,
+        ),
+        (_, AlertKind::Drop, _, _) if firing && e.departed_share.is_some() && !e.flapping => {
+            format!(
+                "{backend} has been out of pool {pool}'s rotation for {duration}, expected {}{}",
+                fmt_pct(e.expected_share),
+                match (&e.harm, e.departed_share) {
+                    (Some(harm), _) => format!("; {harm}"),
+                    (None, Some(share)) if share >= 0.5 - 1e-9 => format!(
+                        "; backends expected to take {} of the pool are out at once",
+                        fmt_pct(share)
+                    ),
+                    _ => "; its weight says it should serve".to_string(),
+                }
+            )
+        }
         (_, AlertKind::Drop, _, _) if e.flapping && firing => format!(
             "{backend} keeps leaving pool {pool}'s rotation: {} departures in {}; flapping for \
              {duration}",
@@ -182,11 +284,12 @@ fn describe(finding: &Finding, pool: &str, config: &DetectorConfig) -> String {
         ),
         (_, AlertKind::Errors, _, _) if firing => format!(
             "{backend} is failing {} of its requests in pool {pool} against {} on its peers \
-             ({} requests in {}s, p = {:.1e}); for {duration}",
+             ({} requests in {}s{}, p = {:.1e}); for {duration}",
             fmt_pct(e.error_rate),
             fmt_pct(e.peer_error_rate),
             e.backend_requests,
-            e.window_s,
+            e.accumulated_s.unwrap_or(i64::from(e.window_s)),
+            if e.accumulated_s.is_some() { ", a quiet pool" } else { "" },
             e.errors_p_value.unwrap_or(1.0),
         ),
         (_, AlertKind::Latency, _, _) if firing => format!(
@@ -257,6 +360,103 @@ fn describe(finding: &Finding, pool: &str, config: &DetectorConfig) -> String {
     }
 }
 
+/// Up to `n` of `names`, comma-separated, and how many more.
+fn list_names(names: &[std::sync::Arc<str>], n: usize) -> String {
+    let shown: Vec<&str> = names.iter().take(5).map(|n| &**n).collect();
+    if n > shown.len() {
+        format!("{} and {} more", shown.join(", "), n - shown.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// What a `change` event (or a learned split) says.
+fn describe_change(backend: &str, pool: &str, change: &ChangeEvidence, e: &Evidence) -> String {
+    let names = list_names(&change.backends, change.n_backends);
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let share = |i: usize| change.shares.get(i).copied().unwrap_or((0.0, 0.0));
+    match change.operation {
+        Operation::RollingRestart => format!(
+            "rolling restart of pool {pool}: {} backends ({names}) left rotation and came back \
+             one after another over {}, each away at most {}{}; the others carried the traffic",
+            change.n_backends,
+            fmt_duration(e.duration_s),
+            fmt_duration(change.longest_absence_s.unwrap_or(0)),
+            if change.refused_while_away {
+                " (refusing while stopped, retried elsewhere)"
+            } else {
+                ""
+            },
+        ),
+        Operation::Restart => format!(
+            "{backend} left pool {pool}'s rotation for {} and came back (a restart){}",
+            fmt_duration(change.longest_absence_s.unwrap_or(0)),
+            if change.refused_while_away {
+                "; while stopped it refused, and the balancer retried elsewhere"
+            } else {
+                ""
+            },
+        ),
+        Operation::ScaleIn => format!(
+            "scale-in of pool {pool}: {} backend{} ({names}) left and did not come back; the other \
+             {} took the traffic with no rise in errors or latency, so skewtail no longer expects \
+             {}",
+            change.n_backends,
+            plural(change.n_backends),
+            change.pool_backends,
+            if change.n_backends == 1 { "it" } else { "them" },
+        ),
+        Operation::ScaleOut => format!(
+            "scale-out of pool {pool}: {} backend{} joined ({names}) and took {} share; {} \
+             backends now",
+            change.n_backends,
+            plural(change.n_backends),
+            if change.n_backends == 1 { "its" } else { "their" },
+            change.pool_backends,
+        ),
+        Operation::Canary => format!(
+            "canary in pool {pool}: {backend} joined {} ago and takes a steady {} (it was welcomed \
+             at {}), answering like its peers; learned as its share",
+            fmt_duration(e.duration_s),
+            fmt_pct(share(0).1),
+            fmt_pct(share(0).0),
+        ),
+        Operation::Evened => format!(
+            "{backend} now takes an even share of pool {pool}: {} (learned at {} before); learned",
+            fmt_pct(share(0).1),
+            fmt_pct(share(0).0),
+        ),
+        Operation::UnevenFromStart => format!(
+            "pool {pool} is uneven from the start: {backend} takes {} where {} would be even, and \
+             every backend answers alike; learned as the pool's design, and only a change from it \
+             pages. If that is by design, set weights ([pool.{pool}] weights or nginx_upstream / \
+             haproxy_backend)",
+            fmt_pct(e.observed_share),
+            fmt_pct(e.expected_share),
+        ),
+        Operation::WeightsChanged => {
+            let moves: Vec<String> = change
+                .backends
+                .iter()
+                .zip(&change.shares)
+                .take(5)
+                .map(|(b, (before, after))| {
+                    format!("{b} {} → {}", fmt_pct(*before), fmt_pct(*after))
+                })
+                .collect();
+            format!(
+                "the weights of pool {pool} changed in its balancer config: {}{}",
+                moves.join(", "),
+                if change.n_backends > 5 {
+                    format!(" and {} more", change.n_backends - 5)
+                } else {
+                    String::new()
+                }
+            )
+        }
+    }
+}
+
 /// Explains each finding and appends the alert it makes.
 pub(super) fn explain(
     pool: &PoolState,
@@ -268,7 +468,7 @@ pub(super) fn explain(
     for mut finding in findings {
         // A resolve is decided after `resolve_for_s` of normal windows: the incident ended
         // when they began, so its duration leaves that hold out.
-        if finding.state == AlertState::Resolved && finding.note.is_none() {
+        if finding.state == AlertState::Resolved && finding.resolution.is_none() {
             let hold = i64::from(config.resolve_for_s);
             let e = &mut finding.evidence;
             e.duration_s = (e.duration_s - hold).max(i64::from(config.window_s));
@@ -294,13 +494,27 @@ pub(super) fn explain(
             severity: finding.severity,
             diagnosis,
             summary,
+            resolution: finding.resolution,
             evidence: finding.evidence,
         });
     }
 }
 
-/// Why a pool's shares were never judged.
+/// Why a pool's shares were never judged (and what was judged instead).
 pub(super) fn unjudged_reason(coverage: &Coverage, config: &DetectorConfig) -> String {
+    let why = unjudged_shares(coverage, config);
+    if coverage.quiet_judged_windows > 0 {
+        format!(
+            "{why}; errors were judged on requests accumulated over up to {} ({} windows)",
+            fmt_duration(i64::from(config.quiet_span_s)),
+            coverage.quiet_judged_windows
+        )
+    } else {
+        why
+    }
+}
+
+fn unjudged_shares(coverage: &Coverage, config: &DetectorConfig) -> String {
     if coverage.max_backends < config.min_backends {
         format!(
             "at most {} backend(s) served in a window; judging a split needs at least {} \

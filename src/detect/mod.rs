@@ -28,11 +28,14 @@ use rustc_hash::FxHashMap;
 use crate::window::WindowSummary;
 
 mod burn;
+mod changes;
 mod dispersion;
 mod event;
 mod explain;
 mod flapping;
+mod health;
 mod peers;
+mod quiet;
 mod settings;
 mod shares;
 pub mod split;
@@ -41,8 +44,8 @@ mod tracker;
 mod volume;
 
 pub use event::{
-    AlertEvent, AlertKind, AlertState, Diagnosis, Direction, Evidence, ExpectedFrom, Severity,
-    Verdict, WHOLE_POOL,
+    AlertEvent, AlertKind, AlertState, ChangeEvidence, Diagnosis, Direction, Evidence,
+    ExpectedFrom, Operation, Resolution, Severity, Verdict, WHOLE_POOL,
 };
 pub use explain::fmt_duration;
 pub use settings::{DetectorConfig, InvalidSetting};
@@ -68,8 +71,8 @@ struct Finding {
     started_at_ms: i64,
     severity: Severity,
     evidence: Evidence,
-    /// Why it resolved, when that is not simply "back to normal".
-    note: Option<explain::Note>,
+    /// Why it resolved, when that is not simply that its condition cleared.
+    resolution: Option<Resolution>,
 }
 
 /// What the detector remembers of one backend.
@@ -82,6 +85,9 @@ struct BackendState {
     first_seen_ms: Option<i64>,
     /// Event time of the end of the last window it served a request in.
     last_seen_ms: Option<i64>,
+    /// Event time of the end of the last window the balancer tried it and failed.
+    #[serde(default)]
+    last_tried_ms: Option<i64>,
     shares: shares::BackendShares,
     /// Its errors, latency and unexpected alerts, while any of them is pending or firing:
     /// most backends have none, and a large pool holds many backends.
@@ -133,6 +139,7 @@ impl BackendState {
             weight,
             first_seen_ms: None,
             last_seen_ms: None,
+            last_tried_ms: None,
             shares: shares::BackendShares::default(),
             watches: None,
         }
@@ -191,6 +198,15 @@ struct PoolState {
     shares: shares::PoolShares,
     volume: volume::VolumeState,
     burn: burn::BurnState,
+    /// How the pool usually answers.
+    #[serde(default)]
+    health: health::PoolHealth,
+    /// The routine operation in progress.
+    #[serde(default)]
+    changes: changes::Changes,
+    /// A quiet pool's latest windows, for its errors.
+    #[serde(default)]
+    quiet: quiet::QuietErrors,
     /// Why the pool has not been judged yet, for the end-of-run report.
     coverage: Coverage,
 }
@@ -200,6 +216,10 @@ struct PoolState {
 struct Coverage {
     windows: u64,
     judged_windows: u64,
+    /// Windows in which a backend's errors were judged on requests accumulated over
+    /// several windows (a quiet pool).
+    #[serde(default)]
+    quiet_judged_windows: u64,
     max_requests: u64,
     max_backends: usize,
 }
@@ -222,6 +242,9 @@ impl PoolState {
             shares: shares::PoolShares::default(),
             volume: volume::VolumeState::default(),
             burn: burn::BurnState::default(),
+            health: health::PoolHealth::default(),
+            changes: changes::Changes::default(),
+            quiet: quiet::QuietErrors::default(),
             coverage: Coverage::default(),
         };
         // Configured backends are expected from the start, seen or not.
@@ -288,6 +311,11 @@ impl PoolState {
 
     fn n_backends(&self) -> usize {
         self.index.len()
+    }
+
+    /// Backends its split is judged over: the configured ones, or those the baseline knows.
+    fn shares_backends(&self) -> usize {
+        if self.weighted { self.configured_backends } else { self.shares.baseline_known() }
     }
 }
 
@@ -429,6 +457,9 @@ impl Detector {
             if let Some(since) = state.burn.tracker.firing_since() {
                 push(&whole, "errors", since);
             }
+            if let Some(since) = state.shares.pinning_since() {
+                push(&whole, "skew under", since);
+            }
             for (_, backend) in state.backends() {
                 if let Some((kind, direction, since)) = backend.shares.firing() {
                     let what = match (kind, direction) {
@@ -486,11 +517,23 @@ impl Detector {
             pool.shares.interrupt();
         }
 
-        // Each of the window's backends gets a slot; a backend is new when it serves.
+        // Each of the window's backends gets a slot; a backend is new when it serves. One
+        // the balancer only tried, and failed, is still there (not serving).
         let mut present: Vec<(usize, usize)> = Vec::with_capacity(window.backends.len());
+        let mut tried: Vec<(usize, u64)> = Vec::new();
         for (position, summary) in window.backends.iter().enumerate() {
             // Requests beyond the pool's backend cap are not a server to judge.
-            if summary.requests == 0 || &*summary.backend == crate::window::OVERFLOW_BACKEND {
+            if &*summary.backend == crate::window::OVERFLOW_BACKEND {
+                continue;
+            }
+            if summary.failed_attempts > 0 {
+                let slot = pool.slot_of(summary);
+                if let Some(backend) = pool.backend_mut(slot) {
+                    backend.last_tried_ms = Some(window.end_ms);
+                }
+                tried.push((slot, summary.failed_attempts));
+            }
+            if summary.requests == 0 {
                 continue;
             }
             let slot = pool.slot_of(summary);
@@ -500,6 +543,8 @@ impl Detector {
             }
             present.push((slot, position));
         }
+        tried.sort_unstable_by_key(|t| t.0);
+        let latency = health::PoolLatency::of(window);
 
         let mut findings = Vec::new();
         // The passes over every backend (forgetting, finding the heavy ones) run once a
@@ -509,21 +554,30 @@ impl Detector {
             self.forgotten_backends += forget_silent_backends(pool, window, config, &mut findings);
             shares::maintain(pool, config);
         }
-        shares::observe(pool, window, &present, config, &mut findings);
+        let seen = shares::Seen { window, present: &present, tried: &tried, latency: &latency };
+        shares::observe(pool, &seen, config, &mut findings);
         // After the shares, so that a backend already paged for taking too much traffic is not
         // paged again for the errors and latency its alert already reports.
-        peers::observe(pool, window, &present, config, &mut findings);
+        let judged_latency = window
+            .backends
+            .iter()
+            .filter(|b| b.latency.total() >= config.latency_min_requests)
+            .count();
+        let peer_latency = (judged_latency >= 3).then_some(&latency);
+        peers::observe(pool, window, &present, peer_latency, config, &mut findings);
         volume::observe(pool, window, config, &mut findings);
         burn::observe(pool, window, &present, config, &mut findings);
         explain::explain(pool, window, config, findings, alerts);
     }
 }
 
-/// Forgets backends that have served nothing for `forget_after_s`, so memory follows the
-/// backends that are active, not every backend ever seen. In a learned pool such a backend
-/// was removed on purpose (its drop has said so for that long): its alerts resolve and the
-/// baseline stops expecting it. Configured backends are never forgotten: the config says they
-/// should be there. Returns how many were forgotten.
+/// Forgets backends that have served nothing, and have not even been tried, for
+/// `forget_after_s`, so memory follows the backends that are active, not every backend ever
+/// seen. In a learned pool such a backend was removed from the balancer: what is still firing
+/// on it resolves with the reason `removed`, and the baseline stops expecting it. A backend the
+/// balancer still tries and fails is in trouble, not removed: it is kept. Configured backends
+/// are never forgotten: the config says they should be there. Returns how many were
+/// forgotten.
 fn forget_silent_backends(
     pool: &mut PoolState,
     window: &WindowSummary,
@@ -534,13 +588,18 @@ fn forget_silent_backends(
     let silent: Vec<usize> = pool
         .backends()
         .filter(|(_, b)| b.weight.is_none())
-        .filter(|(_, b)| b.last_seen_ms.is_some_and(|seen| window.end_ms - seen >= forget_ms))
+        .filter(|(_, b)| {
+            b.last_seen_ms
+                .max(b.last_tried_ms)
+                .is_some_and(|seen| window.end_ms - seen >= forget_ms)
+        })
         .map(|(slot, _)| slot)
         .collect();
     let n_forgotten = silent.len() as u64;
     for slot in silent {
         let Some(mut backend) = pool.remove(slot) else { continue };
         shares::forget(pool, slot, &backend.shares);
+        pool.quiet.forget(slot);
         let mut evidence = Evidence::blank(config.window_s);
         evidence.pool_backends = pool.index.len();
         for (kind, direction, since_ms) in backend.resolve_all() {
@@ -555,7 +614,7 @@ fn forget_silent_backends(
                     duration_s: (window.end_ms - since_ms) / 1000,
                     ..evidence.clone()
                 },
-                note: Some(explain::Note::Forgotten),
+                resolution: Some(Resolution::Removed),
             });
         }
     }

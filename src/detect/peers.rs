@@ -13,12 +13,12 @@
 //!   one-sided binomial test against 5% says that is no accident. A quiet pool's single slow
 //!   request is 1 of 40, not a page.
 
+use super::health::PoolLatency;
+use super::quiet::Accumulated;
 use super::stats::{ratio, upper};
 use super::tracker::{Hold, Verdict};
 use super::{AlertKind, DetectorConfig, Direction, Evidence, Finding, PoolState, Severity, Watch};
-use crate::window::{
-    BackendSummary, N_BUCKETS, WindowSummary, first_bucket_above_ms, quantile_of_buckets,
-};
+use crate::window::{BackendSummary, WindowSummary, first_bucket_above_ms, quantile_of_buckets};
 
 /// The fraction of a healthy backend's requests above the peers' p95.
 const SLOW_NULL_RATE: f64 = 0.05;
@@ -68,6 +68,75 @@ pub(super) fn judge_errors(
     }
 }
 
+/// Judges a backend of a quiet pool on its latest requests, accumulated over windows, against
+/// its peers over the same windows: the test of [`judge_errors`] with a lower volume guard and
+/// a floor on the failures themselves.
+pub(super) fn judge_quiet_errors(
+    latest: &Accumulated,
+    n_backends: usize,
+    config: &DetectorConfig,
+) -> ErrorsJudgement {
+    let unknown = ErrorsJudgement { verdict: Verdict::Unknown, p_value: 1.0 };
+    if latest.requests < config.quiet_min_requests {
+        return unknown;
+    }
+    let rate = ratio(latest.errors, latest.requests);
+    let peer_rate = ratio(latest.peer_errors, latest.peer_requests);
+    if rate < peer_rate + config.errors_min_delta / 2.0 {
+        return ErrorsJudgement { verdict: Verdict::Clear, p_value: 1.0 };
+    }
+    let null_rate = peer_rate.max(1e-3);
+    #[allow(clippy::cast_precision_loss)]
+    let adjusted =
+        (upper(latest.errors, latest.requests, null_rate, 1.0) * n_backends as f64).min(1.0);
+    let anomalous = adjusted < config.alpha
+        && latest.errors >= config.quiet_min_errors
+        && rate >= peer_rate + config.errors_min_delta
+        && rate >= peer_rate * config.errors_min_ratio;
+    ErrorsJudgement {
+        verdict: if anomalous { Verdict::Anomalous } else { Verdict::Unknown },
+        p_value: adjusted,
+    }
+}
+
+/// Whether the backend at `position` of `window` is failing or slow against its peers in
+/// this window alone: harm that a share alert must not hide (a hot backend drowning, a
+/// newcomer that fails).
+pub(super) fn is_harmed(
+    window: &WindowSummary,
+    position: usize,
+    latency: Option<&PoolLatency>,
+    config: &DetectorConfig,
+) -> bool {
+    let this = &window.backends[position];
+    let n_backends = window.backends.len();
+    let (pool_errors, pool_requests) =
+        window.backends.iter().fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests));
+    let errors = judge_errors(
+        this.requests,
+        this.errors,
+        pool_requests - this.requests,
+        pool_errors - this.errors,
+        n_backends,
+        config,
+    );
+    if errors.verdict == Verdict::Anomalous {
+        return true;
+    }
+    let Some(latency) = latency.filter(|_| this.latency.total() >= config.latency_min_requests)
+    else {
+        return false;
+    };
+    let threshold = if n_backends <= LEAVE_ONE_OUT_MAX {
+        latency.threshold_ms(Some(this), config)
+    } else {
+        latency.threshold_ms(None, config)
+    };
+    threshold
+        .and_then(|t| judge_latency(this, t, n_backends, config))
+        .is_some_and(|j| j.verdict == Verdict::Anomalous)
+}
+
 /// The numbers behind a latency verdict.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct LatencyJudgement {
@@ -80,25 +149,7 @@ pub(super) struct LatencyJudgement {
     pub(super) p_value: f64,
 }
 
-/// The pool's latencies in one window, bucket by bucket.
-struct PoolLatency {
-    buckets: Vec<u64>,
-    total: u64,
-}
-
 impl PoolLatency {
-    fn of(window: &WindowSummary) -> Self {
-        let mut buckets = vec![0u64; N_BUCKETS];
-        let mut total = 0;
-        for backend in &window.backends {
-            for (bucket, count) in backend.latency.iter() {
-                buckets[bucket] += count;
-            }
-            total += backend.latency.total();
-        }
-        PoolLatency { buckets, total }
-    }
-
     /// The slow threshold for the peers of `this` backend (or the whole pool), ms: their p95,
     /// at least `latency_min_ratio` times and `latency_min_delta_ms` over their median.
     fn threshold_ms(&self, this: Option<&BackendSummary>, config: &DetectorConfig) -> Option<f64> {
@@ -155,41 +206,46 @@ pub(super) fn observe(
     pool: &mut PoolState,
     window: &WindowSummary,
     present: &[(usize, usize)],
+    latency: Option<&PoolLatency>,
     config: &DetectorConfig,
     findings: &mut Vec<Finding>,
 ) {
+    pool.quiet.record(window, present, config);
     let n_backends = window.backends.len();
     if n_backends < 2 {
         return;
     }
     let (pool_errors, pool_requests) =
         window.backends.iter().fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests));
-    // Latency needs peers with enough requests to have a p95 worth the name.
-    let judged_latency =
-        window.backends.iter().filter(|b| b.latency.total() >= config.latency_min_requests).count();
-    let latency = (judged_latency >= 3).then(|| PoolLatency::of(window));
     let leave_one_out = n_backends <= LEAVE_ONE_OUT_MAX;
     let pool_threshold = latency
-        .as_ref()
         .filter(|_| !leave_one_out)
         .and_then(|pool_latency| pool_latency.threshold_ms(None, config));
     let hold = Hold {
         fire_ms: i64::from(config.for_s) * 1000,
         resolve_ms: i64::from(config.resolve_for_s) * 1000,
     };
+    let mut quiet_judged = false;
     for &(slot, position) in present {
         let this = &window.backends[position];
+        // Too few requests in this window: its latest ones, over the windows before.
+        let latest = (this.requests < config.errors_min_requests)
+            .then(|| pool.quiet.latest(slot, config))
+            .flatten();
         let Some(backend) = pool.backend_mut(slot) else { continue };
-        let errors = judge_errors(
-            this.requests,
-            this.errors,
-            pool_requests - this.requests,
-            pool_errors - this.errors,
-            n_backends,
-            config,
-        );
+        let errors = match &latest {
+            Some(latest) => judge_quiet_errors(latest, n_backends, config),
+            None => judge_errors(
+                this.requests,
+                this.errors,
+                pool_requests - this.requests,
+                pool_errors - this.errors,
+                n_backends,
+                config,
+            ),
+        };
+        quiet_judged |= latest.is_some_and(|l| l.requests >= config.quiet_min_requests);
         let latency = latency
-            .as_ref()
             .filter(|_| this.latency.total() >= config.latency_min_requests)
             .and_then(|pool_latency| {
                 let threshold = match pool_threshold {
@@ -227,6 +283,14 @@ pub(super) fn observe(
             super::explain::add_health(&mut evidence, &this.backend, window);
             if kind == AlertKind::Errors {
                 evidence.errors_p_value = Some(errors.p_value);
+                if let Some(latest) = &latest {
+                    evidence.backend_requests = latest.requests;
+                    evidence.error_rate = ratio(latest.errors, latest.requests);
+                    evidence.peer_error_rate = ratio(latest.peer_errors, latest.peer_requests);
+                    #[allow(clippy::cast_possible_wrap)]
+                    let span = latest.windows as i64 * i64::from(config.window_s);
+                    evidence.accumulated_s = Some(span);
+                }
             } else if let Some(judgement) = latency {
                 evidence.latency_threshold_ms = Some(judgement.threshold_ms);
                 evidence.slow_fraction = Some(judgement.slow_fraction);
@@ -244,10 +308,11 @@ pub(super) fn observe(
                     Severity::Warning
                 },
                 evidence,
-                note: None,
+                resolution: None,
             });
         }
     }
+    pool.coverage.quiet_judged_windows += u64::from(quiet_judged);
 }
 
 #[cfg(test)]
@@ -264,6 +329,7 @@ mod tests {
             requests: latencies_ms.len() as u64,
             errors: 0,
             retried: 0,
+            failed_attempts: 0,
             p50_ms: latency.quantile_ms(0.5),
             p99_ms: latency.quantile_ms(0.99),
             latency,

@@ -89,6 +89,28 @@ pub struct DetectorConfig {
     pub burn_long_s: u32,
     /// ... with at least this many requests in the long window.
     pub burn_min_requests: u64,
+    /// A backend that leaves rotation and returns within this long was drained or restarted
+    /// (a deploy): recorded as a `change`, never paged, seconds. Longer, it pages when the
+    /// weights say it should serve or the balancer still tries it and fails; in a learned
+    /// pool that absorbed it cleanly, it was removed (a scale-in, recorded).
+    pub departure_grace_s: u32,
+    /// Backends out of rotation at once that were expected to take at least this share of
+    /// the pool (0.5 = half) page after `for_s`: too much capacity gone at once.
+    pub departure_max_share: f64,
+    /// Restarts one after another are one operation, recorded once no backend has left or
+    /// returned for this long, seconds.
+    pub change_quiet_s: u32,
+    /// Backends that joined together (two or more) and still take less than a quarter of
+    /// their share this long after joining, while the older ones take more, are pinned
+    /// (HTTP/2 and gRPC connections stay on the old backends), seconds.
+    pub pin_after_s: u32,
+    /// Quiet pools: a backend with fewer than `errors_min_requests` in a window is judged on
+    /// its latest requests over up to this span, seconds ...
+    pub quiet_span_s: u32,
+    /// ... once it has at least this many requests in it ...
+    pub quiet_min_requests: u64,
+    /// ... and at least this many of them 5xx: one failure at night is not a page.
+    pub quiet_min_errors: u64,
 }
 
 impl Default for DetectorConfig {
@@ -129,6 +151,13 @@ impl Default for DetectorConfig {
             burn_short_s: 30,
             burn_long_s: 300,
             burn_min_requests: 300,
+            departure_grace_s: 120,
+            departure_max_share: 0.5,
+            change_quiet_s: 120,
+            pin_after_s: 90,
+            quiet_span_s: 300,
+            quiet_min_requests: 10,
+            quiet_min_errors: 5,
         }
     }
 }
@@ -143,7 +172,7 @@ pub struct InvalidSetting {
 }
 
 impl DetectorConfig {
-    fn floats(&self) -> [(&'static str, f64); 13] {
+    fn floats(&self) -> [(&'static str, f64); 14] {
         [
             ("alpha", self.alpha),
             ("min_ratio", self.min_ratio),
@@ -158,6 +187,7 @@ impl DetectorConfig {
             ("spike_min_ratio", self.spike_min_ratio),
             ("spike_min_z", self.spike_min_z),
             ("spike_min_baseline", self.spike_min_baseline),
+            ("departure_max_share", self.departure_max_share),
         ]
     }
 
@@ -177,7 +207,7 @@ impl DetectorConfig {
             }
         }
         let window = self.window_s;
-        let checks: [(&'static str, bool, &str); 18] = [
+        let checks: [(&'static str, bool, &str); 24] = [
             ("window_s", window >= 1, "must be at least 1 second"),
             ("alpha", self.alpha > 0.0 && self.alpha < 1.0, "must be between 0 and 1, e.g. 0.001"),
             (
@@ -243,6 +273,24 @@ impl DetectorConfig {
                 "burn_long_s",
                 self.burn_long_s >= self.burn_short_s && self.burn_short_s >= window,
                 "must be at least burn_short_s, which must be at least window_s",
+            ),
+            (
+                "departure_grace_s",
+                self.departure_grace_s >= self.for_s,
+                "must be at least for_s, e.g. 120 (a drain and a restart)",
+            ),
+            (
+                "departure_max_share",
+                self.departure_max_share > 0.0 && self.departure_max_share <= 1.0,
+                "must be a fraction above 0 and at most 1, e.g. 0.5",
+            ),
+            ("change_quiet_s", self.change_quiet_s >= window, "must be at least window_s"),
+            ("pin_after_s", self.pin_after_s >= window, "must be at least window_s"),
+            ("quiet_span_s", self.quiet_span_s >= window, "must be at least window_s"),
+            (
+                "quiet_min_errors",
+                self.quiet_min_errors >= 2 && self.quiet_min_errors <= self.quiet_min_requests,
+                "must be at least 2 and at most quiet_min_requests, e.g. 5",
             ),
         ];
         for (key, ok, message) in checks {

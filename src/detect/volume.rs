@@ -124,6 +124,6 @@ pub(super) fn observe(
         started_at_ms: since_ms,
         severity: Severity::Warning,
         evidence,
-        note: None,
+        resolution: None,
     });
 }

@@ -440,6 +440,7 @@ mod tests {
                     requests: *requests,
                     errors: *errors,
                     retried: 0,
+                    failed_attempts: 0,
                     p50_ms: None,
                     p99_ms: None,
                     latency: LatencySketch::from_latencies_ms(&vec![30.0; *requests as usize]),

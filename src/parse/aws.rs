@@ -211,6 +211,7 @@ impl AwsLog {
             backend,
             pool,
             attempts: u16::from(backend.is_some()),
+            first_attempt: None,
             status,
             upstream_status,
             latency_s,

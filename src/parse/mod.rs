@@ -39,6 +39,10 @@ pub struct Record<'a> {
     /// How many backends were tried: 1 for a plain request, more when the balancer retried,
     /// 0 when no backend was involved.
     pub attempts: u16,
+    /// The server tried first, when the balancer retried and the log names it (nginx's
+    /// `$upstream_addr` list): that attempt failed (refused, timed out, or an error the
+    /// balancer passes on), so the server is still in rotation but not serving.
+    pub first_attempt: Option<&'a [u8]>,
     /// Status sent to the client.
     pub status: Option<u16>,
     /// Status the final backend returned.

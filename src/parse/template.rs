@@ -530,22 +530,34 @@ fn is_unset(value: &[u8]) -> bool {
 /// The last item of an upstream list (`a, b : c` gives `c`) and the number of items.
 #[inline]
 pub(super) fn last_list_item(value: &[u8]) -> (&[u8], u16) {
+    let (last, _, n_items) = list_ends(value);
+    (last, n_items)
+}
+
+/// The last and first items of an upstream list (`a, b : c` gives `c` and `a`) and the number
+/// of items.
+#[inline]
+pub(super) fn list_ends(value: &[u8]) -> (&[u8], &[u8], u16) {
     // Nearly every request has one attempt: no separator at all.
     if memchr::memchr2(b',', b' ', value).is_none() {
-        return (value, 1);
+        return (value, value, 1);
     }
     let mut n_items: u16 = 1;
     let mut last_start = 0;
+    let mut first_end = value.len();
     for (i, &b) in value.iter().enumerate() {
         // `,` separates attempts within a group; ` : ` separates groups after an internal
         // redirect. A `:` inside `ip:port` or `unix:/path` has no space before it.
         let is_separator = b == b',' || (b == b':' && i > 0 && value[i - 1] == b' ');
         if is_separator {
+            if n_items == 1 {
+                first_end = i;
+            }
             n_items = n_items.saturating_add(1);
             last_start = i + 1;
         }
     }
-    (value[last_start..].trim_ascii(), n_items)
+    (value[last_start..].trim_ascii(), value[..first_end].trim_ascii(), n_items)
 }
 
 impl Template {
@@ -944,9 +956,10 @@ pub(super) fn apply_field<'a>(
                 record.backend = None;
                 record.attempts = 0;
             } else {
-                let (last, n_items) = last_list_item(value);
+                let (last, first, n_items) = list_ends(value);
                 record.backend = (!is_unset(last)).then_some(last);
                 record.attempts = n_items;
+                record.first_attempt = (n_items > 1 && !is_unset(first)).then_some(first);
             }
         }
         Field::BackendServer => {

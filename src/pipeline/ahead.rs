@@ -43,6 +43,8 @@ struct Compact {
     timestamp_ms: i64,
     pool: u32,
     backend: u32,
+    /// The backend tried first, whose attempt failed ([`NONE`] for most requests).
+    first_attempt: u32,
     server_error: bool,
     retried: bool,
     latency_s: Option<f64>,
@@ -195,10 +197,12 @@ impl Batch {
             let mut id_of = |name| intern(&mut ids, name, name_bytes, name_ends);
             let pool = record.pool.map_or(NONE, &mut id_of);
             let backend = record.backend.map_or(NONE, &mut id_of);
+            let first_attempt = record.first_attempt.map_or(NONE, &mut id_of);
             requests.push(Compact {
                 timestamp_ms: record.timestamp_ms,
                 pool,
                 backend,
+                first_attempt,
                 server_error: record.is_server_error(),
                 retried: record.attempts > 1,
                 latency_s: record.backend_latency_s(),
@@ -593,6 +597,7 @@ impl Pipeline {
             timestamp_ms: compact.timestamp_ms,
             pool: name(compact.pool),
             backend: name(compact.backend),
+            first_attempt: name(compact.first_attempt),
             server_error: compact.server_error,
             retried: compact.retried,
             latency_s: compact.latency_s,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::detect::{AlertEvent, AlertState, Detector, DetectorConfig, DetectorState};
 use crate::parse::{ParseErrorKind, Parser, Record};
 use crate::source::Line;
-use crate::window::{Admission, Slot, WindowConfig, WindowSummary, Windower};
+use crate::window::{Admission, Outcome, Slot, WindowConfig, WindowSummary, Windower};
 
 /// Receives what the pipeline produces.
 pub trait Observer {
@@ -61,6 +61,9 @@ pub struct Counters {
     pub alerts_fired: u64,
     /// Alerts resolved.
     pub alerts_resolved: u64,
+    /// Findings noted (routine changes, learned splits): recorded, never firing.
+    #[serde(default)]
+    pub noted: u64,
     /// Requests outside `--since`/`--until`, skipped.
     #[serde(default)]
     pub outside_range: u64,
@@ -107,6 +110,8 @@ struct Request<'a> {
     timestamp_ms: i64,
     pool: Option<&'a [u8]>,
     backend: Option<&'a [u8]>,
+    /// The backend tried first, whose attempt failed.
+    first_attempt: Option<&'a [u8]>,
     server_error: bool,
     retried: bool,
     latency_s: Option<f64>,
@@ -371,6 +376,7 @@ impl Pipeline {
             timestamp_ms: record.timestamp_ms,
             pool: record.pool,
             backend: record.backend,
+            first_attempt: record.first_attempt,
             server_error: record.is_server_error(),
             retried: record.attempts > 1,
             latency_s: record.backend_latency_s(),
@@ -434,14 +440,19 @@ impl Pipeline {
     ) {
         self.counters.no_backend += u64::from(request.backend.is_none());
         self.counters.retried += u64::from(request.retried);
-        let admission = self.inputs[input].windower.add(
-            request.timestamp_ms,
-            slot,
-            request.server_error,
-            request.retried,
-            request.latency_s,
-            &mut self.closed,
-        );
+        // Retries are rare: the failed attempt's backend is resolved without a cache.
+        let failed_first = request.first_attempt.map(|name| {
+            let pool = slot.pool();
+            self.resolve_slot(input, pool, Some(name))
+        });
+        let outcome = Outcome {
+            is_error: request.server_error,
+            retried: request.retried,
+            latency_s: request.latency_s,
+            failed_first,
+        };
+        let admission =
+            self.inputs[input].windower.add(request.timestamp_ms, slot, outcome, &mut self.closed);
         debug_assert!(matches!(admission, Admission::Counted | Admission::Late));
         if !self.closed.is_empty() {
             self.drain(observer);
@@ -485,6 +496,7 @@ impl Pipeline {
                 match alert.state {
                     AlertState::Firing => self.counters.alerts_fired += 1,
                     AlertState::Resolved => self.counters.alerts_resolved += 1,
+                    AlertState::Noted => self.counters.noted += 1,
                 }
                 observer.alert(&alert);
             }

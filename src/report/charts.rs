@@ -388,6 +388,7 @@ mod tests {
                     requests: *c,
                     errors: 0,
                     retried: 0,
+                    failed_attempts: 0,
                     p50_ms: None,
                     p99_ms: Some(20.0),
                     latency: LatencySketch::default(),

@@ -212,6 +212,9 @@ impl<W: Write> Report<W> {
                     counters.alerts_resolved,
                     still_firing.len()
                 )?;
+                if counters.noted > 0 {
+                    writeln!(out, "{} change(s) and finding(s) noted (info: recorded, not paged)", counters.noted)?;
+                }
                 if let Some(d) = delivery {
                     writeln!(out, "alert delivery: {} delivered, {} failed, {} dropped, {} expired, {} undelivered", d.delivered, d.failed, d.dropped, d.expired, d.undelivered)?;
                 }
@@ -336,6 +339,7 @@ impl<W: Write> Observer for Report<W> {
                 let (state, detail) = match alert.state {
                     AlertState::Firing => ("FIRING  ", severity_word(alert.severity)),
                     AlertState::Resolved => ("RESOLVED", "after"),
+                    AlertState::Noted => ("NOTED   ", "info"),
                 };
                 let detail = if alert.state == AlertState::Resolved {
                     format!("{detail} {}", fmt_duration(alert.evidence.duration_s))

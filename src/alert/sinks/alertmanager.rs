@@ -56,7 +56,7 @@ pub fn render(
             }
             let resend_ms = i64::try_from(resend_s).unwrap_or(60).saturating_mul(1000);
             let ends_at = match n.status {
-                Status::Resolved => n.at_ms.min(now_ms),
+                Status::Resolved | Status::Noted => n.at_ms.min(now_ms),
                 Status::Firing => now_ms + 4 * resend_ms,
             };
             let mut alert = json!({

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::http::{self, Attempt, Request};
 use super::journal::Delivery;
+use super::notice::{Notice, Status};
 use super::template::MessageTemplate;
 use crate::config::Secret;
 
@@ -95,8 +96,9 @@ impl Sink {
                     test,
                 )),
                 headers: Vec::new(),
+                url: None,
             }],
-            Target::PagerDuty { routing_key, source, .. } => delivery
+            Target::PagerDuty { routing_key, source, url } => delivery
                 .notices
                 .iter()
                 .map(|notice| Request {
@@ -108,6 +110,10 @@ impl Sink {
                         self.template.as_ref(),
                     )),
                     headers: Vec::new(),
+                    // A routine change is a PagerDuty change event: context on the service's
+                    // timeline, never an incident.
+                    url: (notice.status == Status::Noted)
+                        .then(|| pagerduty::change_url(url.expose())),
                 })
                 .collect(),
             Target::Webhook { key, .. } => {
@@ -126,19 +132,32 @@ impl Sink {
                         webhook::signature(&key, &delivery.id, timestamp, &body),
                     ));
                 }
-                vec![Request { body, headers }]
+                vec![Request { body, headers, url: None }]
             }
-            Target::Alertmanager { resend_s, labels, .. } => vec![Request {
-                body: json(&alertmanager::render(
-                    &delivery.notices,
-                    now_ms,
-                    *resend_s,
-                    labels,
-                    dashboard,
-                    self.template.as_ref(),
-                )),
-                headers: Vec::new(),
-            }],
+            Target::Alertmanager { resend_s, labels, .. } => {
+                // Alertmanager has alerts, not events: a noted change is not sent there.
+                let alerts: Vec<Notice> = delivery
+                    .notices
+                    .iter()
+                    .filter(|n| n.status != Status::Noted)
+                    .cloned()
+                    .collect();
+                if alerts.is_empty() {
+                    return Vec::new();
+                }
+                vec![Request {
+                    body: json(&alertmanager::render(
+                        &alerts,
+                        now_ms,
+                        *resend_s,
+                        labels,
+                        dashboard,
+                        self.template.as_ref(),
+                    )),
+                    headers: Vec::new(),
+                    url: None,
+                }]
+            }
             Target::Stdout | Target::File { .. } => {
                 let mut lines = Vec::new();
                 for notice in &delivery.notices {
@@ -146,7 +165,7 @@ impl Sink {
                     line.push(b'\n');
                     lines.extend(line);
                 }
-                vec![Request { body: lines, headers: Vec::new() }]
+                vec![Request { body: lines, headers: Vec::new(), url: None }]
             }
         }
     }
@@ -176,7 +195,7 @@ impl Sink {
                 endpoint_dead: true,
             };
         };
-        http::send(client, url, request, ok_body).await
+        http::send(client, request.url.as_deref().unwrap_or(url), request, ok_body).await
     }
 
     /// Alertmanager only: how often firing alerts are re-sent.
@@ -198,7 +217,11 @@ impl Sink {
             self.dashboard_url.as_deref(),
             self.template.as_ref(),
         );
-        Some(Request { body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() })
+        Some(Request {
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            headers: Vec::new(),
+            url: None,
+        })
     }
 }
 

@@ -14,6 +14,40 @@ const SUMMARY_CHARS: usize = 1024;
 /// Whole-event limit (512 KB).
 const MAX_EVENT_BYTES: usize = 512_000;
 
+/// Where PagerDuty takes change events, beside its Events v2 endpoint `url`
+/// (`.../v2/enqueue` → `.../v2/change/enqueue`).
+pub fn change_url(url: &str) -> String {
+    let base = url.trim_end_matches('/');
+    match base.strip_suffix("/enqueue") {
+        Some(root) => format!("{root}/change/enqueue"),
+        None => format!("{base}/change/enqueue"),
+    }
+}
+
+/// A routine change as a PagerDuty change event: it shows on the service's timeline beside
+/// any incident, and never pages.
+fn change_event(
+    notice: &Notice,
+    routing_key: &str,
+    source: &str,
+    dashboard_url: Option<&str>,
+) -> Value {
+    let plain = |text: &str, max: usize| truncate(&without_controls(text), max);
+    let mut event = json!({
+        "routing_key": routing_key,
+        "payload": {
+            "summary": plain(&format!("{}: {}", notice.title(), notice.summary), SUMMARY_CHARS),
+            "timestamp": crate::parse::time::format_rfc3339(notice.at_ms),
+            "source": plain(source, 255),
+            "custom_details": custom_details(notice),
+        },
+    });
+    if let Some(url) = dashboard_url {
+        event["links"] = json!([{ "href": url, "text": "Dashboard" }]);
+    }
+    event
+}
+
 /// The event for one notice.
 pub fn render(
     notice: &Notice,
@@ -23,6 +57,9 @@ pub fn render(
     template: Option<&MessageTemplate>,
 ) -> Value {
     let dedup_key = bounded_key(&notice.fingerprint, 255);
+    if notice.status == Status::Noted {
+        return change_event(notice, routing_key, source, dashboard_url);
+    }
     if notice.status == Status::Resolved {
         return json!({ "routing_key": routing_key, "dedup_key": dedup_key, "event_action": "resolve" });
     }

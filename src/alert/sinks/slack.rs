@@ -28,6 +28,8 @@ pub fn render(
         "TEST: skewtail alert test (no action needed)".to_string()
     } else if notices.len() == 1 {
         notices[0].title()
+    } else if firing == 0 && notices.iter().all(|n| n.status == Status::Noted) {
+        format!("NOTED: {} changes in pool {}", notices.len(), notices[0].pool)
     } else if firing == 0 {
         format!("RESOLVED: {} alerts in pool {}", notices.len(), notices[0].pool)
     } else {

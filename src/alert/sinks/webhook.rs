@@ -12,8 +12,13 @@ use crate::alert::notice::{Notice, Status};
 
 /// The body: an envelope with every notice of the message.
 pub fn render(id: &str, notices: &[Notice], test: bool) -> Value {
-    let status =
-        if notices.iter().all(|n| n.status == Status::Resolved) { "resolved" } else { "firing" };
+    let status = if notices.iter().any(|n| n.status == Status::Firing) {
+        "firing"
+    } else if notices.iter().all(|n| n.status == Status::Noted) {
+        "noted"
+    } else {
+        "resolved"
+    };
     let alerts: Vec<Value> = notices
         .iter()
         .map(|n| {

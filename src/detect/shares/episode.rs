@@ -2,12 +2,17 @@
 //! for `for_s`, resolved once the backend is back (to its expected share, or to where it was
 //! before the incident began) for `resolve_for_s`, or, for a flapping backend, once it has
 //! stayed in rotation for `flap_stable_s`.
+//!
+//! A condition that began before the pool had ever been seen normal (uneven from the start)
+//! does not fire when the backend answers like its peers: the caller learns the split
+//! instead. One that fired because the backend was harmed resolves once the harm has gone
+//! for `resolve_for_s` (the split is then learned): whatever fires at cold start can resolve.
 
 use serde::{Deserialize, Serialize};
 
 use super::super::flapping::{FlapHistory, FlapRules};
 use super::super::tracker::Hold;
-use super::super::{AlertKind, AlertState, DetectorConfig, Direction, Severity};
+use super::super::{AlertKind, DetectorConfig, Direction, Resolution, Severity};
 use super::judge::Judgement;
 use crate::window::WindowSummary;
 
@@ -18,6 +23,9 @@ pub(super) struct Pending {
     pub(super) since_ms: i64,
     /// The expected share when it began: what "back to normal" means for it.
     pub(super) anchor: f64,
+    /// It began before the pool had ever been seen normal for a full span.
+    #[serde(default)]
+    pub(super) from_start: bool,
 }
 
 /// A firing skew or drop.
@@ -30,6 +38,24 @@ pub(super) struct Firing {
     pub(super) anchor: f64,
     pub(super) flapping: bool,
     pub(super) clear_since_ms: Option<i64>,
+    /// It began before the pool had ever been seen normal: it resolves once the backend is no
+    /// longer harmed, and the split is learned.
+    #[serde(default)]
+    pub(super) from_start: bool,
+}
+
+/// A backend out of rotation (it took next to nothing of its share), not yet judged a page or
+/// a change.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(super) struct Away {
+    /// Start of the first window it was out, Unix ms.
+    pub(super) since_ms: i64,
+    /// Its expected share when it left.
+    pub(super) expected: f64,
+    /// Whether the balancer's attempts at it failed while it was away (it is still tried).
+    pub(super) tried: bool,
+    /// Failed attempts in the latest window.
+    pub(super) failed_attempts: u64,
 }
 
 /// A backend's share alert and its recent departures from rotation.
@@ -41,6 +67,9 @@ pub(super) struct ShareEpisode {
     /// Weighted pools, for a backend the weights do not name: the configured backend whose
     /// name is closest, and how many edits apart.
     pub(super) closest_configured: Option<(String, usize)>,
+    /// Out of rotation, and not (yet) paged for it.
+    #[serde(default)]
+    pub(super) away: Option<Away>,
 }
 
 /// What one backend's share alert steps on in one window.
@@ -56,11 +85,29 @@ pub(super) struct Step<'a> {
     pub(super) hold: Hold,
     pub(super) rules: FlapRules,
     pub(super) config: &'a DetectorConfig,
+    /// The pool has never been seen normal for a full span (a learned pool's first minute):
+    /// a condition that begins now is uneven from the start.
+    pub(super) pool_unlearned: bool,
+    /// The backend fails or is slow against its peers in this window (only looked at where it
+    /// matters: a backend taking too much, or a firing that began at cold start).
+    pub(super) harmed: bool,
+}
+
+/// What one window did to a backend's share alert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Outcome {
+    /// It fired.
+    Fired(Firing),
+    /// It resolved (for a reason other than clearing, when given).
+    Resolved(Firing, Option<Resolution>),
+    /// It would have fired, but the backend has been uneven since before the pool was ever
+    /// seen normal and answers like its peers: learn the split instead.
+    UnevenFromStart(Pending),
 }
 
 impl ShareEpisode {
-    /// Steps the alert by one window; returns a state change.
-    pub(super) fn step(&mut self, step: &Step<'_>) -> Option<(AlertState, Firing)> {
+    /// Steps the alert by one window; returns what changed.
+    pub(super) fn step(&mut self, step: &Step<'_>) -> Option<Outcome> {
         let (verdict, window, config) = (&step.verdict, step.window, step.config);
         match (&mut self.firing, step.anomalous) {
             (None, None) => {
@@ -80,20 +127,31 @@ impl ShareEpisode {
                     anchor: verdict.expected,
                     flapping: true,
                     clear_since_ms: None,
+                    from_start: false,
                 };
                 self.firing = Some(firing);
-                Some((AlertState::Firing, firing))
+                Some(Outcome::Fired(firing))
             }
             (None, Some(direction)) => {
                 let pending = match self.pending {
                     Some(p) if p.direction == direction => p,
-                    _ => Pending { direction, since_ms: window.start_ms, anchor: verdict.expected },
+                    _ => Pending {
+                        direction,
+                        since_ms: window.start_ms,
+                        anchor: verdict.expected,
+                        from_start: step.pool_unlearned,
+                    },
                 };
                 self.pending = Some(pending);
                 if !step.span_full || window.end_ms - pending.since_ms < step.hold.fire_ms {
                     return None;
                 }
                 self.pending = None;
+                // Uneven since before the pool was ever seen normal: a misconfiguration or a
+                // design, and nothing says which unless the backend suffers for it.
+                if pending.from_start && !(direction == Direction::Over && step.harmed) {
+                    return Some(Outcome::UnevenFromStart(pending));
+                }
                 let severity =
                     if direction == Direction::Over && verdict.ratio >= config.critical_ratio {
                         Severity::Critical
@@ -117,9 +175,10 @@ impl ShareEpisode {
                     anchor: pending.anchor,
                     flapping: direction == Direction::Under && self.flaps.is_flapping(step.rules),
                     clear_since_ms: None,
+                    from_start: pending.from_start,
                 };
                 self.firing = Some(firing);
-                Some((AlertState::Firing, firing))
+                Some(Outcome::Fired(firing))
             }
             (Some(firing), _) => {
                 if firing.direction == Direction::Under && self.flaps.is_flapping(step.rules) {
@@ -134,8 +193,11 @@ impl ShareEpisode {
                         Direction::Over => verdict.clear_over,
                         Direction::Under => verdict.clear_under,
                     };
+                // Paged at cold start for the harm it did: once the harm has gone, the split
+                // it was uneven by is the pool's own.
+                let harm_gone = firing.from_start && !step.harmed;
                 let stable = !firing.flapping || self.flaps.stable(window.end_ms, step.rules);
-                if !(clear && stable) {
+                if !((clear || harm_gone) && stable) {
                     firing.clear_since_ms = None;
                     return None;
                 }
@@ -144,7 +206,8 @@ impl ShareEpisode {
                 if firing.flapping || window.end_ms - clear_since >= step.hold.resolve_ms {
                     let resolved = *firing;
                     self.firing = None;
-                    Some((AlertState::Resolved, resolved))
+                    let resolution = (!clear).then_some(Resolution::Adopted);
+                    Some(Outcome::Resolved(resolved, resolution))
                 } else {
                     None
                 }

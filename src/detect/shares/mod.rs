@@ -25,9 +25,12 @@
 //! rest of a pool of 100,000 is an aggregate. A pass over every backend happens once a minute
 //! ([`maintain`]).
 
+mod adopt;
 mod baseline;
+mod departures;
 mod episode;
 mod judge;
+mod pinning;
 mod unexpected;
 
 use std::collections::VecDeque;
@@ -35,14 +38,22 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::changes;
 use super::dispersion::{Cell, Noise};
 use super::flapping::FlapRules;
+use super::health::PoolLatency;
+use super::peers;
 use super::stats::{SharedTotal, g_test, half_life_alpha, lower, normal_quantile, ratio};
 use super::tracker::Hold;
-use super::{DetectorConfig, Direction, Evidence, ExpectedFrom, Finding, PoolState};
+use super::{
+    AlertKind, AlertState, DetectorConfig, Direction, Evidence, ExpectedFrom, Finding, PoolState,
+    Resolution,
+};
 use crate::window::WindowSummary;
 use baseline::Baseline;
-use episode::{ShareEpisode, Step};
+use episode::{Away, Firing, Outcome, ShareEpisode, Step};
 use judge::{Judgement, Tested, judge};
 
 /// A pool's share statistics.
@@ -61,6 +72,12 @@ pub(super) struct PoolShares {
     heavy: Vec<usize>,
     /// Whether a backend is taking too much (pending or firing) as of the last judged window.
     pub(super) any_over: bool,
+    /// The split was learned as the pool's design (uneven from the start).
+    #[serde(default)]
+    adopted_split: bool,
+    /// Newcomers that get only a trickle after a scale-up.
+    #[serde(default)]
+    pinning: pinning::Pinning,
     /// Per slot, the last window (by `stamp`) that listed it for testing: lists each tested
     /// backend once without sorting or hashing.
     #[serde(skip)]
@@ -73,6 +90,16 @@ impl PoolShares {
     /// A gap in the log: the span starts again.
     pub(super) fn interrupt(&mut self) {
         self.span.clear();
+    }
+
+    /// Backends the learned baseline knows.
+    pub(super) fn baseline_known(&self) -> usize {
+        self.baseline.known
+    }
+
+    /// When the pool's pinning alert began, if it is firing.
+    pub(super) fn pinning_since(&self) -> Option<i64> {
+        self.pinning.firing_since()
     }
 }
 
@@ -87,6 +114,9 @@ pub(super) struct BackendShares {
     /// What is going on with it, when anything is: most backends of a large pool have
     /// nothing pending, firing or flapping, and carry no more than the two fields above.
     episode: Option<Box<ShareEpisode>>,
+    /// Its learned share was taken as it was, uneven (a canary, a pool uneven by design).
+    #[serde(default)]
+    adopted: bool,
 }
 
 impl BackendShares {
@@ -127,6 +157,7 @@ impl BackendShares {
                 && e.firing.is_none()
                 && e.flaps.is_empty()
                 && e.closest_configured.is_none()
+                && e.away.is_none()
         }) {
             self.episode = None;
         }
@@ -143,6 +174,7 @@ pub(super) fn forget(pool: &mut PoolState, slot: usize, shares: &BackendShares) 
     pool_shares.noise.forget(slot);
     pool_shares.active.remove(&slot);
     pool_shares.heavy.retain(|&s| s != slot);
+    pool_shares.pinning.slots.retain(|&s| s != slot);
     if let Some(weight) = shares.baseline {
         pool_shares.baseline.forget(weight);
     }
@@ -231,16 +263,56 @@ struct PoolJudgement {
     pool_p_value: f64,
 }
 
-/// Judges the window's split (skew, drop, flapping, unexpected) and learns from it when the
-/// pool looks normal. `present` maps the window's backends (by position) to their slots.
+/// What the detector gathered about a window for the share judge.
+pub(super) struct Seen<'a> {
+    /// The window.
+    pub(super) window: &'a WindowSummary,
+    /// The window's backends that served, by position, to their slots.
+    pub(super) present: &'a [(usize, usize)],
+    /// Backends whose attempts failed in the window: (slot, failed attempts), by slot.
+    pub(super) tried: &'a [(usize, u64)],
+    /// The pool's latencies in the window.
+    pub(super) latency: &'a PoolLatency,
+}
+
+impl Seen<'_> {
+    /// The failed attempts of `slot` in the window.
+    fn failed_attempts(&self, slot: usize) -> u64 {
+        self.tried.binary_search_by_key(&slot, |t| t.0).map_or(0, |i| self.tried[i].1)
+    }
+}
+
+/// What the pass over the tested backends found that the pool acts on afterwards.
+#[derive(Default)]
+struct Pass {
+    /// Indexes of backends out of rotation, not yet paged.
+    away: Vec<usize>,
+    /// Backends back in rotation within the grace: (name, left, back, tried).
+    returned: Vec<(Arc<str>, i64, i64, bool)>,
+    /// A backend left rotation in this window.
+    left: bool,
+    /// The first backend uneven since before the pool was seen normal, to learn the split by.
+    uneven: Option<usize>,
+    /// A firing raised at cold start resolved as the pool's design: learn the split.
+    learn_split: bool,
+    /// Newcomers whose grace ended in this window, and whether they suffer.
+    settled: Vec<(usize, bool)>,
+    /// Backends learned at an uneven share that fired: perhaps evened out.
+    evened: Vec<(usize, Firing)>,
+    /// Backends within their grace.
+    settling: Vec<bool>,
+}
+
+/// Judges the window's split (skew, drop, flapping, unexpected, departures, newcomers,
+/// pinning) and learns from it when the pool looks normal.
 #[allow(clippy::too_many_lines)] // one pass over the pool, in the order the module doc gives
 pub(super) fn observe(
     pool: &mut PoolState,
-    window: &WindowSummary,
-    present: &[(usize, usize)],
+    seen: &Seen<'_>,
     config: &DetectorConfig,
     findings: &mut Vec<Finding>,
 ) {
+    let (window, present) = (seen.window, seen.present);
     let span_windows = (config.for_s / config.window_s.max(1)).max(1) as usize;
     let now: Vec<(usize, u64)> = present
         .iter()
@@ -302,28 +374,68 @@ pub(super) fn observe(
     }
     let rest_requests = judgement.window_requests - over_requests;
     let rest_share = (1.0 - over_share).max(f64::MIN_POSITIVE);
+    // A learned pool never yet seen normal for a full span: what is uneven now was uneven
+    // from the start.
+    #[allow(clippy::cast_possible_truncation)]
+    let pool_unlearned = !pool.weighted
+        && !pool.shares.adopted_split
+        && (pool.shares.baseline.learned_windows as usize) < span_windows;
+    let window_ms = i64::from(config.window_s) * 1000;
+    let weighted = pool.weighted;
+    let positions = {
+        let mut positions = present.to_vec();
+        positions.sort_unstable_by_key(|p| p.0);
+        positions
+    };
+    let position_of =
+        |slot: usize| positions.binary_search_by_key(&slot, |p| p.0).ok().map(|i| positions[i].1);
     let mut quiet = true;
     let mut any_over = false;
-    let mut ramping = vec![false; judgement.slots.len()];
+    let mut pass = Pass { settling: vec![false; judgement.slots.len()], ..Pass::default() };
     for (index, &slot) in judgement.slots.iter().enumerate() {
         let verdict = judgements[index];
         let slow_start_s = pool.slow_start_s;
+        let pinned = pool.shares.pinning.holds(slot);
         let Some(backend) = pool.slots.get_mut(slot).and_then(Option::as_mut) else { continue };
-        let is_ramping_now =
+        let ramping_now =
             is_ramping(backend.first_seen_ms, first_start, window.end_ms, slow_start_s, config);
-        ramping[index] = is_ramping_now;
+        let ramped_before = is_ramping(
+            backend.first_seen_ms,
+            first_start,
+            window.end_ms - window_ms,
+            slow_start_s,
+            config,
+        );
+        pass.settling[index] = ramping_now;
+        if ramped_before && !ramping_now && !weighted && backend.first_seen_ms.is_some() && !pinned
+        {
+            let harmed = position_of(slot)
+                .is_some_and(|p| peers::is_harmed(window, p, Some(seen.latency), config));
+            pass.settled.push((index, harmed));
+        }
         let window_count = judgement.window_counts[index];
+        let failed_attempts = seen.failed_attempts(slot);
+        let firing_from_start =
+            backend.shares.episode.as_ref().and_then(|e| e.firing).is_some_and(|f| f.from_start);
+        // Harm is looked at only where it decides something: a backend taking too much (at
+        // cold start, or as a newcomer), or one paged at cold start.
+        let harmed = (verdict.anomalous == Some(Direction::Over) || firing_from_start)
+            && position_of(slot)
+                .is_some_and(|p| peers::is_harmed(window, p, Some(seen.latency), config));
         // Persistence: the span is significant and every window since the condition began
         // leans the same way on its own. A backend the balancer is still ramping up may take
-        // less than its share.
+        // less than its share, and, while it answers like its peers, more (a canary).
         let window_share = ratio(window_count, judgement.window_requests);
-        let anomalous = verdict.anomalous.filter(|d| match d {
-            Direction::Over => window_share >= verdict.expected * config.resolve_ratio,
+        let mut anomalous = verdict.anomalous.filter(|d| match d {
+            Direction::Over => {
+                window_share >= verdict.expected * config.resolve_ratio && (!ramping_now || harmed)
+            }
             Direction::Under => {
-                !is_ramping_now && window_share <= verdict.expected / config.resolve_ratio
+                !ramping_now && !pinned && window_share <= verdict.expected / config.resolve_ratio
             }
         });
-        let collapsed = !is_ramping_now
+        let collapsed = !ramping_now
+            && !pinned
             && verdict.anomalous != Some(Direction::Over)
             && collapsed_in_window(
                 window_count,
@@ -333,16 +445,46 @@ pub(super) fn observe(
                 judgement.n_backends,
                 config,
             );
+        // Out of rotation: next to nothing of its share in this window, or nothing over the
+        // span. Only a backend that served before can leave.
+        let departed = backend.first_seen_ms.is_some()
+            && !ramping_now
+            && !pinned
+            && (collapsed
+                || (verdict.anomalous == Some(Direction::Under)
+                    && window_count == 0
+                    && judgement.span_counts[index] == 0));
+        let serving = window_share > verdict.expected * DEPARTED_RATIO;
         let shares = &mut backend.shares;
-        if shares.episode.is_none() && anomalous.is_none() && !collapsed {
+        if shares.episode.is_none() && anomalous.is_none() && !collapsed && !departed {
             continue; // Nothing going on: most backends, most windows.
         }
         let episode = shares.episode.get_or_insert_with(Box::default);
         episode.flaps.record(collapsed, window.start_ms, window.end_ms, rules);
+        if departed && episode.firing.is_none() {
+            let away = episode.away.get_or_insert_with(|| {
+                pass.left = true;
+                Away {
+                    since_ms: window.start_ms,
+                    expected: verdict.expected,
+                    tried: false,
+                    failed_attempts: 0,
+                }
+            });
+            away.tried |= failed_attempts > 0;
+            away.failed_attempts = failed_attempts;
+        } else if serving && let Some(away) = episode.away.take() {
+            pass.returned.push((backend.name.clone(), away.since_ms, window.start_ms, away.tried));
+        }
+        if episode.away.is_some() {
+            // Judged as a departure, not as a share.
+            anomalous = anomalous.filter(|d| *d == Direction::Over);
+            pass.away.push(index);
+        }
         let step = Step {
             verdict,
             anomalous,
-            ramping: is_ramping_now,
+            ramping: ramping_now,
             window_count,
             span_count: judgement.span_counts[index],
             span_full,
@@ -350,10 +492,12 @@ pub(super) fn observe(
             hold,
             rules,
             config,
+            pool_unlearned,
+            harmed,
         };
         let was_firing = episode.firing.is_some();
-        let transition = episode.step(&step);
-        if was_firing || anomalous.is_some() || episode.firing.is_some() {
+        let outcome = episode.step(&step);
+        if was_firing || anomalous.is_some() || episode.firing.is_some() || episode.away.is_some() {
             quiet = false;
         }
         let departures = u32::try_from(episode.flaps.departures()).ok();
@@ -363,30 +507,116 @@ pub(super) fn observe(
             pool.shares.active.remove(&slot);
         }
         any_over |= shares.is_over();
-        if let Some((state, firing)) = transition {
-            let mut evidence =
-                share_evidence(&judgement, index, &verdict, &backend.name, window, config);
-            evidence.duration_s = (window.end_ms - firing.since_ms) / 1000;
-            evidence.flapping = firing.flapping;
-            if firing.flapping {
-                evidence.departures = departures;
+        let adopted = shares.adopted;
+        let fired = match outcome {
+            None => continue,
+            Some(Outcome::UnevenFromStart(_)) => {
+                pass.uneven.get_or_insert(index);
+                continue;
             }
-            findings.push(Finding {
-                state,
-                kind: firing.kind,
-                direction: firing.direction,
-                backend: backend.name.clone(),
-                started_at_ms: firing.since_ms,
-                severity: firing.severity,
-                evidence,
-                note: None,
-            });
+            Some(Outcome::Fired(firing)) if adopted && firing.kind == AlertKind::Skew => {
+                pass.evened.push((index, firing));
+                continue;
+            }
+            Some(Outcome::Fired(firing)) => (AlertState::Firing, firing, None),
+            Some(Outcome::Resolved(firing, resolution)) => {
+                pass.learn_split |= resolution == Some(Resolution::Adopted);
+                (AlertState::Resolved, firing, resolution)
+            }
+        };
+        let (state, firing, resolution) = fired;
+        if firing.flapping && state == AlertState::Firing {
+            pool.changes.not_restarts(&backend.name);
         }
+        let mut evidence =
+            share_evidence(&judgement, index, &verdict, &backend.name, window, config);
+        evidence.duration_s = (window.end_ms - firing.since_ms) / 1000;
+        evidence.flapping = firing.flapping;
+        if firing.flapping {
+            evidence.departures = departures;
+        }
+        findings.push(Finding {
+            state,
+            kind: firing.kind,
+            direction: firing.direction,
+            backend: backend.name.clone(),
+            started_at_ms: firing.since_ms,
+            severity: firing.severity,
+            evidence,
+            resolution,
+        });
     }
     pool.shares.any_over = any_over;
-    if quiet {
-        learn(pool, &judgement, present, window, &ramping, span_full, config);
+    if pass.left {
+        pool.changes.left(window.start_ms);
     }
+    for (name, left_ms, back_ms, tried) in pass.returned {
+        pool.changes.returned(name, left_ms, back_ms, tried);
+    }
+    departures::decide(pool, &judgement, &judgements, &pass.away, window, config, findings);
+    for (index, firing) in pass.evened {
+        if !adopt::evened_out(pool, &judgement, index, window, config, findings) {
+            push_fired(pool, &judgement, &judgements, index, firing, window, config, findings);
+        } else if let Some(episode) =
+            pool.slots[judgement.slots[index]].as_mut().and_then(|b| b.shares.episode.as_mut())
+        {
+            episode.firing = None;
+        }
+    }
+    if let Some(index) = pass.uneven {
+        adopt::uneven_from_start(pool, &judgement, &judgements, index, window, config, findings);
+        quiet = false;
+    } else if pass.learn_split {
+        adopt::learn_split(pool, &judgement);
+    }
+    for (index, harmed) in pass.settled {
+        adopt::newcomer_settled(pool, &judgement, index, harmed, window, config, findings);
+    }
+    pinning::observe(pool, &judgement, &pass.settling, window, config, findings);
+    let anyone_away = !pass.away.is_empty();
+    let anyone_settling = pass.settling.iter().any(|s| *s);
+    changes::observe(pool, window, anyone_away, anyone_settling, config, findings);
+    if quiet {
+        let warmup_windows = config.warmup_s.div_ceil(config.window_s.max(1));
+        let warming = pool.shares.baseline.learned_windows < warmup_windows;
+        learn(pool, &judgement, present, window, &pass.settling, span_full, config);
+        if !pool.weighted && warming && pool.shares.baseline.learned_windows >= warmup_windows {
+            adopt::warmed_up(pool, &judgement, window, config, findings);
+        }
+        let decay = half_life_alpha(
+            f64::from(config.baseline_half_life_s) / f64::from(config.window_s.max(1)),
+        );
+        pool.health.learn(window, seen.latency, decay);
+    }
+}
+
+/// Pushes the finding of a skew that fired (for a backend learned at an uneven share that did
+/// not even out).
+#[allow(clippy::too_many_arguments)]
+fn push_fired(
+    pool: &PoolState,
+    judgement: &PoolJudgement,
+    verdicts: &[Judgement],
+    index: usize,
+    firing: Firing,
+    window: &WindowSummary,
+    config: &DetectorConfig,
+    findings: &mut Vec<Finding>,
+) {
+    let Some(backend) = pool.slots[judgement.slots[index]].as_ref() else { return };
+    let mut evidence =
+        share_evidence(judgement, index, &verdicts[index], &backend.name, window, config);
+    evidence.duration_s = (window.end_ms - firing.since_ms) / 1000;
+    findings.push(Finding {
+        state: AlertState::Firing,
+        kind: firing.kind,
+        direction: firing.direction,
+        backend: backend.name.clone(),
+        started_at_ms: firing.since_ms,
+        severity: firing.severity,
+        evidence,
+        resolution: None,
+    });
 }
 
 /// Whether a backend is still within its slow-start grace: new to the pool after its first

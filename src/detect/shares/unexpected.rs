@@ -91,7 +91,7 @@ pub(super) fn observe(
             started_at_ms: since_ms,
             severity: Severity::Info,
             evidence,
-            note: None,
+            resolution: None,
         });
     }
 }

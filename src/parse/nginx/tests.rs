@@ -44,6 +44,7 @@ fn every_documented_variable_compiles() {
     assert_eq!(record.latency_s, Some(0.12));
     assert_eq!(text(record.backend).as_deref(), Some("10.0.0.2:80"));
     assert_eq!(record.attempts, 2);
+    assert_eq!(text(record.first_attempt).as_deref(), Some("10.0.0.1:80"), "the failed attempt");
     assert_eq!(record.upstream_status, Some(502));
     assert_eq!(record.upstream_latency_s, Some(0.07));
 }
@@ -78,6 +79,7 @@ fn multi_upstream_with_redirect_groups() {
     let record = format.parse(line).unwrap();
     assert_eq!(text(record.backend).as_deref(), Some("192.168.10.2:80"));
     assert_eq!(record.attempts, 5, "every attempt counts, across redirect groups");
+    assert_eq!(text(record.first_attempt).as_deref(), Some("192.168.1.1:80"));
     assert_eq!(record.upstream_status, Some(200));
     assert_eq!(record.upstream_latency_s, Some(0.005));
 }
@@ -93,6 +95,7 @@ fn ipv6_and_unix_socket_upstreams() {
         format.parse(b"[18/Mar/2023:15:00:00 +0000] unix:/var/run/php-fpm.sock 200").unwrap();
     assert_eq!(text(record.backend).as_deref(), Some("unix:/var/run/php-fpm.sock"));
     assert_eq!(record.attempts, 1);
+    assert_eq!(record.first_attempt, None, "one attempt: nothing failed");
 }
 
 #[test]
