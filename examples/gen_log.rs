@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(minutes) = args.minutes {
         let scenario = Scenario {
             duration_s: minutes * 60,
-            rate_per_s: args.rate,
+            rate_per_s: f64::from(args.rate),
             backends: skewtail::synth::backend_addresses(args.backends),
             incidents: Vec::new(),
             style,
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         let scenario = Scenario {
             start_ms: skewtail::synth::SEED_INCIDENT_DAY_MS + i64::from(block) * 3 * 3_600_000,
             duration_s: hours * 3600,
-            rate_per_s: args.rate,
+            rate_per_s: f64::from(args.rate),
             seed: u64::from(block),
             incidents: vec![Incident {
                 start_s: 90 * 60,

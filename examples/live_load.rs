@@ -103,7 +103,7 @@ fn main() -> anyhow::Result<()> {
         let scenario = Scenario {
             start_ms: start_ms + i64::from(block_start_s) * 1000,
             duration_s,
-            rate_per_s: args.rate,
+            rate_per_s: f64::from(args.rate),
             backends,
             incidents,
             seed: 7 + u64::from(minute),

@@ -235,8 +235,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "1h")]
     pub duration: String,
     /// Mean requests per second.
-    #[arg(long, default_value_t = 40)]
-    pub rate: u32,
+    #[arg(long, default_value_t = 40.0)]
+    pub rate: f64,
     /// Number of backends.
     #[arg(long, default_value_t = 8)]
     pub backends: usize,

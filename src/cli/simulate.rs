@@ -40,12 +40,15 @@ pub(super) fn simulate(args: &SimulateArgs) -> anyhow::Result<Outcome> {
         .map(|spec| Incident::from_spec(spec))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!(e))?;
-    if let Some(i) = incidents.iter().find(|i| i.backend >= args.backends) {
+    if let Some(i) = incidents.iter().find(|i| i.backend + i.count > args.backends) {
         bail!(
             "an incident names backend {} of {} (backends count from 0)",
-            i.backend,
+            i.backend + i.count - 1,
             args.backends
         );
+    }
+    if !(args.rate > 0.0 && args.rate.is_finite()) {
+        bail!("--rate must be a positive number of requests per second, e.g. 40 or 0.3");
     }
     let start_ms = match &args.start {
         Some(text) => chrono::DateTime::parse_from_rfc3339(text)
@@ -67,7 +70,7 @@ pub(super) fn simulate(args: &SimulateArgs) -> anyhow::Result<Outcome> {
             .ok_or_else(|| anyhow::anyhow!("--sticky `{text}` is not like 90s or 5m"))?,
         None => 0,
     };
-    let joins = match &args.scale_up {
+    let scale_up = match &args.scale_up {
         Some(text) => {
             let parsed = text.split_once('/').and_then(|(every, ramp)| {
                 Some((
@@ -75,32 +78,19 @@ pub(super) fn simulate(args: &SimulateArgs) -> anyhow::Result<Outcome> {
                     crate::synth::parse_duration_s(ramp)?,
                 ))
             });
-            let (every, ramp) = parsed.ok_or_else(|| {
+            Some(parsed.ok_or_else(|| {
                 anyhow::anyhow!("--scale-up `{text}` is not like 1h/90s (EVERY/RAMP)")
-            })?;
-            (0..duration_s / every)
-                .map(|i| crate::synth::Join {
-                    backend: args.backends + i as usize,
-                    at_s: (i + 1) * every - every / 2,
-                    ramp_s: ramp,
-                })
-                .collect()
+            })?)
         }
-        None => Vec::new(),
+        None => None,
     };
-    let n_backends = args.backends + joins.len();
-    let mut weights = args.weights.clone();
-    if !weights.is_empty() {
-        weights.resize(n_backends, 1.0);
-    }
-    let scenario = Scenario {
+    let mut scenario = Scenario {
         start_ms,
         duration_s,
         rate_per_s: args.rate,
-        backends: crate::synth::backend_addresses(n_backends),
-        weights,
+        backends: crate::synth::backend_addresses(args.backends),
+        weights: args.weights.clone(),
         incidents,
-        joins,
         batch_dispersion: args.dispersion,
         sticky_s,
         night_ratio: args.night_ratio,
@@ -112,6 +102,9 @@ pub(super) fn simulate(args: &SimulateArgs) -> anyhow::Result<Outcome> {
         style,
         ..Scenario::seed_incident()
     };
+    if let Some((every, ramp)) = scale_up {
+        scenario.scale_up(every, ramp);
+    }
     let n_lines = match &args.out {
         Some(path) => {
             let file = std::fs::File::create(path)

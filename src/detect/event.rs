@@ -90,6 +90,17 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// `info`, `warning` or `critical`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// Which routine operation a `change` event records, or which split was learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -173,6 +173,8 @@ fn diagnose(finding: &Finding) -> Diagnosis {
         #[allow(clippy::cast_precision_loss)]
         (AlertKind::Errors | AlertKind::Latency, _)
             if e.expected_from != ExpectedFrom::Weights
+                && e.accumulated_s.is_none()
+                && e.pool_requests >= 100
                 && e.pool_backends >= 2
                 && e.observed_share >= 2.0 / e.pool_backends as f64 =>
         {

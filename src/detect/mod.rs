@@ -207,6 +207,10 @@ struct PoolState {
     /// A quiet pool's latest windows, for its errors.
     #[serde(default)]
     quiet: quiet::QuietErrors,
+    /// A backend's errors or latency alert was pending or firing in the last window: the
+    /// pool does not look normal, and nothing is learned from it.
+    #[serde(default)]
+    troubled: bool,
     /// Why the pool has not been judged yet, for the end-of-run report.
     coverage: Coverage,
 }
@@ -245,6 +249,7 @@ impl PoolState {
             health: health::PoolHealth::default(),
             changes: changes::Changes::default(),
             quiet: quiet::QuietErrors::default(),
+            troubled: false,
             coverage: Coverage::default(),
         };
         // Configured backends are expected from the start, seen or not.

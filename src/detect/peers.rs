@@ -226,6 +226,7 @@ pub(super) fn observe(
         resolve_ms: i64::from(config.resolve_for_s) * 1000,
     };
     let mut quiet_judged = false;
+    let mut troubled = false;
     for &(slot, position) in present {
         let this = &window.backends[position];
         // Too few requests in this window: its latest ones, over the windows before.
@@ -263,8 +264,12 @@ pub(super) fn observe(
                 AlertKind::Errors => errors.verdict,
                 _ => latency.map_or(Verdict::Unknown, |j| j.verdict),
             };
+            // One page per backend: one that is failing is not paged again for being slow
+            // (its errors alert reports its latency).
+            let failing = kind == AlertKind::Latency
+                && backend.watches.as_ref().is_some_and(|w| w.errors.is_active());
             let verdict = match verdict {
-                Verdict::Anomalous if inhibited => Verdict::Unknown,
+                Verdict::Anomalous if inhibited || failing => Verdict::Unknown,
                 verdict => verdict,
             };
             let watch = if kind == AlertKind::Errors { Watch::Errors } else { Watch::Latency };
@@ -311,8 +316,11 @@ pub(super) fn observe(
                 resolution: None,
             });
         }
+        troubled |=
+            backend.watches.as_ref().is_some_and(|w| w.errors.is_active() || w.latency.is_active());
     }
     pool.coverage.quiet_judged_windows += u64::from(quiet_judged);
+    pool.troubled = troubled;
 }
 
 #[cfg(test)]

@@ -56,6 +56,11 @@ impl Tracker {
         self.firing_since_ms
     }
 
+    /// Whether the condition is pending or firing.
+    pub(super) fn is_active(&self) -> bool {
+        self.pending_since_ms.is_some() || self.firing_since_ms.is_some()
+    }
+
     /// Forgets a pending condition (a gap in the log breaks persistence).
     pub(super) fn interrupt(&mut self) {
         self.pending_since_ms = None;

@@ -143,7 +143,7 @@ fn window_totals(objects: &[serde_json::Value]) -> Vec<(String, u64)> {
 #[test]
 fn a_file_with_cr_only_line_endings_is_read_line_by_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (lf, n_lines) = write_log(dir.path(), "lf.log", &Scenario::clean(5 * 60, 40));
+    let (lf, n_lines) = write_log(dir.path(), "lf.log", &Scenario::clean(5 * 60, 40.0));
     let cr = dir.path().join("cr.log");
     let text = std::fs::read(&lf).unwrap();
     std::fs::write(
@@ -164,7 +164,7 @@ fn a_file_truncated_while_replay_reads_it_fails_the_replay() {
     let dir = tempfile::tempdir().unwrap();
     // Long enough that replay's output fills the pipe we do not read yet, so it is mid-file
     // when the file is truncated.
-    let (log, _) = write_log(dir.path(), "a.log", &Scenario::clean(6 * 3600, 40));
+    let (log, _) = write_log(dir.path(), "a.log", &Scenario::clean(6 * 3600, 40.0));
     let mut child = skewtail()
         .args(["replay", "--format", "upstream", "--json"])
         .arg(&log)
@@ -196,7 +196,7 @@ fn a_file_truncated_while_replay_reads_it_fails_the_replay() {
 #[test]
 fn control_bytes_and_invalid_utf8_in_names_are_unparsed_not_backends() {
     let dir = tempfile::tempdir().unwrap();
-    let (clean, n_lines) = write_log(dir.path(), "a.log", &Scenario::clean(5 * 60, 40));
+    let (clean, n_lines) = write_log(dir.path(), "a.log", &Scenario::clean(5 * 60, 40.0));
     let text = std::fs::read(&clean).unwrap();
     let mut lines: Vec<Vec<u8>> = text.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
     // One line in ten gets a NUL, a control byte or an invalid UTF-8 byte in its backend.
@@ -225,7 +225,7 @@ fn control_bytes_and_invalid_utf8_in_names_are_unparsed_not_backends() {
 #[test]
 fn json_with_trailing_text_or_no_json_at_all_is_unparsed() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = Scenario { style: LogStyle::NginxJson, ..Scenario::clean(5 * 60, 40) };
+    let scenario = Scenario { style: LogStyle::NginxJson, ..Scenario::clean(5 * 60, 40.0) };
     let (clean, n_lines) = write_log(dir.path(), "a.log", &scenario);
     let text = std::fs::read_to_string(&clean).unwrap();
     let mut out = String::new();

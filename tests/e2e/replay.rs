@@ -81,7 +81,7 @@ fn human_timeline_and_fail_on_alert() {
 #[test]
 fn clean_log_gives_no_alerts() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = write_log(dir.path(), "clean.log", &Scenario::clean(40 * 60, 40));
+    let (log, _) = write_log(dir.path(), "clean.log", &Scenario::clean(40 * 60, 40.0));
     // `--fail-on-alert` with nothing to report: exit status 0.
     let (_, objects) = replay_json(&log, &["--fail-on-alert"]);
     assert!(of_type(&objects, "alert").is_empty());
@@ -117,7 +117,7 @@ fn three_hour_log_reports_its_one_incident_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = Scenario {
         duration_s: 3 * 3600,
-        rate_per_s: 25,
+        rate_per_s: 25.0,
         seed: 7,
         incidents: vec![Incident {
             start_s: 95 * 60,
@@ -233,7 +233,7 @@ fn detects_the_injected_skew_in(style: LogStyle) {
     let scenario = Scenario {
         style,
         duration_s: 12 * 60,
-        rate_per_s: 25,
+        rate_per_s: 25.0,
         incidents: vec![Incident { start_s: 6 * 60, duration_s: 3 * 60, ..skew_incident() }],
         ..skew_scenario()
     };
@@ -312,7 +312,7 @@ fn a_replay_that_judged_nothing_says_so() {
         "quiet.log",
         &skewtail::synth::Scenario {
             duration_s: 120,
-            rate_per_s: 3,
+            rate_per_s: 3.0,
             ..skewtail::synth::Scenario::seed_incident()
         },
     );

@@ -190,7 +190,7 @@ fn no_line_is_lost_or_counted_twice_through_rotations_sigterm_and_kill() {
     // 500,000+ lines: 17 minutes at 500 requests/s over 8 backends.
     let scenario = Scenario {
         duration_s: 17 * 60,
-        rate_per_s: 500,
+        rate_per_s: 500.0,
         incidents: vec![],
         ..Scenario::seed_incident()
     };

@@ -192,14 +192,23 @@ pub(super) fn newcomer_settled(
     findings: &mut Vec<Finding>,
 ) -> bool {
     let slot = judgement.slots[index];
+    // Its share over the last stretch of its grace (a span alone is noisy for a small share).
+    let settled = pool.slots[slot]
+        .as_mut()
+        .and_then(|b| b.shares.episode.as_mut())
+        .and_then(|e| e.settle.take())
+        .filter(|s| s.1 > 0)
+        .unwrap_or((judgement.span_counts[index], judgement.span_requests));
     #[allow(clippy::cast_precision_loss)]
-    let share = judgement.span_counts[index] as f64 / judgement.span_requests.max(1) as f64;
+    let share = settled.0 as f64 / settled.1.max(1) as f64;
     let expected = judgement.expected[index];
     let ratio = share / expected.max(1e-9);
     let Some(backend) = pool.slots[slot].as_ref() else { return false };
     let (name, joined_ms) =
         (backend.name.clone(), backend.first_seen_ms.unwrap_or(window.start_ms));
-    let uneven = ratio >= config.min_ratio || ratio <= 1.0 / config.min_ratio;
+    // Measured over two minutes, a share settles within a few percent: a newcomer off the
+    // share it was welcomed at by more than the resolve margin chose another one.
+    let uneven = ratio >= config.resolve_ratio || ratio <= 1.0 / config.resolve_ratio;
     if !uneven {
         pool.changes.joined(name, joined_ms);
         return false;

@@ -70,6 +70,9 @@ pub(super) struct ShareEpisode {
     /// Out of rotation, and not (yet) paged for it.
     #[serde(default)]
     pub(super) away: Option<Away>,
+    /// A newcomer near the end of its grace: its requests and the pool's since then.
+    #[serde(default)]
+    pub(super) settle: Option<(u64, u64)>,
 }
 
 /// What one backend's share alert steps on in one window.

@@ -33,6 +33,14 @@ pub(in crate::detect) struct Judgement {
     pub(in crate::detect) clear_under: bool,
 }
 
+impl Judgement {
+    /// The same numbers, judged as taking too much: a backend far above an even share that
+    /// fails for it, before the pool's baseline is known well enough to say so alone.
+    pub(in crate::detect) fn drowning(self) -> Self {
+        Judgement { anomalous: Some(Direction::Over), ..self }
+    }
+}
+
 /// The backends of a pool that one window's test looks at, and the rest.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Tested<'a> {

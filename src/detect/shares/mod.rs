@@ -158,6 +158,7 @@ impl BackendShares {
                 && e.flaps.is_empty()
                 && e.closest_configured.is_none()
                 && e.away.is_none()
+                && e.settle.is_none()
         }) {
             self.episode = None;
         }
@@ -389,8 +390,11 @@ pub(super) fn observe(
     };
     let position_of =
         |slot: usize| positions.binary_search_by_key(&slot, |p| p.0).ok().map(|i| positions[i].1);
-    let mut quiet = true;
+    // A backend failing or slow against its peers: the pool does not look normal.
+    let mut quiet = !pool.troubled;
     let mut any_over = false;
+    #[allow(clippy::cast_precision_loss)]
+    let even = 1.0 / judgement.n_backends.max(1) as f64;
     let mut pass = Pass { settling: vec![false; judgement.slots.len()], ..Pass::default() };
     for (index, &slot) in judgement.slots.iter().enumerate() {
         let verdict = judgements[index];
@@ -407,6 +411,13 @@ pub(super) fn observe(
             config,
         );
         pass.settling[index] = ramping_now;
+        // The last stretch of a newcomer's grace: its share there says whether it settled at
+        // its share or is a canary.
+        let settling_now = ramping_now
+            && !weighted
+            && backend.first_seen_ms.is_some_and(|first| {
+                window.end_ms - first >= grace_ms(slow_start_s, config) - SETTLE_MS
+            });
         if ramped_before && !ramping_now && !weighted && backend.first_seen_ms.is_some() && !pinned
         {
             let harmed = position_of(slot)
@@ -417,15 +428,24 @@ pub(super) fn observe(
         let failed_attempts = seen.failed_attempts(slot);
         let firing_from_start =
             backend.shares.episode.as_ref().and_then(|e| e.firing).is_some_and(|f| f.from_start);
+        let window_share = ratio(window_count, judgement.window_requests);
+        // Before the pool was ever seen normal, a young baseline is judged cautiously; a
+        // backend far above an even share that also fails or slows down is drowning, and
+        // that is evidence enough (the seed incident, at cold start).
+        let drowning_candidate = pool_unlearned
+            && verdict.anomalous.is_none()
+            && window_share >= even * config.min_ratio
+            && window_share - even >= config.min_share_delta.min(even / 2.0);
         // Harm is looked at only where it decides something: a backend taking too much (at
         // cold start, or as a newcomer), or one paged at cold start.
-        let harmed = (verdict.anomalous == Some(Direction::Over) || firing_from_start)
-            && position_of(slot)
-                .is_some_and(|p| peers::is_harmed(window, p, Some(seen.latency), config));
+        let harmed =
+            (verdict.anomalous == Some(Direction::Over) || firing_from_start || drowning_candidate)
+                && position_of(slot)
+                    .is_some_and(|p| peers::is_harmed(window, p, Some(seen.latency), config));
+        let verdict = if drowning_candidate && harmed { verdict.drowning() } else { verdict };
         // Persistence: the span is significant and every window since the condition began
         // leans the same way on its own. A backend the balancer is still ramping up may take
         // less than its share, and, while it answers like its peers, more (a canary).
-        let window_share = ratio(window_count, judgement.window_requests);
         let mut anomalous = verdict.anomalous.filter(|d| match d {
             Direction::Over => {
                 window_share >= verdict.expected * config.resolve_ratio && (!ramping_now || harmed)
@@ -445,22 +465,42 @@ pub(super) fn observe(
                 judgement.n_backends,
                 config,
             );
-        // Out of rotation: next to nothing of its share in this window, or nothing over the
-        // span. Only a backend that served before can leave.
+        // Out of rotation: next to nothing of its share in this window, or nothing at all
+        // where that is remarkable (in a pair, the other one then takes everything and looks
+        // like the culprit), or nothing over the span. Only a backend that served before can
+        // leave.
         let departed = backend.first_seen_ms.is_some()
             && !ramping_now
             && !pinned
             && (collapsed
+                || (window_count == 0
+                    && nothing_is_remarkable(
+                        judgement.window_requests,
+                        verdict.expected,
+                        window_scale,
+                        judgement.n_backends,
+                        config,
+                    ))
                 || (verdict.anomalous == Some(Direction::Under)
                     && window_count == 0
                     && judgement.span_counts[index] == 0));
         let serving = window_share > verdict.expected * DEPARTED_RATIO;
         let shares = &mut backend.shares;
-        if shares.episode.is_none() && anomalous.is_none() && !collapsed && !departed {
+        if shares.episode.is_none()
+            && anomalous.is_none()
+            && !collapsed
+            && !departed
+            && !settling_now
+        {
             continue; // Nothing going on: most backends, most windows.
         }
         let episode = shares.episode.get_or_insert_with(Box::default);
         episode.flaps.record(collapsed, window.start_ms, window.end_ms, rules);
+        if settling_now {
+            let settle = episode.settle.get_or_insert((0, 0));
+            settle.0 += window_count;
+            settle.1 += judgement.window_requests;
+        }
         if departed && episode.firing.is_none() {
             let away = episode.away.get_or_insert_with(|| {
                 pass.left = true;
@@ -474,7 +514,15 @@ pub(super) fn observe(
             away.tried |= failed_attempts > 0;
             away.failed_attempts = failed_attempts;
         } else if serving && let Some(away) = episode.away.take() {
-            pass.returned.push((backend.name.clone(), away.since_ms, window.start_ms, away.tried));
+            // A window or two at nothing is noise at low volume, not a restart.
+            if episode.firing.is_none() && window.start_ms - away.since_ms >= 2 * window_ms {
+                pass.returned.push((
+                    backend.name.clone(),
+                    away.since_ms,
+                    window.start_ms,
+                    away.tried,
+                ));
+            }
         }
         if episode.away.is_some() {
             // Judged as a departure, not as a share.
@@ -497,6 +545,9 @@ pub(super) fn observe(
         };
         let was_firing = episode.firing.is_some();
         let outcome = episode.step(&step);
+        if episode.firing.is_some_and(|f| f.flapping) {
+            episode.away = None; // Its departures are the flapping's, not a restart's.
+        }
         if was_firing || anomalous.is_some() || episode.firing.is_some() || episode.away.is_some() {
             quiet = false;
         }
@@ -631,17 +682,25 @@ fn is_ramping(
 ) -> bool {
     // Backends seen in a pool's first minute were there before skewtail looked.
     let incumbent_ms = i64::from(config.for_s.max(30)) * 2000;
-    let grace_ms = match slow_start_s {
-        // The balancer's own ramp, plus the time it takes to judge.
-        Some(s) => i64::from(s) * 1000 + i64::from(config.for_s) * 1000,
-        None => i64::from(config.new_backend_grace_s) * 1000,
-    };
+    let grace_ms = grace_ms(slow_start_s, config);
     match first_seen_ms {
         Some(first) => first - pool_start_ms > incumbent_ms && now_ms - first < grace_ms,
         // Never seen: only a known slow start excuses it; otherwise it is down.
         None => slow_start_s.is_some_and(|_| now_ms - pool_start_ms < grace_ms),
     }
 }
+
+/// How long a newcomer may take less than its share: the balancer's own ramp plus the time it
+/// takes to judge, or `new_backend_grace_s`, ms.
+fn grace_ms(slow_start_s: Option<u32>, config: &DetectorConfig) -> i64 {
+    match slow_start_s {
+        Some(s) => i64::from(s) * 1000 + i64::from(config.for_s) * 1000,
+        None => i64::from(config.new_backend_grace_s) * 1000,
+    }
+}
+
+/// The last stretch of a newcomer's grace over which its settled share is measured, ms.
+const SETTLE_MS: i64 = 120_000;
 
 /// A backend has left rotation in a window when it takes at most this fraction of its share.
 const DEPARTED_RATIO: f64 = 0.25;
@@ -660,18 +719,31 @@ fn collapsed_in_window(
     if share > expected * DEPARTED_RATIO {
         return false;
     }
-    // Even taking nothing is unremarkable when the backend expected only a few requests:
-    // P(0) = (1-q)^(n/s) < alpha/N needs n·q/s above ln(N/alpha). Most backends of a large
-    // pool stop here, before the exact tail.
-    #[allow(clippy::cast_precision_loss)]
-    let expected_count = n as f64 * expected / scale.max(1.0);
-    #[allow(clippy::cast_precision_loss)]
-    if expected_count < (n_tested as f64 / config.alpha).ln() {
+    // Most backends of a large pool stop here, before the exact tail.
+    if !nothing_is_remarkable(n, expected, scale, n_tested, config) {
         return false;
     }
     #[allow(clippy::cast_precision_loss)]
     let adjusted = lower(count, n, expected, scale) * n_tested as f64;
     adjusted < config.alpha
+}
+
+/// Whether a backend expected to take `expected` of `n` requests (with dispersion `scale`)
+/// taking none of them is significant among `n_tested` backends: P(0) = (1-q)^(n/s) < alpha/N
+/// needs n·q/s above ln(N/alpha). A backend that expected only a few requests may well get
+/// none.
+fn nothing_is_remarkable(
+    n: u64,
+    expected: f64,
+    scale: f64,
+    n_tested: usize,
+    config: &DetectorConfig,
+) -> bool {
+    #[allow(clippy::cast_precision_loss)]
+    let expected_count = n as f64 * expected / scale.max(1.0);
+    #[allow(clippy::cast_precision_loss)]
+    let threshold = (n_tested as f64 / config.alpha).ln();
+    expected_count >= threshold
 }
 
 /// Gives the backends of a learned pool that serve for the first time their starting weight.
