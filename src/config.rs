@@ -437,6 +437,9 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     /// `run`'s HTTP endpoint.
     pub server: ServerSettings,
+    /// The balancer configs the expectations were read from (`nginx_upstream`,
+    /// `haproxy_backend`): `run` reloads when one changes.
+    pub balancer_files: Vec<PathBuf>,
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`": the closest known key.
@@ -609,6 +612,7 @@ impl Settings {
             source: None,
             state_dir: None,
             server: ServerSettings::default(),
+            balancer_files: Vec::new(),
         }
     }
 
@@ -663,6 +667,12 @@ impl Settings {
         }
 
         let mut expectations = BTreeMap::new();
+        let balancer_files: Vec<PathBuf> = file
+            .pools
+            .values()
+            .filter_map(|config| config.nginx_upstream.as_ref().or(config.haproxy_backend.as_ref()))
+            .map(|section| base.join(&section.get_ref().file))
+            .collect();
         for (pool, config) in &file.pools {
             let (span, expectation) =
                 pool_expectation(pool, config, base).map_err(|(offset, message)| {
@@ -790,6 +800,7 @@ impl Settings {
             source: Some(path.to_path_buf()),
             state_dir: file.state_dir.as_ref().map(|dir| base.join(dir)),
             server,
+            balancer_files,
         })
     }
 

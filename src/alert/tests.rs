@@ -183,3 +183,66 @@ fn a_restart_delivers_what_was_pending_and_nothing_twice() {
         journal::Enqueued::Duplicate
     );
 }
+
+#[test]
+fn without_routes_pages_reach_every_sink_and_routine_changes_only_the_records() {
+    let mut config = webhook_config("http://127.0.0.1:9/hook", None, None);
+    let mut file = config.sinks[0].value.clone();
+    file.name = Some("archive".into());
+    file.kind = SinkType::File;
+    file.url = None;
+    file.path = Some("/tmp/skewtail-alerts.ndjson".into());
+    file.timeout_s = None;
+    config.sinks.push(Located { line: 2, value: file });
+    let routes = settings::check(&config).unwrap().routes;
+    let sinks_for = |severity: Severity, state: AlertState| -> Vec<String> {
+        let event = AlertEvent { severity, ..event("a:80", state) };
+        let notice = Notice::from_event(&event);
+        routes.iter().filter(|r| r.matcher.matches(&notice)).flat_map(|r| r.sinks.clone()).collect()
+    };
+    assert_eq!(sinks_for(Severity::Critical, AlertState::Firing), ["hook", "archive"]);
+    assert_eq!(sinks_for(Severity::Warning, AlertState::Resolved), ["hook", "archive"]);
+    assert_eq!(sinks_for(Severity::Info, AlertState::Noted), ["archive"]);
+}
+
+#[test]
+fn a_noted_change_is_a_pagerduty_change_event_and_skips_alertmanager() {
+    let event = AlertEvent {
+        kind: AlertKind::Change,
+        severity: Severity::Info,
+        summary: "change: rolling restart of pool api".into(),
+        ..event("*", AlertState::Noted)
+    };
+    let notice = Notice::from_event(&event);
+    assert_eq!(notice.status, Status::Noted);
+    assert_eq!(notice.title(), "NOTED change: pool api");
+    let body = sinks::pagerduty::render(&notice, "key", "lb1", None, None);
+    assert!(body.get("event_action").is_none(), "{body}");
+    assert!(body["payload"]["summary"].as_str().unwrap().contains("rolling restart"), "{body}");
+    assert_eq!(
+        sinks::pagerduty::change_url("https://events.pagerduty.com/v2/enqueue"),
+        "https://events.pagerduty.com/v2/change/enqueue"
+    );
+    assert_eq!(
+        sinks::pagerduty::change_url("http://127.0.0.1:9/pd/"),
+        "http://127.0.0.1:9/pd/change/enqueue"
+    );
+    // Routed once, never remembered as firing: nothing to remind of or to resolve.
+    let mut router = route::Router::new(
+        vec![route::Route {
+            name: "all".into(),
+            sinks: vec!["s".into()],
+            matcher: Matcher::default(),
+            group_wait_ms: 0,
+            repeat_ms: Some(1000),
+            send_resolved: true,
+            continue_matching: false,
+        }],
+        vec![],
+        silence::Silences::default(),
+    );
+    let mut out = Vec::new();
+    router.accept(notice, &mut out);
+    router.tick(event.at_ms + 10_000, &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+}

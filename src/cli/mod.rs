@@ -285,8 +285,9 @@ pub struct SimulateArgs {
     /// Write the log here instead of standard output.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// Also write the ground truth: one JSON object per incident with the alert kind,
-    /// backend and times a detector should report.
+    /// Also write the ground truth for a replay without weights: one JSON object per event a
+    /// detector should report: a page (`"expect": "alert"`, its kind, backend and diagnosis)
+    /// or a routine change to record (`"expect": "change"`, its operation), with its times.
     #[arg(long)]
     pub labels: Option<PathBuf>,
 }

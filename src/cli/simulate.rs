@@ -122,20 +122,29 @@ pub(super) fn simulate(args: &SimulateArgs) -> anyhow::Result<Outcome> {
         }
     };
     if let Some(path) = &args.labels {
-        let normal = scenario.normal_shares();
+        // What a good detector does with this log replayed without weights: the evaluation's
+        // own labels, with the backends named as the format writes them.
         let mut text = String::new();
-        for (incident, spec) in scenario.incidents.iter().zip(&args.incidents) {
-            let kind = incident.expected_kind(normal[incident.backend]);
-            let (backend, pool) = style.identity(&scenario.backends[incident.backend]);
-            let label = serde_json::json!({
-                "incident": spec,
-                "kind": kind,
-                "backend": if incident.is_pool_wide() { crate::detect::WHOLE_POOL.to_string() } else { backend },
-                "pool": (!pool.is_empty()).then_some(pool),
-                "start": crate::parse::time::format_rfc3339(start_ms + i64::from(incident.start_s) * 1000),
-                "end": crate::parse::time::format_rfc3339(start_ms + i64::from(incident.start_s + incident.duration_s) * 1000),
-            });
-            text.push_str(&label.to_string());
+        for label in crate::evaluate::labels(&scenario, None, None) {
+            let mut value = serde_json::to_value(&label)?;
+            if let crate::evaluate::Expect::Alert { backend, .. } = &label.expect {
+                let (named, pool) = if &**backend == crate::detect::WHOLE_POOL {
+                    (backend.to_string(), style.identity("x").1)
+                } else {
+                    style.identity(backend)
+                };
+                value["backend"] = serde_json::json!(named);
+                value["pool"] = serde_json::json!((!pool.is_empty()).then_some(pool));
+            }
+            value["incident"] = serde_json::json!(label.incident.map(|i| &args.incidents[i]));
+            value["start"] = serde_json::json!(crate::parse::time::format_rfc3339(label.start_ms));
+            value["end"] = serde_json::json!(crate::parse::time::format_rfc3339(label.end_ms));
+            for key in ["start_ms", "end_ms", "detectable_ms"] {
+                if let Some(object) = value.as_object_mut() {
+                    object.remove(key);
+                }
+            }
+            text.push_str(&value.to_string());
             text.push('\n');
         }
         std::fs::write(path, text)

@@ -148,3 +148,18 @@ pub(super) fn noted(
         resolution: None,
     }
 }
+
+/// The weights in a balancer config skewtail reads changed: one `change`, each moved backend
+/// with its share before and after.
+pub(super) fn weights_changed(
+    moved: &[(Arc<str>, f64, f64)],
+    pool_backends: usize,
+    window: &WindowSummary,
+    config: &DetectorConfig,
+) -> Finding {
+    let names: Vec<Arc<str>> = moved.iter().map(|m| m.0.clone()).collect();
+    let mut change = evidence(Operation::WeightsChanged, &names, window.start_ms, pool_backends);
+    change.shares = moved.iter().take(ChangeEvidence::MAX_LISTED).map(|m| (m.1, m.2)).collect();
+    let backend = if names.len() == 1 { names[0].clone() } else { Arc::from(WHOLE_POOL) };
+    noted(backend, change, window, config)
+}

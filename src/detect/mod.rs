@@ -211,6 +211,10 @@ struct PoolState {
     /// pool does not look normal, and nothing is learned from it.
     #[serde(default)]
     troubled: bool,
+    /// Weights that changed in the balancer's config and are not reported yet: each
+    /// backend's share before and after.
+    #[serde(skip)]
+    reweighed: Option<Vec<(Arc<str>, f64, f64)>>,
     /// Why the pool has not been judged yet, for the end-of-run report.
     coverage: Coverage,
 }
@@ -250,6 +254,7 @@ impl PoolState {
             changes: changes::Changes::default(),
             quiet: quiet::QuietErrors::default(),
             troubled: false,
+            reweighed: None,
             coverage: Coverage::default(),
         };
         // Configured backends are expected from the start, seen or not.
@@ -297,6 +302,48 @@ impl PoolState {
         }
         self.by_id[id] = slot;
         slot
+    }
+
+    /// Takes new configured weights, keeping what was learned; records the change (emitted
+    /// at the pool's next window) when any weight moved.
+    fn reweigh(&mut self, expectation: &PoolExpectation) {
+        let old_total = self.configured_total;
+        let new_total: f64 = expectation.weights.values().sum();
+        let mut moved: Vec<(Arc<str>, f64, f64)> = Vec::new();
+        for (name, &weight) in &expectation.weights {
+            let slot = match self.index.get(name.as_str()) {
+                Some(&slot) => slot,
+                None => self.insert(Arc::from(name.as_str()), None),
+            };
+            if let Some(backend) = self.backend_mut(slot) {
+                let before = backend.weight.unwrap_or(0.0);
+                if (before - weight).abs() > 1e-12 || backend.weight.is_none() {
+                    moved.push((
+                        backend.name.clone(),
+                        before / old_total.max(1e-12),
+                        weight / new_total,
+                    ));
+                }
+                backend.weight = Some(weight);
+            }
+        }
+        for backend in self.slots.iter_mut().flatten() {
+            if backend.weight.is_some() && !expectation.weights.contains_key(&*backend.name) {
+                moved.push((
+                    backend.name.clone(),
+                    backend.weight.unwrap_or(0.0) / old_total.max(1e-12),
+                    0.0,
+                ));
+                backend.weight = None;
+            }
+        }
+        self.configured_total = new_total;
+        self.configured_backends = expectation.weights.values().filter(|w| **w > 0.0).count();
+        self.slow_start_s = expectation.slow_start_s;
+        if !moved.is_empty() {
+            self.shares.interrupt_pending(&mut self.slots);
+            self.reweighed = Some(moved);
+        }
     }
 
     fn remove(&mut self, slot: usize) -> Option<BackendState> {
@@ -398,14 +445,24 @@ impl Detector {
         Saved { pools: self.pools.values().collect(), forgotten_backends: self.forgotten_backends }
     }
 
-    /// Goes on from a saved state. A pool whose expected weights changed since is dropped (it
-    /// starts again), and so is everything when the window length changed: its statistics
-    /// no longer mean the same. Returns the pools dropped.
+    /// Goes on from a saved state. A pool whose configured weights changed since (a balancer
+    /// config edited and reloaded) keeps what it learned, takes the new weights, and records
+    /// the change (a `change` event at its next window). A pool that gained or lost its
+    /// weights starts again, and so does everything when the window length changed: their
+    /// statistics no longer mean the same. Returns the pools that started again.
     pub fn restore(&mut self, state: DetectorState, same_windows: bool) -> Vec<String> {
         let mut dropped = Vec::new();
         self.forgotten_backends = state.forgotten_backends;
-        for pool in state.pools {
+        for mut pool in state.pools {
             let expectation = self.expectations.get(&*pool.name);
+            if same_windows
+                && pool.weighted
+                && let Some(expectation) = expectation
+            {
+                pool.reweigh(expectation);
+                self.pools.insert(pool.name.clone(), pool);
+                continue;
+            }
             let same_expectation = match expectation {
                 None => !pool.weighted,
                 Some(e) => {
@@ -552,6 +609,14 @@ impl Detector {
         let latency = health::PoolLatency::of(window);
 
         let mut findings = Vec::new();
+        if let Some(moved) = pool.reweighed.take() {
+            findings.push(changes::weights_changed(
+                &moved,
+                pool.configured_backends,
+                window,
+                config,
+            ));
+        }
         // The passes over every backend (forgetting, finding the heavy ones) run once a
         // minute, from the pool's first window: often enough for a half-hour horizon.
         let windows_a_minute = u64::from((60 / config.window_s.max(1)).max(1));

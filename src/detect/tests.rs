@@ -856,3 +856,33 @@ fn durations_read_naturally() {
     assert_eq!(fmt_duration(1510), "25m10s");
     assert_eq!(fmt_duration(3720), "1h02m");
 }
+
+#[test]
+fn new_weights_in_the_balancer_config_are_one_change_and_are_judged_from_then_on() {
+    let even: Vec<(String, f64)> = (0..4).map(|i| (name(i), 1.0)).collect();
+    let even: Vec<(&str, f64)> = even.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+    let mut detector = weighted(&even, None);
+    assert!(run(&mut detector, windows(600, |_| vec![100; 4])).is_empty());
+    // The config is edited to weight=3 on the first backend, and reloaded: the learned state
+    // carries over to a detector with the new weights.
+    let saved = serde_json::to_value(detector.save()).unwrap();
+    let mut reweighted: Vec<(String, f64)> = (0..4).map(|i| (name(i), 1.0)).collect();
+    reweighted[0].1 = 3.0;
+    let reweighted: Vec<(&str, f64)> = reweighted.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+    let mut detector = weighted(&reweighted, None);
+    let dropped = detector.restore(serde_json::from_value(saved).unwrap(), true);
+    assert!(dropped.is_empty(), "{dropped:?}");
+    let alerts = run(
+        &mut detector,
+        (60..120).map(|i| window(i * 10, if i < 90 { &[300, 100, 100, 100] } else { &[100; 4] })),
+    );
+    assert_eq!(alerts[0].state, AlertState::Noted, "{:?}", brief(&alerts));
+    let change = alerts[0].evidence.change.as_ref().unwrap();
+    assert_eq!(change.operation, Operation::WeightsChanged);
+    assert_eq!(&*change.backends[0], "10.0.0.0:80");
+    assert!((change.shares[0].1 - 0.5).abs() < 1e-9, "{change:?}");
+    // The split as configured raises nothing; back to even against weight 3 pages.
+    let pages: Vec<_> = alerts.iter().filter(|a| a.state == AlertState::Firing).collect();
+    assert_eq!(pages.len(), 1, "{:?}", brief(&alerts));
+    assert!(pages[0].at_ms >= 900_000, "{:?}", brief(&alerts));
+}

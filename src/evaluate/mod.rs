@@ -12,13 +12,14 @@ use rustc_hash::FxHashMap;
 mod labels;
 mod suite;
 
+pub use labels::{Expect, Label, labels};
+
 use crate::detect::{AlertEvent, AlertState, Detector, DetectorConfig, Severity};
 use crate::parse::Record;
 use crate::parse::time::format_rfc3339;
 use crate::pipeline::{Observer, Pipeline};
 use crate::synth::{Generated, Scenario};
 use crate::window::WindowSummary;
-use labels::{Expect, Label, labels};
 pub use suite::suite;
 
 /// Seconds after an incident ends within which a matching alert still counts as detecting it
@@ -183,7 +184,7 @@ pub fn run_case(case: &Case) -> CaseResult {
 }
 
 fn score(case: &Case, alerts: &[AlertEvent]) -> CaseResult {
-    let labels = labels(case);
+    let labels = labels(&case.scenario, case.weights.as_deref(), case.weight_names.as_deref());
     let firing: Vec<&AlertEvent> =
         alerts.iter().filter(|a| a.state == AlertState::Firing).collect();
     let noted: Vec<&AlertEvent> = alerts.iter().filter(|a| a.state == AlertState::Noted).collect();
@@ -194,10 +195,10 @@ fn score(case: &Case, alerts: &[AlertEvent]) -> CaseResult {
                 && alert.at_ms >= label.start_ms
                 && alert.at_ms <= label.end_ms + GRACE_S * 1000
         }
-        Expect::Change(_) => false,
+        Expect::Change { .. } => false,
     };
     let records = |label: &Label, alert: &AlertEvent| match &label.expect {
-        Expect::Change(operation) => {
+        Expect::Change { operation } => {
             alert.evidence.change.as_ref().is_some_and(|c| c.operation == *operation)
                 && alert.at_ms >= label.start_ms
                 && alert.at_ms <= label.start_ms + CHANGE_WITHIN_S * 1000

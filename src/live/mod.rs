@@ -219,6 +219,8 @@ struct Sidecar {
     store: StateStore,
     alert_metrics: AlertMetrics,
     health: Arc<Health>,
+    /// The balancer configs the weights come from, as last read: an edit is reloaded.
+    balancer_files: reload::FileStamps,
 }
 
 /// Runs the sidecar until SIGINT or SIGTERM; returns the totals.
@@ -275,7 +277,9 @@ pub fn run(settings: Settings, options: &RunOptions) -> anyhow::Result<Counters>
         store,
         alert_metrics,
         health,
+        balancer_files: reload::FileStamps::default(),
     };
+    sidecar.balancer_files = reload::FileStamps::of(&sidecar.settings.balancer_files);
     sidecar.restore();
     let mut watcher = watch(&sidecar.followed, wake_tx.clone());
     sidecar.health.set_ready();
@@ -292,6 +296,16 @@ pub fn run(settings: Settings, options: &RunOptions) -> anyhow::Result<Counters>
             sidecar.checkpoint();
             sidecar.output.notifier.reload_silences();
             last_checkpoint = Instant::now();
+            // A balancer config whose weights skewtail reads was edited: read it again, as
+            // on SIGHUP (the pool keeps what it learned and records the new weights).
+            let current = reload::FileStamps::of(&sidecar.settings.balancer_files);
+            if current != sidecar.balancer_files {
+                tracing::info!(message = "A balancer config skewtail reads changed; reloading.");
+                sidecar.balancer_files = current;
+                if sidecar.reload(runtime.handle()) {
+                    watcher = watch(&sidecar.followed, wake_tx.clone());
+                }
+            }
         }
         // Rest: an idle loop until woken (a file changed, a signal) or the poll interval; a
         // busy one for MIN_TURN whatever wakes it, so line-by-line writes are read in

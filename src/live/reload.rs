@@ -8,13 +8,36 @@
 //! inputs that remain keep their tailers and offsets, and the new notifier takes over the old
 //! one's journal, so nothing queued is lost and nothing delivered is sent again.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
 use super::{Sidecar, build_pipeline, check_live, start_notifier};
 use crate::config::Settings;
 use crate::pipeline::PipelineState;
+
+/// What files looked like when last read: modification time and length, per path (`None`
+/// when missing), to notice an edit without reading them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct FileStamps(Vec<(PathBuf, Option<(SystemTime, u64)>)>);
+
+impl FileStamps {
+    /// The stamps of `paths` now.
+    pub(super) fn of(paths: &[PathBuf]) -> Self {
+        FileStamps(
+            paths
+                .iter()
+                .map(|path| {
+                    let stamp = std::fs::metadata(path)
+                        .ok()
+                        .and_then(|m| Some((m.modified().ok()?, m.len())));
+                    (path.clone(), stamp)
+                })
+                .collect(),
+        )
+    }
+}
 
 impl Sidecar {
     /// Reloads the config file; returns whether the new one is now running. A config that
@@ -47,6 +70,7 @@ impl Sidecar {
         self.output.notifier.restore(journal);
         self.pipeline = pipeline;
         self.followed = followed;
+        self.balancer_files = FileStamps::of(&settings.balancer_files);
         self.settings = settings;
         self.output.alerts_changed = true;
         tracing::info!(

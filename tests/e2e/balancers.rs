@@ -55,6 +55,8 @@ pub struct Nginx {
     pub backends: Vec<u16>,
     /// Whether this nginx also serves the upstream servers (else they are someone else's).
     serves_backends: bool,
+    /// Extra parameters of every upstream `server` line (`max_fails=1 fail_timeout=2s`).
+    server_parameters: &'static str,
 }
 
 impl Nginx {
@@ -67,6 +69,25 @@ impl Nginx {
             front: free_port(),
             backends: backends.to_vec(),
             serves_backends: false,
+            server_parameters: "",
+        };
+        nginx.launch(weights)
+    }
+
+    /// As [`Nginx::start_over`], with `parameters` on every upstream `server` line.
+    pub fn start_over_with(
+        dir: &Path,
+        backends: &[u16],
+        weights: &[u32],
+        parameters: &'static str,
+    ) -> Self {
+        let nginx = Nginx {
+            dir: dir.to_path_buf(),
+            master: None,
+            front: free_port(),
+            backends: backends.to_vec(),
+            serves_backends: false,
+            server_parameters: parameters,
         };
         nginx.launch(weights)
     }
@@ -80,6 +101,7 @@ impl Nginx {
             front: free_port(),
             backends: (0..n_backends).map(|_| free_port()).collect(),
             serves_backends: true,
+            server_parameters: "",
         };
         nginx.launch(weights)
     }
@@ -126,8 +148,9 @@ impl Nginx {
             .enumerate()
             .map(|(i, p)| {
                 format!(
-                    "    server 127.0.0.1:{p} weight={};\n",
-                    weights.get(i).copied().unwrap_or(1)
+                    "    server 127.0.0.1:{p} weight={} {};\n",
+                    weights.get(i).copied().unwrap_or(1),
+                    self.server_parameters
                 )
             })
             .collect();
@@ -287,6 +310,74 @@ impl Drop for Traffic {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Local HTTP servers that a test stops and starts again on the same port, as a deploy
+/// restarts application servers: each runs on a runtime of its own, so stopping it closes its
+/// listener and every connection at once (the balancer's next attempt is refused).
+pub struct Upstreams {
+    /// The servers' ports.
+    pub ports: Vec<u16>,
+    running: Vec<Option<tokio::runtime::Runtime>>,
+}
+
+impl Upstreams {
+    /// Starts `n` servers on free ports.
+    pub fn start(n: usize) -> Self {
+        let mut upstreams = Upstreams { ports: Vec::new(), running: Vec::new() };
+        for _ in 0..n {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            upstreams.ports.push(listener.local_addr().unwrap().port());
+            upstreams.running.push(Some(Self::serve(listener)));
+        }
+        upstreams
+    }
+
+    fn serve(listener: std::net::TcpListener) -> tokio::runtime::Runtime {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().fallback(|| async { "ok\n" });
+            let _ = axum::serve(listener, app).await;
+        });
+        runtime
+    }
+
+    /// Stops server `i`: its listener and connections close.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(runtime) = self.running[i].take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+
+    /// Starts server `i` again on its port (retrying for at most 5 s while the port is
+    /// released).
+    pub fn restart(&mut self, i: usize) {
+        let started = Instant::now();
+        let listener = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", self.ports[i])) {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    assert!(started.elapsed() < Duration::from_secs(5), "cannot rebind: {error}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        self.running[i] = Some(Self::serve(listener));
+    }
+}
+
+impl Drop for Upstreams {
+    fn drop(&mut self) {
+        for runtime in self.running.iter_mut().filter_map(Option::take) {
+            runtime.shutdown_background();
         }
     }
 }

@@ -92,6 +92,16 @@ impl PoolShares {
         self.span.clear();
     }
 
+    /// New weights: what was pending was judged against the old ones.
+    pub(super) fn interrupt_pending(&mut self, slots: &mut [Option<super::BackendState>]) {
+        for backend in slots.iter_mut().flatten() {
+            if let Some(episode) = &mut backend.shares.episode {
+                episode.pending = None;
+            }
+        }
+        self.pinning = pinning::Pinning::default();
+    }
+
     /// Backends the learned baseline knows.
     pub(super) fn baseline_known(&self) -> usize {
         self.baseline.known
