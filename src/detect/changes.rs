@@ -39,8 +39,12 @@ pub(super) struct Changes {
     restarted: Vec<Restarted>,
     /// When a backend last left or came back, Unix ms.
     last_activity_ms: Option<i64>,
-    /// Newcomers whose grace ended at their share: (name, when it joined).
+    /// Newcomers whose grace ended at their share: (name, when it joined), the first
+    /// [`ChangeEvidence::MAX_LISTED`] of them ...
     joined: Vec<(Arc<str>, i64)>,
+    /// ... and how many in all.
+    #[serde(default)]
+    n_joined: usize,
 }
 
 impl Changes {
@@ -57,7 +61,10 @@ impl Changes {
 
     /// A newcomer that joined at `joined_ms` settled at its share.
     pub(super) fn joined(&mut self, backend: Arc<str>, joined_ms: i64) {
-        self.joined.push((backend, joined_ms));
+        self.n_joined += 1;
+        if self.joined.len() < ChangeEvidence::MAX_LISTED {
+            self.joined.push((backend, joined_ms));
+        }
     }
 
     /// A backend's departures were not a restart after all (it flaps): its are forgotten.
@@ -100,7 +107,8 @@ pub(super) fn observe(
         let joined = std::mem::take(&mut changes.joined);
         let names: Vec<Arc<str>> = joined.iter().map(|(n, _)| n.clone()).collect();
         let since = joined.iter().map(|(_, t)| *t).min().unwrap_or(window.start_ms);
-        let change = evidence(Operation::ScaleOut, &names, since, n_backends);
+        let mut change = evidence(Operation::ScaleOut, &names, since, n_backends);
+        change.n_backends = std::mem::take(&mut changes.n_joined).max(names.len());
         findings.push(noted(Arc::from(WHOLE_POOL), change, window, config));
     }
 }

@@ -19,24 +19,29 @@ const SLOW_NULL_RATE: f64 = 0.05;
 /// Windows of learning before the pool's usual health is trusted.
 const MIN_LEARNED_WINDOWS: u32 = 6;
 
-/// The pool's latencies in one window, bucket by bucket.
+/// The pool's latencies in one window, bucket by bucket, and its totals.
 pub(super) struct PoolLatency {
     pub(super) buckets: Vec<u64>,
     pub(super) total: u64,
+    /// The window's requests and 5xx, over every backend.
+    pub(super) requests: u64,
+    pub(super) errors: u64,
 }
 
 impl PoolLatency {
     /// Merges every backend's latencies of `window`.
     pub(super) fn of(window: &WindowSummary) -> Self {
         let mut buckets = vec![0u64; N_BUCKETS];
-        let mut total = 0;
+        let (mut total, mut requests, mut errors) = (0, 0, 0);
         for backend in &window.backends {
             for (bucket, count) in backend.latency.iter() {
                 buckets[bucket] += count;
             }
             total += backend.latency.total();
+            requests += backend.requests;
+            errors += backend.errors;
         }
-        PoolLatency { buckets, total }
+        PoolLatency { buckets, total, requests, errors }
     }
 
     /// The `q` quantile, ms.
@@ -59,9 +64,8 @@ pub(super) struct PoolHealth {
 impl PoolHealth {
     /// Learns from a window in which nothing was going on; `decay` is the per-window weight
     /// after the first windows (a running mean until then).
-    pub(super) fn learn(&mut self, window: &WindowSummary, latency: &PoolLatency, decay: f64) {
-        let (errors, requests) =
-            window.backends.iter().fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests));
+    pub(super) fn learn(&mut self, latency: &PoolLatency, decay: f64) {
+        let (errors, requests) = (latency.errors, latency.requests);
         if requests == 0 {
             return;
         }
@@ -170,7 +174,7 @@ mod tests {
         let mut health = PoolHealth::default();
         let usual = window(vec![backend("a", 100, 0, 20.0), backend("b", 100, 1, 20.0)]);
         for _ in 0..10 {
-            health.learn(&usual, &PoolLatency::of(&usual), 0.01);
+            health.learn(&PoolLatency::of(&usual), 0.01);
         }
         let all = |_: &BackendSummary| true;
         assert_eq!(health.harm(&usual, all, 2, &config), None);

@@ -83,11 +83,9 @@ struct BackendState {
     weight: Option<f64>,
     /// Event time of the end of the first window it served a request in.
     first_seen_ms: Option<i64>,
-    /// Event time of the end of the last window it served a request in.
+    /// Event time of the end of the last window it served a request in, or in which the
+    /// balancer tried it and failed: a backend still tried is still there.
     last_seen_ms: Option<i64>,
-    /// Event time of the end of the last window the balancer tried it and failed.
-    #[serde(default)]
-    last_tried_ms: Option<i64>,
     shares: shares::BackendShares,
     /// Its errors, latency and unexpected alerts, while any of them is pending or firing:
     /// most backends have none, and a large pool holds many backends.
@@ -139,7 +137,6 @@ impl BackendState {
             weight,
             first_seen_ms: None,
             last_seen_ms: None,
-            last_tried_ms: None,
             shares: shares::BackendShares::default(),
             watches: None,
         }
@@ -591,7 +588,7 @@ impl Detector {
             if summary.failed_attempts > 0 {
                 let slot = pool.slot_of(summary);
                 if let Some(backend) = pool.backend_mut(slot) {
-                    backend.last_tried_ms = Some(window.end_ms);
+                    backend.last_seen_ms = Some(window.end_ms);
                 }
                 tried.push((slot, summary.failed_attempts));
             }
@@ -658,11 +655,7 @@ fn forget_silent_backends(
     let silent: Vec<usize> = pool
         .backends()
         .filter(|(_, b)| b.weight.is_none())
-        .filter(|(_, b)| {
-            b.last_seen_ms
-                .max(b.last_tried_ms)
-                .is_some_and(|seen| window.end_ms - seen >= forget_ms)
-        })
+        .filter(|(_, b)| b.last_seen_ms.is_some_and(|seen| window.end_ms - seen >= forget_ms))
         .map(|(slot, _)| slot)
         .collect();
     let n_forgotten = silent.len() as u64;

@@ -110,8 +110,10 @@ pub(super) fn is_harmed(
 ) -> bool {
     let this = &window.backends[position];
     let n_backends = window.backends.len();
-    let (pool_errors, pool_requests) =
-        window.backends.iter().fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests));
+    let (pool_errors, pool_requests) = latency.map_or_else(
+        || window.backends.iter().fold((0, 0), |(e, r), b| (e + b.errors, r + b.requests)),
+        |l| (l.errors, l.requests),
+    );
     let errors = judge_errors(
         this.requests,
         this.errors,

@@ -886,3 +886,10 @@ fn new_weights_in_the_balancer_config_are_one_change_and_are_judged_from_then_on
     assert_eq!(pages.len(), 1, "{:?}", brief(&alerts));
     assert!(pages[0].at_ms >= 900_000, "{:?}", brief(&alerts));
 }
+/// Every backend of a pool holds this state, so it stays small: what is rare (alerts,
+/// departures, newcomers settling, learned uneven shares) lives in boxes or pool-wide sets.
+#[test]
+fn a_backend_costs_the_detector_about_a_hundred_bytes() {
+    assert!(std::mem::size_of::<Option<BackendState>>() <= 104);
+    assert!(std::mem::size_of::<shares::BackendShares>() <= 32);
+}

@@ -30,7 +30,7 @@ fn set_share(pool: &mut PoolState, slot: usize, share: f64) {
     let new_weight = if rest > 0.0 { share * rest / (1.0 - share) } else { total.max(1e-9) };
     pool.shares.baseline.total.total = rest + new_weight;
     *weight = new_weight;
-    backend.shares.adopted = true;
+    pool.shares.adopted.insert(slot);
 }
 
 /// Learns the span's split for every backend the judgement tested, keeping their total.
@@ -50,7 +50,7 @@ pub(super) fn learn_split(pool: &mut PoolState, judgement: &PoolJudgement) {
         let old = *weight;
         *weight = (share * total).max(total * 1e-6);
         pool.shares.baseline.total.total += *weight - old;
-        backend.shares.adopted = true;
+        pool.shares.adopted.insert(slot);
         if let Some(episode) = backend.shares.episode.as_mut() {
             episode.pending = None;
         }
@@ -146,9 +146,12 @@ pub(super) fn warmed_up(
         return;
     }
     pool.shares.adopted_split = true;
-    for backend in pool.slots.iter_mut().flatten() {
-        backend.shares.adopted = backend.shares.baseline.is_some();
-    }
+    let learned: Vec<usize> = pool
+        .backends()
+        .filter(|(_, b)| b.shares.baseline.is_some())
+        .map(|(slot, _)| slot)
+        .collect();
+    pool.shares.adopted.extend(learned);
     let since = pool.first_window_start_ms.unwrap_or(window.start_ms);
     let names: Vec<Arc<str>> = listed.iter().map(|l| l.0.clone()).collect();
     let mut change = changes::evidence(Operation::UnevenFromStart, &names, since, listed.len());
@@ -243,7 +246,7 @@ pub(super) fn evened_out(
 ) -> bool {
     let slot = judgement.slots[index];
     let Some(backend) = pool.slots[slot].as_ref() else { return false };
-    if !backend.shares.adopted || judgement.n_backends == 0 {
+    if !pool.shares.adopted.contains(&slot) || judgement.n_backends == 0 {
         return false;
     }
     #[allow(clippy::cast_precision_loss)]
@@ -257,11 +260,9 @@ pub(super) fn evened_out(
     let name = backend.name.clone();
     let expected = judgement.expected[index];
     set_share(pool, slot, share);
-    if let Some(backend) = pool.slots[slot].as_mut() {
-        backend.shares.adopted = false;
-        if let Some(episode) = backend.shares.episode.as_mut() {
-            episode.pending = None;
-        }
+    pool.shares.adopted.remove(&slot);
+    if let Some(episode) = pool.slots[slot].as_mut().and_then(|b| b.shares.episode.as_mut()) {
+        episode.pending = None;
     }
     let mut change = changes::evidence(
         Operation::Evened,

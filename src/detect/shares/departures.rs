@@ -141,7 +141,6 @@ fn scale_in(
         }
         backend.first_seen_ms = None;
         let weight = backend.shares.baseline.take();
-        backend.shares.adopted = false;
         backend.shares.tidy();
         names.push(backend.name.clone());
         if let Some(weight) = weight {
@@ -150,6 +149,7 @@ fn scale_in(
         pool.shares.active.remove(&slot);
         pool.shares.heavy.retain(|&s| s != slot);
         pool.shares.noise.forget(slot);
+        pool.shares.adopted.remove(&slot);
     }
     let change = changes::evidence(Operation::ScaleIn, &names, since, pool.shares.baseline.known);
     let backend =

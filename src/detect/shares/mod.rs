@@ -78,6 +78,10 @@ pub(super) struct PoolShares {
     /// Newcomers that get only a trickle after a scale-up.
     #[serde(default)]
     pinning: pinning::Pinning,
+    /// Backends whose learned share was taken as it was, uneven (a canary, a pool uneven by
+    /// design): kept here, not per backend, as few have one.
+    #[serde(default)]
+    adopted: FxHashSet<usize>,
     /// Per slot, the last window (by `stamp`) that listed it for testing: lists each tested
     /// backend once without sorting or hashing.
     #[serde(skip)]
@@ -124,9 +128,6 @@ pub(super) struct BackendShares {
     /// What is going on with it, when anything is: most backends of a large pool have
     /// nothing pending, firing or flapping, and carry no more than the two fields above.
     episode: Option<Box<ShareEpisode>>,
-    /// Its learned share was taken as it was, uneven (a canary, a pool uneven by design).
-    #[serde(default)]
-    adopted: bool,
 }
 
 impl BackendShares {
@@ -186,6 +187,7 @@ pub(super) fn forget(pool: &mut PoolState, slot: usize, shares: &BackendShares) 
     pool_shares.active.remove(&slot);
     pool_shares.heavy.retain(|&s| s != slot);
     pool_shares.pinning.slots.retain(|&s| s != slot);
+    pool_shares.adopted.remove(&slot);
     if let Some(weight) = shares.baseline {
         pool_shares.baseline.forget(weight);
     }
@@ -406,30 +408,40 @@ pub(super) fn observe(
     #[allow(clippy::cast_precision_loss)]
     let even = 1.0 / judgement.n_backends.max(1) as f64;
     let mut pass = Pass { settling: vec![false; judgement.slots.len()], ..Pass::default() };
+    let among = Among::new(judgement.n_backends, config);
+    #[allow(clippy::cast_precision_loss)]
+    let settle_windows = SETTLE_MS as f64 / window_ms.max(1) as f64;
     for (index, &slot) in judgement.slots.iter().enumerate() {
         let verdict = judgements[index];
         let slow_start_s = pool.slow_start_s;
         let pinned = pool.shares.pinning.holds(slot);
+        let adopted = pool.shares.adopted.contains(&slot);
         let Some(backend) = pool.slots.get_mut(slot).and_then(Option::as_mut) else { continue };
         let ramping_now =
             is_ramping(backend.first_seen_ms, first_start, window.end_ms, slow_start_s, config);
-        let ramped_before = is_ramping(
-            backend.first_seen_ms,
-            first_start,
-            window.end_ms - window_ms,
-            slow_start_s,
-            config,
-        );
+        let ramped_before = !ramping_now
+            && is_ramping(
+                backend.first_seen_ms,
+                first_start,
+                window.end_ms - window_ms,
+                slow_start_s,
+                config,
+            );
         pass.settling[index] = ramping_now;
+        // A newcomer expected to take enough requests for its share to mean something (not
+        // one of thousands of short-lived pods each serving a few): watched as it settles.
+        #[allow(clippy::cast_precision_loss)]
+        let watched = !weighted
+            && judgement.window_requests as f64 * judgement.expected[index] * settle_windows
+                >= MIN_SETTLED_REQUESTS;
         // The last stretch of a newcomer's grace: its share there says whether it settled at
         // its share or is a canary.
         let settling_now = ramping_now
-            && !weighted
+            && watched
             && backend.first_seen_ms.is_some_and(|first| {
                 window.end_ms - first >= grace_ms(slow_start_s, config) - SETTLE_MS
             });
-        if ramped_before && !ramping_now && !weighted && backend.first_seen_ms.is_some() && !pinned
-        {
+        if ramped_before && !ramping_now && watched && backend.first_seen_ms.is_some() && !pinned {
             let harmed = position_of(slot)
                 .is_some_and(|p| peers::is_harmed(window, p, Some(seen.latency), config));
             pass.settled.push((index, harmed));
@@ -472,7 +484,7 @@ pub(super) fn observe(
                 rest_requests,
                 (verdict.expected / rest_share).min(1.0),
                 window_scale,
-                judgement.n_backends,
+                &among,
                 config,
             );
         // Out of rotation: next to nothing of its share in this window, or nothing at all
@@ -484,12 +496,10 @@ pub(super) fn observe(
             && !pinned
             && (collapsed
                 || (window_count == 0
-                    && nothing_is_remarkable(
+                    && among.nothing_is_remarkable(
                         judgement.window_requests,
                         verdict.expected,
                         window_scale,
-                        judgement.n_backends,
-                        config,
                     ))
                 || (verdict.anomalous == Some(Direction::Under)
                     && window_count == 0
@@ -568,7 +578,6 @@ pub(super) fn observe(
             pool.shares.active.remove(&slot);
         }
         any_over |= shares.is_over();
-        let adopted = shares.adopted;
         let fired = match outcome {
             None => continue,
             Some(Outcome::UnevenFromStart(_)) => {
@@ -647,7 +656,7 @@ pub(super) fn observe(
         let decay = half_life_alpha(
             f64::from(config.baseline_half_life_s) / f64::from(config.window_s.max(1)),
         );
-        pool.health.learn(window, seen.latency, decay);
+        pool.health.learn(seen.latency, decay);
     }
 }
 
@@ -712,6 +721,11 @@ fn grace_ms(slow_start_s: Option<u32>, config: &DetectorConfig) -> i64 {
 /// The last stretch of a newcomer's grace over which its settled share is measured, ms.
 const SETTLE_MS: i64 = 120_000;
 
+/// A newcomer expected to take fewer requests than this over [`SETTLE_MS`] is not watched as a
+/// possible canary or recorded in a scale-out: its share says too little (pods churning by the
+/// thousand each serve a few).
+const MIN_SETTLED_REQUESTS: f64 = 40.0;
+
 /// A backend has left rotation in a window when it takes at most this fraction of its share.
 const DEPARTED_RATIO: f64 = 0.25;
 
@@ -722,7 +736,7 @@ fn collapsed_in_window(
     n: u64,
     expected: f64,
     scale: f64,
-    n_tested: usize,
+    among: &Among,
     config: &DetectorConfig,
 ) -> bool {
     let share = ratio(count, n);
@@ -730,30 +744,35 @@ fn collapsed_in_window(
         return false;
     }
     // Most backends of a large pool stop here, before the exact tail.
-    if !nothing_is_remarkable(n, expected, scale, n_tested, config) {
+    if !among.nothing_is_remarkable(n, expected, scale) {
         return false;
     }
     #[allow(clippy::cast_precision_loss)]
-    let adjusted = lower(count, n, expected, scale) * n_tested as f64;
+    let adjusted = lower(count, n, expected, scale) * among.n_tested as f64;
     adjusted < config.alpha
 }
 
-/// Whether a backend expected to take `expected` of `n` requests (with dispersion `scale`)
-/// taking none of them is significant among `n_tested` backends: P(0) = (1-q)^(n/s) < alpha/N
-/// needs n·q/s above ln(N/alpha). A backend that expected only a few requests may well get
-/// none.
-fn nothing_is_remarkable(
-    n: u64,
-    expected: f64,
-    scale: f64,
+/// How many backends a window's per-backend tests are corrected for.
+struct Among {
     n_tested: usize,
-    config: &DetectorConfig,
-) -> bool {
+    /// ln(N/alpha), computed once per window.
+    zero_threshold: f64,
+}
+
+impl Among {
     #[allow(clippy::cast_precision_loss)]
-    let expected_count = n as f64 * expected / scale.max(1.0);
-    #[allow(clippy::cast_precision_loss)]
-    let threshold = (n_tested as f64 / config.alpha).ln();
-    expected_count >= threshold
+    fn new(n_tested: usize, config: &DetectorConfig) -> Self {
+        Among { n_tested, zero_threshold: (n_tested as f64 / config.alpha).ln() }
+    }
+
+    /// Whether a backend expected to take `expected` of `n` requests (with dispersion
+    /// `scale`) taking none of them is significant: P(0) = (1-q)^(n/s) < alpha/N needs n·q/s
+    /// above ln(N/alpha). A backend that expected only a few requests may well get none.
+    fn nothing_is_remarkable(&self, n: u64, expected: f64, scale: f64) -> bool {
+        #[allow(clippy::cast_precision_loss)]
+        let expected_count = n as f64 * expected / scale.max(1.0);
+        expected_count >= self.zero_threshold
+    }
 }
 
 /// Gives the backends of a learned pool that serve for the first time their starting weight.
