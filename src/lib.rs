@@ -3,6 +3,7 @@
 pub mod alert;
 pub mod balancer_config;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod evaluate;
@@ -14,4 +15,5 @@ pub mod rehearse;
 pub mod report;
 pub mod source;
 pub mod synth;
+pub mod text;
 pub mod window;

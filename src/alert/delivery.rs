@@ -12,33 +12,13 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Notify;
 
-use super::escape::for_log;
+use crate::text::for_log;
+use crate::clock::Clock;
 use super::http::Attempt;
 use super::journal::{Enqueued, Journal, Settled};
 use super::metrics::{AlertMetrics, SinkLabel, SinkReason};
 use super::notice::{Notice, Status, change_key};
 use super::sinks::Sink;
-
-/// Wall-clock milliseconds that follow tokio's clock, so a paused clock in tests moves
-/// backoff, TTLs and timestamps together.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    wall_at_start_ms: i64,
-    start: tokio::time::Instant,
-}
-
-impl Clock {
-    /// Starts now (call inside the runtime).
-    pub fn start() -> Self {
-        Clock { wall_at_start_ms: crate::live::wall_clock_ms(), start: tokio::time::Instant::now() }
-    }
-
-    /// Now, in Unix ms.
-    pub fn now_ms(&self) -> i64 {
-        let elapsed = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.wall_at_start_ms.saturating_add(elapsed)
-    }
-}
 
 /// A sink failing this long raises a meta-alert on the others.
 pub const META_ALERT_AFTER_MS: i64 = 5 * 60 * 1000;
@@ -233,7 +213,7 @@ pub async fn run(shared: Arc<Shared>, sink: Arc<Sink>) {
             continue;
         };
         let started = tokio::time::Instant::now();
-        let attempt = sink.send(request).await;
+        let attempt = sink.send(request, shared.clock).await;
         shared.metrics.latency.get_or_create(&label).observe(started.elapsed().as_secs_f64());
         let now = shared.clock.now_ms();
         match attempt {
@@ -374,7 +354,7 @@ async fn resend_active(shared: &Shared, sink: &Sink, now: i64) {
         return;
     }
     let Some(request) = sink.resend_request(&active, now) else { return };
-    match sink.send(&request).await {
+    match sink.send(&request, shared.clock).await {
         Attempt::Delivered { .. } => {
             tracing::debug!(message = "Firing alerts re-sent.", sink = %sink.name, count = active.len());
         }

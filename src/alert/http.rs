@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::clock::Clock;
+
 /// The result of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -102,6 +104,7 @@ pub async fn send(
     url: &str,
     request: &Request,
     ok_body: Option<&str>,
+    clock: Clock,
 ) -> Attempt {
     let mut builder = client
         .post(url)
@@ -119,7 +122,7 @@ pub async fn send(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, crate::live::wall_clock_ms()));
+        .and_then(|v| parse_retry_after(v, clock.now_ms()));
     let body = response.text().await.unwrap_or_default();
     classify(status.as_u16(), &body, retry_after, ok_body)
 }
@@ -199,11 +202,11 @@ fn receiver_reason(body: &str) -> String {
             parts.extend(errors.iter().filter_map(|e| e.as_str().map(str::to_string)));
         }
         if !parts.is_empty() {
-            return super::escape::for_log(&parts.join("; "));
+            return crate::text::for_log(&parts.join("; "));
         }
     }
     let text = body.trim();
-    if text.is_empty() { "(no body)".to_string() } else { super::escape::for_log(text) }
+    if text.is_empty() { "(no body)".to_string() } else { crate::text::for_log(text) }
 }
 
 /// Slack's 429 body: `{"retry_after":1,"ok":false,"error":"rate_limited"}`.
@@ -277,7 +280,7 @@ impl WithoutUrlRef for reqwest::Error {
             parts.push(e.to_string());
             source = e.source();
         }
-        super::escape::for_log(&parts.join(": "))
+        crate::text::for_log(&parts.join(": "))
     }
 }
 

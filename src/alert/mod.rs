@@ -14,7 +14,6 @@
 //! formats and secrets.
 
 mod delivery;
-pub mod escape;
 mod http;
 mod journal;
 mod matcher;
@@ -35,7 +34,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-pub use delivery::Clock;
+pub use crate::clock::Clock;
 pub use http::is_loopback;
 pub use journal::JournalState;
 pub use matcher::Matcher;
@@ -285,7 +284,7 @@ pub fn send_test(
             )
         }
     };
-    let now_ms = crate::live::wall_clock_ms();
+    let now_ms = crate::clock::wall_clock_ms();
     let fingerprint = format!("skewtail/test/{now_ms}");
     let firing = Notice {
         key: notice::change_key(&fingerprint, now_ms, Status::Firing, 0),
@@ -349,8 +348,9 @@ pub fn send_test(
             } else {
                 sink.requests(&delivery, now_ms)
             };
+            let clock = Clock::start();
             for request in &requests {
-                match sink.send(request).await {
+                match sink.send(request, clock).await {
                     http::Attempt::Delivered { status } => {
                         said.push(format!("accepted ({status})"))
                     }

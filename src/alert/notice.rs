@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::escape;
+use crate::text as escape;
 use crate::detect::{AlertEvent, AlertState};
 
 /// Whether the alert is firing or has resolved.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::escape::for_log;
+use crate::text::for_log;
 use super::matcher::Matcher;
 use super::notice::{Notice, Status};
 use super::silence::Silences;

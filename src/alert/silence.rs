@@ -107,7 +107,7 @@ impl Silences {
 pub fn new_id(now_ms: i64, existing: &[Silence]) -> String {
     let mut n = existing.len();
     loop {
-        let id = format!("s{}", super::escape::digest(&[&now_ms.to_string(), &n.to_string()], 8));
+        let id = format!("s{}", crate::text::digest(&[&now_ms.to_string(), &n.to_string()], 8));
         if existing.iter().all(|s| s.id != id) {
             return id;
         }

@@ -4,7 +4,7 @@
 
 use minijinja::{Environment, Value, context};
 
-use super::escape;
+use crate::text as escape;
 use super::notice::Notice;
 
 /// How printed values are escaped.

@@ -39,7 +39,7 @@ pub(super) fn test(args: &AlertTestArgs) -> anyhow::Result<Outcome> {
 
 /// `silence add|list|expire`.
 pub(super) fn silence(command: &SilenceCommand) -> anyhow::Result<Outcome> {
-    let now_ms = crate::live::wall_clock_ms();
+    let now_ms = crate::clock::wall_clock_ms();
     match command {
         SilenceCommand::Add(args) => {
             let path = silences_file(&args.dir)?;
@@ -92,7 +92,7 @@ pub(super) fn silence(command: &SilenceCommand) -> anyhow::Result<Outcome> {
                     s.id,
                     crate::parse::time::format_rfc3339(s.ends_ms),
                     s.matcher.describe(),
-                    crate::alert::escape::for_log(&s.comment)
+                    crate::text::for_log(&s.comment)
                 )?;
             }
         }

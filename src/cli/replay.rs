@@ -140,7 +140,7 @@ fn read_head(stdin: io::Stdin) -> anyhow::Result<(AnyReader, Vec<Vec<u8>>)> {
 
 /// `--since`/`--until` as a range.
 fn time_range(args: &ReplayArgs) -> anyhow::Result<TimeRange> {
-    let now = crate::live::wall_clock_ms();
+    let now = crate::clock::wall_clock_ms();
     let parse = |text: &Option<String>, flag: &str| -> anyhow::Result<Option<i64>> {
         text.as_deref()
             .map(|t| parse_time(t, now).map_err(|e| anyhow::anyhow!("{flag}: {e}")))

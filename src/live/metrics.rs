@@ -255,7 +255,7 @@ fn label(name: &str) -> std::borrow::Cow<'_, str> {
     if name.chars().count() <= MAX_LABEL_CHARS {
         std::borrow::Cow::Borrowed(name)
     } else {
-        std::borrow::Cow::Owned(crate::alert::escape::bounded_key(name, MAX_LABEL_CHARS))
+        std::borrow::Cow::Owned(crate::text::bounded_key(name, MAX_LABEL_CHARS))
     }
 }
 

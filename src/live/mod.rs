@@ -56,13 +56,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// How long the notifier may take to deliver what is queued at shutdown.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Wall-clock time in Unix ms: the live clock. Replay never calls this.
-#[allow(clippy::disallowed_methods)] // the one sanctioned wall-clock read
-pub fn wall_clock_ms() -> i64 {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
+pub use crate::clock::wall_clock_ms;
 
 /// What `run` was asked for on the command line.
 #[derive(Debug, Clone)]

@@ -67,11 +67,11 @@ pub struct Rehearsal {
 pub fn new_mark() -> String {
     let nanos = std::time::Instant::now();
     let seed = [
-        crate::live::wall_clock_ms().to_string(),
+        crate::clock::wall_clock_ms().to_string(),
         std::process::id().to_string(),
         format!("{nanos:?}"),
     ];
-    crate::alert::escape::digest(&[&seed[0], &seed[1], &seed[2]], 16)
+    crate::text::digest(&[&seed[0], &seed[1], &seed[2]], 16)
 }
 
 /// Runs the rehearsal.
@@ -145,7 +145,7 @@ pub fn human(r: &Rehearsal, url: &str, rate: f64) -> String {
             "ok" => "ok".to_string(),
             other => format!("{} (p = {:.1e})", other.to_uppercase(), b.p_value),
         };
-        let name = crate::alert::escape::for_log(&b.backend);
+        let name = crate::text::for_log(&b.backend);
         let _ = writeln!(
             out,
             "{name:<32} {:>9} {:>6.1}% {expected:>9}  {verdict}",
@@ -167,7 +167,7 @@ pub fn human(r: &Rehearsal, url: &str, rate: f64) -> String {
                 .map_or("no weight".to_string(), |e| format!("{:.1}% expected", e * 100.0));
             format!(
                 "{} took {:.1}% ({expected})",
-                crate::alert::escape::for_log(&b.backend),
+                crate::text::for_log(&b.backend),
                 b.share * 100.0
             )
         })

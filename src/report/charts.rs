@@ -219,7 +219,7 @@ const COLOURS: [&str; 13] = [
 
 /// XML-escapes text from logs.
 pub fn xml(text: &str) -> String {
-    crate::alert::escape::without_controls(text)
+    crate::text::without_controls(text)
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -336,7 +336,7 @@ impl Frame<'_> {
                 ly - 3.0,
                 WIDTH - MARGIN.2 + 25.0,
                 ly + 1.0,
-                xml(&crate::alert::escape::truncate(name, 22))
+                xml(&crate::text::truncate(name, 22))
             );
         }
         svg.push_str("</svg>");

@@ -161,7 +161,7 @@ impl Incident {
 
 /// Markdown table cell text: no pipes or newlines from logs.
 fn md(text: &str) -> String {
-    crate::alert::escape::without_controls(text)
+    crate::text::without_controls(text)
         .replace('|', "\\|")
         .replace(['\n', '\r'], " ")
         .replace('<', "&lt;")

@@ -261,8 +261,8 @@ pub fn text_table(pool: &str, rows: &[BackendRow]) -> String {
         "backend", "requests", "share", "expected", "5xx", "p99"
     );
     for r in rows {
-        let name = crate::alert::escape::truncate(
-            &crate::alert::escape::without_controls(&r.backend),
+        let name = crate::text::truncate(
+            &crate::text::without_controls(&r.backend),
             width,
         );
         let (expected, p99) = (r.expected_text(), r.p99_text());

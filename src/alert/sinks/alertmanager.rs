@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::alert::escape::{bounded_key, truncate, without_controls};
+use crate::text::{bounded_key, truncate, without_controls};
 use crate::alert::notice::{Notice, Status};
 use crate::alert::template::MessageTemplate;
 use crate::parse::time::format_rfc3339;

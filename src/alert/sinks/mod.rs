@@ -171,7 +171,7 @@ impl Sink {
     }
 
     /// Sends one request.
-    pub async fn send(&self, request: &Request) -> Attempt {
+    pub async fn send(&self, request: &Request, clock: crate::clock::Clock) -> Attempt {
         let (url, ok_body) = match &self.target {
             Target::Slack { url } => (url.expose(), Some("ok")),
             Target::PagerDuty { url, .. } | Target::Webhook { url, .. } => (url.expose(), None),
@@ -195,7 +195,7 @@ impl Sink {
                 endpoint_dead: true,
             };
         };
-        http::send(client, request.url.as_deref().unwrap_or(url), request, ok_body).await
+        http::send(client, request.url.as_deref().unwrap_or(url), request, ok_body, clock).await
     }
 
     /// Alertmanager only: how often firing alerts are re-sent.
@@ -238,7 +238,7 @@ fn write_lines(out: &mut impl std::io::Write, lines: &[u8]) -> Attempt {
 /// A copy of `value` with every string cut to `max_chars` (names from logs can be huge).
 pub fn bounded_strings(value: &Value, max_chars: usize) -> Value {
     match value {
-        Value::String(text) => Value::String(super::escape::truncate(text, max_chars)),
+        Value::String(text) => Value::String(crate::text::truncate(text, max_chars)),
         Value::Array(items) => {
             Value::Array(items.iter().map(|v| bounded_strings(v, max_chars)).collect())
         }

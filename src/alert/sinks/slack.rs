@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::alert::escape::slack as esc;
+use crate::text::slack as esc;
 use crate::alert::notice::{Notice, Status};
 use crate::alert::template::MessageTemplate;
 
@@ -43,7 +43,7 @@ pub fn render(
     match custom {
         Some(Ok(text)) => blocks.push(json!({
             "type": "section",
-            "text": { "type": "mrkdwn", "text": crate::alert::escape::truncate(&text, SECTION_CHARS) },
+            "text": { "type": "mrkdwn", "text": crate::text::truncate(&text, SECTION_CHARS) },
         })),
         other => {
             if let Some(Err(error)) = other {
