@@ -442,6 +442,23 @@ pub struct Settings {
     pub balancer_files: Vec<PathBuf>,
 }
 
+/// Adds every `*.toml` file in `dir` to `patterns` (in name order; a user pattern with a
+/// built-in's name replaces it). Errors name the file, and its line when the pattern is bad.
+pub fn load_patterns(patterns: &mut PatternSet, dir: &Path) -> Result<(), String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read the patterns directory {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = crate::source::read_capped(&path, MAX_CONFIG_BYTES)
+            .map_err(|e| format!("cannot read pattern {}: {e}", path.display()))?;
+        patterns.add_file(&path, &text).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// For serde's "unknown field `x`, expected one of `a`, `b`": the closest known key.
 fn did_you_mean(message: &str) -> String {
     let Some(rest) = message.strip_prefix("unknown field `") else { return String::new() };
@@ -661,9 +678,8 @@ impl Settings {
         let mut patterns = PatternSet::builtin();
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(dir) = &file.patterns_dir {
-            patterns
-                .load_dir(&base.join(dir))
-                .map_err(|e| at(key_offset("patterns_dir"), e.to_string()))?;
+            load_patterns(&mut patterns, &base.join(dir))
+                .map_err(|e| at(key_offset("patterns_dir"), e))?;
         }
 
         let mut expectations = BTreeMap::new();

@@ -90,7 +90,7 @@ pub(super) fn parse(args: &ParseArgs) -> anyhow::Result<Outcome> {
 fn load_patterns(dir: Option<&Path>) -> anyhow::Result<crate::parse::PatternSet> {
     let mut patterns = crate::parse::PatternSet::builtin();
     if let Some(dir) = dir {
-        patterns.load_dir(dir)?;
+        crate::config::load_patterns(&mut patterns, dir).map_err(anyhow::Error::msg)?;
     }
     Ok(patterns)
 }

@@ -101,14 +101,6 @@ pub enum PatternKind {
 /// A pattern file that could not be used, with the file and line to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum PatternError {
-    /// Reading the directory or a file failed.
-    #[error("cannot read pattern {path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The IO error.
-        source: std::io::Error,
-    },
     /// The file is not a valid pattern.
     #[error("{path}:{line}: {message}")]
     Invalid {
@@ -248,22 +240,12 @@ impl PatternSet {
         PatternSet { patterns }
     }
 
-    /// Adds every `*.toml` file in `dir`; a user pattern with a built-in's name replaces it.
-    pub fn load_dir(&mut self, dir: &Path) -> Result<(), PatternError> {
-        let io_error = |source| PatternError::Io { path: dir.to_path_buf(), source };
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io_error)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            let text = crate::source::read_capped(&path, crate::config::MAX_CONFIG_BYTES)
-                .map_err(|source| PatternError::Io { path: path.clone(), source })?;
-            let pattern = parse_pattern_file(&path, &text)?;
-            self.patterns.retain(|p| p.name != pattern.name);
-            self.patterns.push(pattern);
-        }
+    /// Adds the pattern file `path` holding `text` (read by whoever loads the config: parsing
+    /// does no IO); a user pattern with a built-in's name replaces it.
+    pub fn add_file(&mut self, path: &Path, text: &str) -> Result<(), PatternError> {
+        let pattern = parse_pattern_file(path, text)?;
+        self.patterns.retain(|p| p.name != pattern.name);
+        self.patterns.push(pattern);
         Ok(())
     }
 
@@ -315,29 +297,27 @@ mod tests {
 
     #[test]
     fn broken_user_pattern_names_file_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("good.toml"), "name = \"mine\"\nkind = \"nginx\"\ndescription = \"x\"\nlog_format = '[$time_local] $status'\n").unwrap();
         let mut set = PatternSet::builtin();
-        set.load_dir(dir.path()).unwrap();
+        let add = |set: &mut PatternSet, text: &str| {
+            set.add_file(Path::new("/etc/skewtail/patterns/zbad.toml"), text)
+                .map_err(|e| e.to_string())
+        };
+        add(&mut set, "name = \"mine\"\nkind = \"nginx\"\ndescription = \"x\"\nlog_format = '[$time_local] $status'\n").unwrap();
         assert!(set.get("mine").is_some());
 
-        std::fs::write(dir.path().join("zbad.toml"), "name = \"bad\"\nkind = \"nginx\"\ndescription = \"x\"\nlog_format = '[$time_local] $nope'\n").unwrap();
-        let error = set.load_dir(dir.path()).unwrap_err().to_string();
+        let error = add(&mut set, "name = \"bad\"\nkind = \"nginx\"\ndescription = \"x\"\nlog_format = '[$time_local] $nope'\n").unwrap_err();
         assert!(error.contains("zbad.toml:4:"), "{error}");
         assert!(error.contains("unknown variable `$nope`"), "{error}");
 
-        std::fs::write(dir.path().join("zbad.toml"), "name = \"bad\"\nkind = \"apache\"\n")
-            .unwrap();
-        let error = set.load_dir(dir.path()).unwrap_err().to_string();
+        let error = add(&mut set, "name = \"bad\"\nkind = \"apache\"\n").unwrap_err();
         assert!(error.contains("zbad.toml:2:"), "{error}");
 
         // JSON patterns: a bad unit names the [json] table's line.
-        std::fs::write(
-            dir.path().join("zbad.toml"),
+        let error = add(
+            &mut set,
             "name = \"bad\"\nkind = \"json\"\ndescription = \"x\"\n\n[json]\ntimestamp = \"t\"\nlatency = { path = \"d\", unit = \"hours\" }\n",
         )
-        .unwrap();
-        let error = set.load_dir(dir.path()).unwrap_err().to_string();
+        .unwrap_err();
         assert!(
             error.contains(
                 "zbad.toml:5: json: `latency` is mapped to `latency:hours`: unknown unit `hours`"
@@ -345,20 +325,18 @@ mod tests {
             "{error}"
         );
         // A table that does not belong to the kind.
-        std::fs::write(
-            dir.path().join("zbad.toml"),
+        let error = add(
+            &mut set,
             "name = \"bad\"\nkind = \"envoy\"\ndescription = \"x\"\nlog_format = '[%START_TIME%] %UPSTREAM_HOST%'\n[fields]\nx = \"backend\"\n",
         )
-        .unwrap();
-        let error = set.load_dir(dir.path()).unwrap_err().to_string();
+        .unwrap_err();
         assert!(error.contains("zbad.toml:5: `[fields]` maps nginx variables"), "{error}");
         // A user JSON pattern works without recompiling.
-        std::fs::write(
-            dir.path().join("zbad.toml"),
+        add(
+            &mut set,
             "name = \"gw\"\nkind = \"json\"\ndescription = \"x\"\n[json]\ntimestamp = { path = \"ts\", layout = \"epoch_ms\" }\nbackend = \"up.addr\"\n",
         )
         .unwrap();
-        set.load_dir(dir.path()).unwrap();
         let mut parser = set.get("gw").unwrap().compile(&[]).unwrap();
         let record = parser.parse(br#"{"ts":1700000000000,"up":{"addr":"10.0.0.9:80"}}"#).unwrap();
         assert_eq!(record.backend, Some(&b"10.0.0.9:80"[..]));
