@@ -6,7 +6,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use skewtail::detect::{Detector, DetectorConfig};
 use skewtail::parse::PatternSet;
-use skewtail::pipeline::{Observer, Pipeline};
+use skewtail::pipeline::{Batch, Flow, Observer, Pipeline};
 use skewtail::source::Line;
 use skewtail::synth::{LogStyle, Scenario};
 use skewtail::window::WindowSummary;
@@ -23,8 +23,12 @@ fn sample_lines(style: LogStyle) -> Vec<Vec<u8>> {
 struct Discard;
 
 impl Observer for Discard {
-    fn window(&mut self, _: &WindowSummary) {}
-    fn alert(&mut self, _: &skewtail::detect::AlertEvent) {}
+    fn window(&mut self, _: &WindowSummary) -> Flow {
+        Flow::Continue(())
+    }
+    fn alert(&mut self, _: &skewtail::detect::AlertEvent) -> Flow {
+        Flow::Continue(())
+    }
 }
 
 fn benchmarks(c: &mut Criterion) {
@@ -54,14 +58,21 @@ fn benchmarks(c: &mut Criterion) {
                     let mut pipeline =
                         Pipeline::new(Detector::new(DetectorConfig::default(), Default::default()));
                     let input = pipeline.add_input("bench", parser, "api");
+                    // The one path from lines to requests, in blocks as both replay and
+                    // the sidecar feed it.
+                    let mut batch = Batch::for_input("bench");
                     for (number, line) in lines.iter().enumerate() {
-                        pipeline.push_line(
-                            input,
-                            Line { bytes: line, number: number as u64, offset: 0 },
-                            &mut Discard,
-                        );
+                        if batch.block().is_full() {
+                            pipeline.push_batch(input, &mut batch, &mut Discard);
+                        }
+                        batch.block().push(Line { bytes: line, number: number as u64, offset: 0 });
                     }
-                    pipeline.finish_input(input, &mut Discard);
+                    pipeline.push_batch(input, &mut batch, &mut Discard);
+                    let _ = pipeline.finish(
+                        &mut Discard,
+                        skewtail::pipeline::OpenWindows::Close,
+                        false,
+                    );
                     pipeline.counters().parsed
                 });
             });

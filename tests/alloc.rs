@@ -4,7 +4,7 @@
 
 use skewtail::detect::{AlertEvent, Detector, DetectorConfig};
 use skewtail::parse::PatternSet;
-use skewtail::pipeline::{Observer, Pipeline};
+use skewtail::pipeline::{Batch, Flow, Observer, Pipeline};
 use skewtail::source::{LineReader, Next};
 use skewtail::synth::{LogStyle, Scenario};
 use skewtail::window::WindowSummary;
@@ -15,8 +15,12 @@ static ALLOCATOR: dhat::Alloc = dhat::Alloc;
 struct Discard;
 
 impl Observer for Discard {
-    fn window(&mut self, _: &WindowSummary) {}
-    fn alert(&mut self, _: &AlertEvent) {}
+    fn window(&mut self, _: &WindowSummary) -> Flow {
+        Flow::Continue(())
+    }
+    fn alert(&mut self, _: &AlertEvent) -> Flow {
+        Flow::Continue(())
+    }
 }
 
 /// Feeds `style`'s lines through the pipeline and returns (allocations, windows) counted
@@ -34,13 +38,19 @@ fn allocations_per_window(style: LogStyle) -> (u64, u64) {
     let mut pipeline = Pipeline::new(Detector::new(DetectorConfig::default(), Default::default()));
     let input = pipeline.add_input("alloc", parser, "api");
     let mut reader = LineReader::new(&log[..], 1 << 20);
+    // As the sidecar reads: a batch of lines a turn (here, 100), parsed and windowed.
+    let mut batch = Batch::for_input("alloc");
     let mut feed = |n_lines: usize, pipeline: &mut Pipeline| {
-        for _ in 0..n_lines {
+        for n in 0..n_lines {
             match reader.next_line(true).expect("read") {
-                Next::Line(line) => pipeline.push_line(input, line, &mut Discard),
+                Next::Line(line) => batch.block().push(line),
                 _ => panic!("ran out of lines"),
             }
+            if n % 100 == 99 {
+                pipeline.push_batch(input, &mut batch, &mut Discard);
+            }
         }
+        pipeline.push_batch(input, &mut batch, &mut Discard);
     };
     // Warm-up: every backend interned, window slots and histograms created.
     feed(5_000, &mut pipeline);
@@ -96,7 +106,8 @@ fn lines_do_not_allocate_after_warm_up() {
 /// Replays a 60-minute log through the multi-threaded path (a reader thread, two parsing
 /// workers, the windowing thread): returns (allocations, windows, lines).
 fn replay_allocations() -> (u64, u64, u64) {
-    use skewtail::pipeline::ahead::{Stream, feed_streams};
+    use skewtail::pipeline::ahead::feed_streams;
+    use skewtail::source::once::Stream;
     let mut log = Vec::new();
     Scenario::seed_incident().write(&mut log).expect("generate");
     let parser =

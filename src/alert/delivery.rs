@@ -12,13 +12,13 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Notify;
 
-use crate::text::for_log;
-use crate::clock::Clock;
 use super::http::Attempt;
 use super::journal::{Enqueued, Journal, Settled};
 use super::metrics::{AlertMetrics, SinkLabel, SinkReason};
 use super::notice::{Notice, Status, change_key};
 use super::sinks::Sink;
+use crate::clock::Clock;
+use crate::text::for_log;
 
 /// A sink failing this long raises a meta-alert on the others.
 pub const META_ALERT_AFTER_MS: i64 = 5 * 60 * 1000;

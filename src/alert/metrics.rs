@@ -2,13 +2,13 @@
 //! as they are: sent, failed and retried by reason, dropped, expired, queue depth, latency,
 //! and whether the sink is up (its circuit closed).
 
+use crate::pipeline::DeliveryTotals;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 
 /// A sink.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,21 +80,6 @@ impl Default for AlertMetrics {
             up: Family::default(),
         }
     }
-}
-
-/// Totals over all sinks, for the summary at exit.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct DeliveryTotals {
-    /// Messages delivered.
-    pub delivered: u64,
-    /// Messages refused for good.
-    pub failed: u64,
-    /// Messages dropped from a full queue.
-    pub dropped: u64,
-    /// Messages that expired.
-    pub expired: u64,
-    /// Messages still pending at exit (kept in the state snapshot by `run`).
-    pub undelivered: u64,
 }
 
 impl AlertMetrics {

@@ -35,37 +35,20 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use crate::clock::Clock;
+pub use crate::pipeline::DeliveryTotals;
 pub use http::is_loopback;
 pub use journal::JournalState;
 pub use matcher::Matcher;
-pub use metrics::{AlertMetrics, DeliveryTotals};
+pub use metrics::AlertMetrics;
 pub use notice::{Notice, Status};
 pub use route::{Held, RouterState};
 
 use crate::config::{AlertingConfig, ConfigError};
 use crate::detect::AlertEvent;
+use crate::pipeline::{FinishError, Flow, Observer, RunEnd};
+use crate::window::WindowSummary;
 use delivery::Shared;
 use route::{Outgoing, Router};
-
-/// An alert as it goes on the wire as NDJSON: the event plus a type tag and its fingerprint.
-#[derive(Debug, Serialize)]
-pub struct AlertMessage<'a> {
-    /// Always `"alert"`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// The event.
-    #[serde(flatten)]
-    pub event: &'a AlertEvent,
-    /// Stable identity of the anomaly, shared by its firing and resolved messages.
-    pub fingerprint: String,
-}
-
-impl<'a> AlertMessage<'a> {
-    /// Wraps an event.
-    pub fn new(event: &'a AlertEvent) -> Self {
-        AlertMessage { kind: "alert", event, fingerprint: event.fingerprint() }
-    }
-}
 
 /// Checks the alerting sections without reading secrets or contacting anything.
 pub fn check(config: &AlertingConfig) -> Result<(), ConfigError> {
@@ -88,6 +71,9 @@ pub struct NotifierOptions {
     pub state_dir: Option<PathBuf>,
     /// Where delivery is counted: `run` keeps one set across reloads, for `/metrics`.
     pub metrics: AlertMetrics,
+    /// How long the end of a run waits for pending messages (`replay --delivery-timeout`,
+    /// the sidecar's shutdown).
+    pub finish_deadline: Duration,
 }
 
 /// What the notifier keeps across restarts (part of the state snapshot).
@@ -99,7 +85,10 @@ pub struct NotifierState {
     pub journal: JournalState,
 }
 
-/// Routes alerts and delivers them.
+/// Routes alerts and delivers them. It is an [`Observer`] of the pipeline, so alerts are
+/// routed on the same event time in replay (`--notify`) and in the sidecar; at the end of a
+/// run it delivers what is pending within its deadline and leaves the totals for the
+/// observers after it.
 #[derive(Debug)]
 pub struct Notifier {
     router: Router,
@@ -108,6 +97,10 @@ pub struct Notifier {
     instances: BTreeMap<String, Vec<String>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     outgoing: Vec<Outgoing>,
+    /// The runtime its tasks run on, to wait for them at the end of a run.
+    runtime: tokio::runtime::Handle,
+    /// How long the end of a run waits for pending messages.
+    finish_deadline: Duration,
 }
 
 impl Notifier {
@@ -149,7 +142,15 @@ impl Notifier {
             .values()
             .map(|sink| runtime.spawn(delivery::run(shared.clone(), sink.clone())))
             .collect();
-        Ok(Notifier { router, shared, instances: built.names, tasks, outgoing: Vec::new() })
+        Ok(Notifier {
+            router,
+            shared,
+            instances: built.names,
+            tasks,
+            outgoing: Vec::new(),
+            runtime: runtime.clone(),
+            finish_deadline: options.finish_deadline,
+        })
     }
 
     /// Whether there is any sink at all.
@@ -250,6 +251,28 @@ impl Notifier {
             totals.undelivered += count as u64;
         }
         totals
+    }
+}
+
+impl Observer for Notifier {
+    fn window(&mut self, window: &WindowSummary) -> Flow {
+        self.tick(window.end_ms);
+        Flow::Continue(())
+    }
+
+    fn alert(&mut self, alert: &AlertEvent) -> Flow {
+        self.accept(alert);
+        Flow::Continue(())
+    }
+
+    /// Sends what waits for `group_wait`, delivers within the deadline, and leaves the totals
+    /// for the summary. Call outside the runtime (the run's own thread).
+    fn finish(&mut self, end: &mut RunEnd<'_>) -> Result<(), FinishError> {
+        self.flush();
+        let runtime = self.runtime.clone();
+        let deadline = self.finish_deadline;
+        end.delivery = Some(runtime.block_on(self.shutdown(deadline)));
+        Ok(())
     }
 }
 

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::text as escape;
 use crate::detect::{AlertEvent, AlertState};
+use crate::text as escape;
 
 /// Whether the alert is firing or has resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ impl Notice {
             AlertState::Noted => Status::Noted,
         };
         let fingerprint = event.fingerprint();
-        let details = serde_json::to_value(super::AlertMessage::new(event))
+        let details = serde_json::to_value(crate::detect::AlertMessage::new(event))
             .unwrap_or(serde_json::Value::Null);
         let direction = serde_json::to_value(event.direction)
             .ok()

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::text::for_log;
 use super::matcher::Matcher;
 use super::notice::{Notice, Status};
 use super::silence::Silences;
+use crate::text::for_log;
 
 /// One route, validated.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@
 
 use minijinja::{Environment, Value, context};
 
-use crate::text as escape;
 use super::notice::Notice;
+use crate::text as escape;
 
 /// How printed values are escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `skewtail replay` and `skewtail demo`: the pipeline over files read once, on the logs' own
 //! time.
 
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,12 +11,13 @@ use super::*;
 use crate::alert::{Notifier, NotifierOptions};
 use crate::config::{Settings, build_parser, no_backend_message};
 use crate::parse::Parser;
-use crate::pipeline::Pipeline;
-use crate::pipeline::ahead::{MAX_STREAMS, Opened, Stream, feed_streams};
+use crate::pipeline::ahead::{MAX_STREAMS, feed_streams};
+use crate::pipeline::{OpenWindows, Pipeline};
 use crate::report::{Documents, Report, Style};
-use crate::source::decompress::{Compression, ThreadedReader, decompressed};
+use crate::source::decompress::Compression;
 use crate::source::files::{ReplayFile, expand, in_time_order, rotated_sets};
-use crate::source::range::{TimeRange, parse_time, start_offset};
+use crate::source::once::{AnyReader, SetFiles, Stream, display_name, stdin_head};
+use crate::source::range::{TimeRange, parse_time};
 use crate::synth::Scenario;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,14 +34,6 @@ struct ReplayInput {
     /// Standard input, when its first lines were read to recognise its format (they are put
     /// back in front).
     stdin: Option<AnyReader>,
-}
-
-fn display_name(path: &Path) -> String {
-    if path == Path::new("-") {
-        return "stdin".to_string();
-    }
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<ReplayInput>> {
@@ -86,7 +79,7 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                 // Only standard input to look at: its first lines are read now and replayed
                 // before the rest.
                 (Some("auto"), None) => {
-                    let (reader, lines) = read_head(io::stdin())?;
+                    let (reader, lines) = stdin_head(io::stdin())?;
                     let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
                     stdin = Some(reader);
                     crate::config::recognise(&settings.patterns, &lines, "stdin", &[])
@@ -110,32 +103,6 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
         .unwrap_or_else(|| name.clone());
     let files = in_time_order(paths, &parser)?;
     Ok(vec![ReplayInput { name, parser, format: format_name, pool, files, stdin }])
-}
-
-/// A stream of log bytes, decompressed.
-type AnyReader = Box<dyn Read + Send>;
-
-/// Standard input's first lines (decompressed), to recognise its format: the whole stream
-/// (those lines put back in front) and the lines.
-fn read_head(stdin: io::Stdin) -> anyhow::Result<(AnyReader, Vec<Vec<u8>>)> {
-    let (mut reader, _) = decompressed(stdin)?;
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    while head.iter().filter(|&&b| b == b'\n').count() < crate::config::AUTO_SAMPLE_LINES
-        && head.len() < 4 << 20
-    {
-        let n = reader.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&chunk[..n]);
-    }
-    let lines = head
-        .split(|&b| b == b'\n')
-        .take(crate::config::AUTO_SAMPLE_LINES)
-        .map(<[u8]>::to_vec)
-        .collect();
-    Ok((Box::new(io::Cursor::new(head).chain(reader)), lines))
 }
 
 /// `--since`/`--until` as a range.
@@ -216,104 +183,6 @@ impl Feeder {
     }
 }
 
-/// Whether a whole file lies outside `range`: it starts after its end, or the next file
-/// (which begins where this one ends) starts before its beginning.
-fn outside(file: &ReplayFile, next_first: Option<i64>, range: TimeRange, margin_ms: i64) -> bool {
-    let starts_after = matches!((file.first_ms, range.until_ms), (Some(first), Some(until)) if first > until + margin_ms);
-    let ends_before = matches!((next_first, range.since_ms), (Some(next), Some(since)) if next < since - margin_ms);
-    starts_after || ends_before
-}
-
-/// One rotated set's files, opened in turn on its reader thread: skipped whole when outside
-/// `--since`/`--until`, decompressed as they need, plain ones from where `--since` begins
-/// (binary search).
-struct SetFiles {
-    files: std::iter::Peekable<std::vec::IntoIter<ReplayFile>>,
-    /// Standard input, when its first lines were already read.
-    stdin: Option<AnyReader>,
-    range: TimeRange,
-    margin_ms: i64,
-    parser: Parser,
-    /// Files that shrank while they were read.
-    shrunk: Arc<Mutex<Vec<String>>>,
-}
-
-impl Iterator for SetFiles {
-    type Item = anyhow::Result<Opened>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let file = self.files.next()?;
-            let next_first = self.files.peek().and_then(|f| f.first_ms);
-            if outside(&file, next_first, self.range, self.margin_ms) {
-                tracing::info!(message = "File outside --since/--until: skipped.", file = %file.path.display());
-                continue;
-            }
-            let path = file.path.display().to_string();
-            return Some(self.open(&file).with_context(|| format!("{path}: read failed")));
-        }
-    }
-}
-
-impl SetFiles {
-    fn open(&mut self, file: &ReplayFile) -> anyhow::Result<Opened> {
-        let path = file.path.clone();
-        let name: Arc<str> = display_name(&path).into();
-        let empty_warning = {
-            let path = path.clone();
-            move |lines: u64, bytes: u64| {
-                if lines == 0 && bytes == 0 {
-                    tracing::warn!(message = "Empty input: nothing to replay from it.", file = %path.display());
-                }
-            }
-        };
-        if path == Path::new("-") {
-            let reader = match self.stdin.take() {
-                Some(reader) => reader,
-                None => decompressed(io::stdin())?.0,
-            };
-            let reader = Box::new(ThreadedReader::spawn(reader));
-            return Ok(Opened { name, reader, finished: Box::new(empty_warning) });
-        }
-        let mut opened = crate::source::open_for_replay(&path)?;
-        if file.compression != Compression::Plain {
-            // Decompression on a thread of its own.
-            let reader = Box::new(ThreadedReader::spawn(decompressed(opened)?.0));
-            return Ok(Opened { name, reader, finished: Box::new(empty_warning) });
-        }
-        let size = opened.metadata()?.len();
-        let start = match self.range.since_ms {
-            Some(since) => {
-                start_offset(&mut opened, size, since, self.margin_ms, &mut self.parser)?
-            }
-            None => 0,
-        };
-        opened.seek(io::SeekFrom::Start(start))?;
-        let shrunk = self.shrunk.clone();
-        let finished = move |lines: u64, bytes: u64| {
-            empty_warning(lines, bytes);
-            if let Ok(metadata) = std::fs::metadata(&path)
-                && metadata.len() < start + bytes
-            {
-                tracing::warn!(message = "The file shrank while it was read: the replay is incomplete.", file = %path.display(), read_bytes = start + bytes, size_now = metadata.len());
-                if let Ok(mut shrunk) = shrunk.lock() {
-                    shrunk.push(format!(
-                        "{} ({} bytes read, {} now)",
-                        path.display(),
-                        start + bytes,
-                        metadata.len()
-                    ));
-                }
-            }
-        };
-        Ok(Opened { name, reader: Box::new(opened), finished: Box::new(finished) })
-    }
-}
-
-fn is_broken_pipe(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::BrokenPipe
-}
-
 pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let settings = match &args.config {
         Some(path) => load_settings(path)?,
@@ -331,7 +200,11 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let runtime = if args.notify { Some(new_runtime()?) } else { None };
     let notifier = match &runtime {
         Some(runtime) => {
-            let options = NotifierOptions { with_stdout: false, ..NotifierOptions::default() };
+            let options = NotifierOptions {
+                with_stdout: false,
+                finish_deadline: Duration::from_secs_f64(args.delivery_timeout.max(0.0)),
+                ..NotifierOptions::default()
+            };
             let notifier = Notifier::start(&settings.alerting, &options, runtime.handle())?;
             if notifier.is_empty() {
                 bail!(
@@ -353,8 +226,11 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     pipeline.set_range(range);
     let stdout = io::stdout().lock();
     let style = if args.json { Style::Json } else { Style::Human };
-    let mut report = Report::new(io::BufWriter::with_capacity(64 * 1024, stdout), style, notifier)
-        .with_documents(Documents { markdown: args.report.clone(), html: args.html.clone() });
+    let report = Report::new(io::BufWriter::with_capacity(64 * 1024, stdout), style)
+        .with_documents(Documents { markdown: args.report.clone(), html: args.html.clone() })
+        .watching_stdout();
+    // The notifier first: the report's summary says what delivery achieved.
+    let mut observer = (notifier, report);
 
     // How far out of order lines may be around a --since/--until boundary.
     let margin_ms =
@@ -407,35 +283,22 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         streams,
         settings.max_line_bytes,
         feeder.threads,
-        &mut report,
+        &mut observer,
         &feeder.interrupted,
         &mut progress,
     )?;
-    for index in indexes {
-        pipeline.finish_input(index, &mut report);
-    }
     let shrunk = shrunk.lock().map(|s| s.clone()).unwrap_or_default();
     feeder.bar.finish_and_clear();
     let interrupted = feeder.interrupted();
-    if interrupted {
-        report.set_interrupted();
-    }
-    let counters = pipeline.counters();
-    let delivery = match (report.take_notifier(), &runtime) {
-        (Some(mut notifier), Some(runtime)) => {
-            notifier.flush();
-            let deadline = Duration::from_secs_f64(args.delivery_timeout.max(0.0));
-            Some(runtime.block_on(notifier.shutdown(deadline)))
-        }
-        _ => None,
+    let (counters, delivery) = match pipeline.finish(&mut observer, OpenWindows::Close, interrupted)
+    {
+        // Whoever reads the output has had enough (`replay | head`): nothing more to say.
+        Err(error) if error.is_broken_pipe() => return Ok(Outcome::Clean),
+        Err(error) => return Err(error.into()),
+        Ok(_) if pipeline.stopped() => return Ok(Outcome::Clean),
+        Ok(done) => done,
     };
-    let finished = report.finish(&counters, pipeline.detector(), delivery.as_ref());
-    match finished {
-        Err(error) if !is_broken_pipe(&error) => {
-            return Err(error).context("cannot write the report");
-        }
-        _ => {}
-    }
+    drop(runtime);
     if let Some(d) = &delivery
         && d.undelivered + d.failed + d.expired + d.dropped > 0
     {
@@ -497,7 +360,7 @@ pub(super) fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
         )?;
     }
     let style = if args.json { Style::Json } else { Style::Human };
-    let mut report = Report::new(io::BufWriter::new(stdout), style, None);
+    let mut report = Report::new(io::BufWriter::new(stdout), style).watching_stdout();
     let stream = Stream::of_reader(index, "demo", Box::new(io::Cursor::new(log)));
     let never = AtomicBool::new(false);
     let max_line = settings.max_line_bytes;
@@ -510,10 +373,8 @@ pub(super) fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
         &never,
         &mut |_, _| {},
     )?;
-    pipeline.finish_input(index, &mut report);
-    let counters = pipeline.counters();
-    match report.finish(&counters, pipeline.detector(), None) {
-        Err(error) if !is_broken_pipe(&error) => Err(error.into()),
+    match pipeline.finish(&mut report, OpenWindows::Close, false) {
+        Err(error) if !error.is_broken_pipe() => Err(error.into()),
         _ => Ok(Outcome::Clean),
     }
 }

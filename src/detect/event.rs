@@ -417,3 +417,24 @@ fn serialize_rfc3339<S: serde::Serializer>(
 ) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&crate::parse::time::format_rfc3339(*unix_ms))
 }
+
+/// An alert as it goes on the wire as NDJSON (`replay --json`, `run --json`, file sinks,
+/// webhook details): the event plus a type tag and its fingerprint.
+#[derive(Debug, Serialize)]
+pub struct AlertMessage<'a> {
+    /// Always `"alert"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The event.
+    #[serde(flatten)]
+    pub event: &'a AlertEvent,
+    /// Stable identity of the anomaly, shared by its firing and resolved messages.
+    pub fingerprint: String,
+}
+
+impl<'a> AlertMessage<'a> {
+    /// Wraps an event.
+    pub fn new(event: &'a AlertEvent) -> Self {
+        AlertMessage { kind: "alert", event, fingerprint: event.fingerprint() }
+    }
+}

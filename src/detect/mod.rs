@@ -44,8 +44,8 @@ mod tracker;
 mod volume;
 
 pub use event::{
-    AlertEvent, AlertKind, AlertState, ChangeEvidence, Diagnosis, Direction, Evidence,
-    ExpectedFrom, Operation, Resolution, Severity, Verdict, WHOLE_POOL,
+    AlertEvent, AlertKind, AlertMessage, AlertState, ChangeEvidence, Diagnosis, Direction,
+    Evidence, ExpectedFrom, Operation, Resolution, Severity, Verdict, WHOLE_POOL,
 };
 pub use explain::fmt_duration;
 pub use settings::{DetectorConfig, InvalidSetting};

@@ -17,7 +17,7 @@ pub use labels::{Expect, Label, labels};
 use crate::detect::{AlertEvent, AlertState, Detector, DetectorConfig, Severity};
 use crate::parse::Record;
 use crate::parse::time::format_rfc3339;
-use crate::pipeline::{Observer, Pipeline};
+use crate::pipeline::{Flow, Observer, OpenWindows, Pipeline};
 use crate::synth::{Generated, Scenario};
 use crate::window::WindowSummary;
 pub use suite::suite;
@@ -98,7 +98,7 @@ struct Collect<'a> {
 
 impl Observer for Collect<'_> {
     #[allow(clippy::cast_precision_loss)]
-    fn window(&mut self, window: &WindowSummary) {
+    fn window(&mut self, window: &WindowSummary) -> Flow {
         // Pearson χ²/df over the backends that served, their normal shares renormalised.
         let n = window.total_requests() as f64;
         let total_share: f64 =
@@ -108,7 +108,7 @@ impl Observer for Collect<'_> {
             .iter()
             .any(|&(start, end)| window.start_ms < end && window.end_ms > start);
         if n < 100.0 || window.backends.len() < 2 || total_share <= 0.0 || during_incident {
-            return;
+            return Flow::Continue(());
         }
         let chi: f64 = window
             .backends
@@ -119,10 +119,12 @@ impl Observer for Collect<'_> {
             })
             .sum();
         self.dispersions.push(chi / (window.backends.len() - 1) as f64);
+        Flow::Continue(())
     }
 
-    fn alert(&mut self, alert: &AlertEvent) {
+    fn alert(&mut self, alert: &AlertEvent) -> Flow {
         self.alerts.push(alert.clone());
+        Flow::Continue(())
     }
 }
 
@@ -173,7 +175,9 @@ pub fn run_case(case: &Case) -> CaseResult {
         Ok(())
     });
     generated.unwrap_or_else(|e| unreachable!("generating into memory cannot fail: {e}"));
-    pipeline.finish_input(input, &mut observer);
+    pipeline
+        .finish(&mut observer, OpenWindows::Close, false)
+        .unwrap_or_else(|e| unreachable!("collecting into memory cannot fail: {e}"));
     let mut result = score(case, &observer.alerts);
     result.left_firing = pipeline.detector().firing().len();
     #[allow(clippy::cast_precision_loss)]

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use crate::pipeline::{Observer, Pipeline};
+use crate::pipeline::{Batch, Observer, Pipeline};
 use crate::source::Next;
 
 use super::Wake;
-use super::tailer::{TailEvent, Tailer};
+use crate::source::tailer::{TailEvent, Tailer};
 
 /// Lines read from one input before the others get a turn.
 const LINES_PER_TURN: usize = 50_000;
@@ -25,6 +25,21 @@ pub(super) struct Followed {
     pub tailer: Tailer,
     /// When it last produced a line (monotonic).
     pub last_line: Instant,
+    /// The lines read this turn, parsed together.
+    pub batch: Batch,
+}
+
+impl Followed {
+    /// Input `index` of the pipeline, named `name`, read by `tailer`.
+    pub fn new(index: usize, name: &str, tailer: Tailer) -> Self {
+        Followed {
+            index,
+            name: name.to_string(),
+            tailer,
+            last_line: Instant::now(),
+            batch: Batch::for_input(name),
+        }
+    }
 }
 
 pub(super) fn log_event(input: &str, event: &TailEvent) {
@@ -113,13 +128,16 @@ pub(super) fn read_input(
         if shutdown.load(Ordering::Relaxed) {
             break;
         }
+        if input.batch.block().is_full() {
+            pipeline.push_batch(input.index, &mut input.batch, output);
+        }
         match input.tailer.next_line_from(file, Instant::now()) {
             Ok(Next::Line(line)) => {
-                pipeline.push_line(input.index, line, output);
+                input.batch.block().push(line);
                 n_read += 1;
             }
             Ok(Next::TooLong { number, length }) => {
-                pipeline.push_too_long(input.index, number, length);
+                input.batch.block().push_too_long(number, length);
                 n_read += 1;
             }
             Ok(Next::End) => file += 1,
@@ -129,5 +147,8 @@ pub(super) fn read_input(
             }
         }
     }
+    // Everything read this turn is in the pipeline before the turn ends (and before any
+    // checkpoint), so offsets and counts stay together.
+    pipeline.push_batch(input.index, &mut input.batch, output);
     n_read
 }

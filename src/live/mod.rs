@@ -20,7 +20,6 @@ mod output;
 mod reload;
 pub mod server;
 pub mod state;
-pub mod tailer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,14 +32,15 @@ use anyhow::Context;
 
 use crate::alert::{AlertMetrics, Notifier, NotifierOptions, NotifierState};
 use crate::config::Settings;
+use crate::pipeline::OpenWindows;
 use crate::pipeline::{Counters, Pipeline, PipelineState};
 use crate::report::{Report, Style};
+use crate::source::tailer::Tailer;
 use follow::{Followed, log_event, read_input, watch};
 use metrics::LiveMetrics;
 use output::LiveOutput;
 use server::Health;
 use state::{InputCheckpoint, LoadError, SnapshotRef, StateStore};
-use tailer::Tailer;
 
 /// How often the files are looked at when nothing wakes the loop earlier.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -169,6 +169,7 @@ fn start_notifier(
         with_stdout: true,
         state_dir: Some(options.state_dir.clone()),
         metrics: metrics.clone(),
+        finish_deadline: DELIVERY_DEADLINE,
     };
     Ok(Notifier::start(&settings.alerting, &notifier_options, runtime)?)
 }
@@ -197,7 +198,7 @@ fn build_pipeline(settings: &Settings, mut previous: Vec<Followed>) -> (Pipeline
                 Instant::now(),
             ),
         };
-        followed.push(Followed { index, name: input.name.clone(), tailer, last_line });
+        followed.push(Followed { last_line, ..Followed::new(index, &input.name, tailer) });
         tracing::info!(message = "Following input.", input = %input.name, path = %input.path.display(), format = %input.format_name);
     }
     (pipeline, followed)
@@ -250,7 +251,7 @@ pub fn run(settings: Settings, options: &RunOptions) -> anyhow::Result<Counters>
     let output = LiveOutput {
         json: options
             .json
-            .then(|| Report::new(std::io::BufWriter::new(std::io::stdout()), Style::Json, None)),
+            .then(|| Report::new(std::io::BufWriter::new(std::io::stdout()), Style::Json)),
         notifier,
         metrics,
         touched_pools: Vec::new(),
@@ -313,7 +314,7 @@ pub fn run(settings: Settings, options: &RunOptions) -> anyhow::Result<Counters>
         }
     }
     drop(watcher);
-    sidecar.stop(&runtime)
+    sidecar.stop()
 }
 
 impl Sidecar {
@@ -370,15 +371,14 @@ impl Sidecar {
     /// Delivers what is queued within a deadline, saves the state as of the last line read
     /// (open windows stay open, to go on after a restart; what was not delivered stays in
     /// the journal), then writes the summary.
-    fn stop(mut self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Counters> {
-        let delivery = runtime.block_on(self.output.notifier.shutdown(DELIVERY_DEADLINE));
+    fn stop(mut self) -> anyhow::Result<Counters> {
+        let finished = self.pipeline.finish(&mut self.output, OpenWindows::Keep, false);
         self.checkpoint();
-        let counters = self.pipeline.counters();
-        if let Some(report) = self.output.json.take() {
-            report
-                .finish(&counters, self.pipeline.detector(), Some(&delivery))
-                .context("cannot write the summary")?;
-        }
+        let (counters, delivery) = match finished {
+            Ok((counters, delivery)) => (counters, delivery.unwrap_or_default()),
+            Err(error) if error.is_broken_pipe() => (self.pipeline.counters(), Default::default()),
+            Err(error) => return Err(error).context("cannot write the summary"),
+        };
         tracing::info!(
             message = "Stopped.",
             lines = counters.lines,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::tailer::FileCheckpoint;
+use crate::source::tailer::FileCheckpoint;
 
 /// The snapshot layout's version: a snapshot of another version is set aside.
 pub const FORMAT: u32 = 1;

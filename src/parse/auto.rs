@@ -3,6 +3,9 @@
 
 use super::{ParseErrorKind, PatternSet, Record};
 
+/// Lines read from the start of an input to recognise its format.
+pub const AUTO_SAMPLE_LINES: usize = 50;
+
 /// How many of the sample lines each record field was filled on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FieldFill {

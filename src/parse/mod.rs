@@ -19,6 +19,7 @@ mod traefik;
 #[cfg(test)]
 mod vectors;
 
+pub use auto::AUTO_SAMPLE_LINES;
 pub use aws::{AwsKind, AwsLog};
 pub use haproxy::HaproxyLog;
 pub use json::JsonFormat;

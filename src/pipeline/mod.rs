@@ -6,23 +6,19 @@
 //! ([`Pipeline::close_idle`]); replay closes everything at the end of its input instead.
 
 pub mod ahead;
+mod lines;
+mod observe;
+
+pub use lines::Batch;
+pub use observe::{DeliveryTotals, FinishError, Flow, Observer, RunEnd};
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::detect::{AlertEvent, AlertState, Detector, DetectorConfig, DetectorState};
-use crate::parse::{ParseErrorKind, Parser, Record};
-use crate::source::Line;
+use crate::parse::{Parser, Record};
 use crate::window::{Admission, Outcome, Slot, WindowConfig, WindowSummary, Windower};
-
-/// Receives what the pipeline produces.
-pub trait Observer {
-    /// A window closed.
-    fn window(&mut self, window: &WindowSummary);
-    /// An alert changed state.
-    fn alert(&mut self, alert: &AlertEvent);
-}
 
 /// How many unparsed lines are logged in full before only one in [`UNPARSED_LOG_EVERY`] is.
 pub const UNPARSED_SAMPLES: u64 = 5;
@@ -69,44 +65,9 @@ pub struct Counters {
     pub outside_range: u64,
 }
 
-/// Logs the first unparsed lines in full, then one in [`UNPARSED_LOG_EVERY`]; `n_unparsed` is
-/// the count including this one.
-fn should_log_unparsed(n_unparsed: u64) -> bool {
-    n_unparsed <= UNPARSED_SAMPLES || n_unparsed.is_multiple_of(UNPARSED_LOG_EVERY)
-}
-
-/// Logs unparsed line number `line` (its `text` escaped), the `n_unparsed`th.
-fn log_unparsed(input: &str, line: u64, text: &str, reason: &str, n_unparsed: u64) {
-    tracing::warn!(message = "Unparsed line.", %input, line, %reason, %text, total_unparsed = n_unparsed);
-    if n_unparsed == UNPARSED_SAMPLES {
-        tracing::warn!(message = "Further unparsed lines are counted; one in 10000 is logged.", %input);
-    }
-}
-
-/// Escapes the start of an unparsed line, for the log.
-fn escape_unparsed_line(line: &[u8]) -> String {
-    line[..line.len().min(160)].escape_ascii().to_string()
-}
-
-/// Logs a line skipped for being longer than `max_line_bytes`.
-fn log_too_long(input: &str, line_number: u64, length: u64) {
-    tracing::warn!(message = "Line longer than max_line_bytes skipped.", %input, line = line_number, length);
-}
-
-/// Escapes a backend or pool name that cannot be one, for the log.
-fn escape_invalid_name(name: &[u8]) -> String {
-    name[..name.len().min(80)].escape_ascii().to_string()
-}
-
-/// Logs a line whose backend or pool name (`text`, escaped) cannot be one; callers log only
-/// the first [`UNPARSED_SAMPLES`].
-fn log_invalid_name(input: &str, line_number: u64, text: &str) {
-    tracing::warn!(message = "Line with an invalid backend or pool name.", %input, line = line_number, name = %text, reason = "control bytes, NUL or invalid UTF-8 in the name");
-}
-
 /// What the windower needs of a parsed request.
 #[derive(Debug, Clone, Copy)]
-struct Request<'a> {
+pub(crate) struct Request<'a> {
     timestamp_ms: i64,
     pool: Option<&'a [u8]>,
     backend: Option<&'a [u8]>,
@@ -130,15 +91,6 @@ pub struct LineCounts {
     pub too_long: u64,
     /// Parsed lines that arrived after their window had closed.
     pub late: u64,
-}
-
-/// Whether a backend or pool name can be one: no control bytes (NUL included) and valid
-/// UTF-8. Addresses are ASCII, so the common case is one pass over a few bytes.
-fn valid_name(name: &[u8]) -> bool {
-    if name.iter().all(|&b| (0x20..0x7f).contains(&b)) {
-        return true;
-    }
-    std::str::from_utf8(name).is_ok_and(|text| !text.chars().any(char::is_control))
 }
 
 /// One input's parser and clock.
@@ -185,6 +137,17 @@ pub struct Pipeline {
     closed: Vec<WindowSummary>,
     alerts: Vec<AlertEvent>,
     counters: Counters,
+    /// An observer asked to stop.
+    stopped: bool,
+}
+
+/// What [`Pipeline::finish`] does with the windows still open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenWindows {
+    /// Close and judge them: the input has ended (a replay).
+    Close,
+    /// Keep them open, to go on after a restart (the sidecar stopping).
+    Keep,
 }
 
 impl Pipeline {
@@ -197,7 +160,43 @@ impl Pipeline {
             closed: Vec::new(),
             alerts: Vec::new(),
             counters: Counters::default(),
+            stopped: false,
         }
+    }
+
+    /// Whether an observer has asked the run to stop.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Asks the observer whether to go on (between batches of lines); returns whether the run
+    /// is stopped.
+    pub fn poll(&mut self, observer: &mut impl Observer) -> bool {
+        if observer.poll().is_break() {
+            self.stopped = true;
+        }
+        self.stopped
+    }
+
+    /// Ends the run, the one way both replay and the sidecar end: the open windows closed and
+    /// judged or kept, then each observer's [`Observer::finish`] in turn. Returns the totals
+    /// and what delivery achieved.
+    pub fn finish(
+        &mut self,
+        observer: &mut impl Observer,
+        open: OpenWindows,
+        interrupted: bool,
+    ) -> Result<(Counters, Option<DeliveryTotals>), FinishError> {
+        if open == OpenWindows::Close {
+            for input in 0..self.inputs.len() {
+                self.inputs[input].windower.close_all(&mut self.closed);
+            }
+            self.drain(observer);
+        }
+        let counters = self.counters();
+        let mut end = RunEnd { counters, detector: &self.detector, interrupted, delivery: None };
+        observer.finish(&mut end)?;
+        Ok((counters, end.delivery))
     }
 
     /// Counts only requests in `range` of event time; the others are `outside_range`.
@@ -328,45 +327,6 @@ impl Pipeline {
         &self.detector
     }
 
-    /// Feeds one line of input `input`.
-    #[inline]
-    pub fn push_line(&mut self, input: usize, line: Line<'_>, observer: &mut impl Observer) {
-        self.counters.lines += 1;
-        let state = &mut self.inputs[input];
-        let record = match state.parser.parse(line.bytes) {
-            Ok(record) => record,
-            Err(error) if error.kind == ParseErrorKind::NotARequest => {
-                self.counters.other += 1;
-                state.lines.other += 1;
-                return;
-            }
-            Err(error) => {
-                self.counters.unparsed += 1;
-                state.lines.unparsed += 1;
-                if should_log_unparsed(self.counters.unparsed) {
-                    let text = escape_unparsed_line(line.bytes);
-                    let reason = state.parser.explain(&error);
-                    log_unparsed(&state.name, line.number, &text, &reason, self.counters.unparsed);
-                }
-                return;
-            }
-        };
-        let bad_name = [record.backend, record.pool].into_iter().flatten().find(|n| !valid_name(n));
-        if let Some(name) = bad_name {
-            self.counters.unparsed += 1;
-            state.lines.unparsed += 1;
-            self.counters.invalid_names += 1;
-            if self.counters.invalid_names <= UNPARSED_SAMPLES {
-                let text = escape_invalid_name(name);
-                log_invalid_name(&state.name, line.number, &text);
-            }
-            return;
-        }
-        self.counters.parsed += 1;
-        state.lines.parsed += 1;
-        self.push_record(input, &record, observer);
-    }
-
     /// Feeds one parsed request of input `input`: windows it and judges closed windows. The
     /// evaluation suite enters here with generated records; lines enter through
     /// [`Pipeline::push_line`].
@@ -381,12 +341,6 @@ impl Pipeline {
             retried: record.attempts > 1,
             latency_s: record.backend_latency_s(),
         };
-        self.push_request(input, &request, observer);
-    }
-
-    /// Feeds one request parsed on this thread.
-    #[inline]
-    fn push_request(&mut self, input: usize, request: &Request<'_>, observer: &mut impl Observer) {
         if !self.in_range(input, request.timestamp_ms) {
             return;
         }
@@ -395,7 +349,7 @@ impl Pipeline {
             None => self.inputs[input].default_pool,
         };
         let slot = self.resolve_slot(input, pool, request.backend);
-        self.push_slot(input, slot, request, observer);
+        self.push_slot(input, slot, &request, observer);
     }
 
     /// Whether a request at `timestamp_ms` is in `--since`/`--until`; counts it when not, and
@@ -459,20 +413,6 @@ impl Pipeline {
         }
     }
 
-    /// Records a line that was too long to read.
-    pub fn push_too_long(&mut self, input: usize, line_number: u64, length: u64) {
-        self.counters.lines += 1;
-        self.counters.too_long += 1;
-        self.inputs[input].lines.too_long += 1;
-        log_too_long(&self.inputs[input].name, line_number, length);
-    }
-
-    /// Closes every open window of `input` (end of a replay).
-    pub fn finish_input(&mut self, input: usize, observer: &mut impl Observer) {
-        self.inputs[input].windower.close_all(&mut self.closed);
-        self.drain(observer);
-    }
-
     /// Live clock: `input` has been quiet for `idle_ms` of wall time, so its event time has
     /// moved on about as much: closes the windows that ended more than the lateness bound
     /// before its newest line plus `idle_ms`. Its last windows are judged without waiting for
@@ -490,7 +430,7 @@ impl Pipeline {
     fn drain(&mut self, observer: &mut impl Observer) {
         for window in self.closed.drain(..) {
             self.counters.windows += 1;
-            observer.window(&window);
+            let mut flow = observer.window(&window);
             self.detector.observe(&window, &mut self.alerts);
             for alert in self.alerts.drain(..) {
                 match alert.state {
@@ -498,8 +438,11 @@ impl Pipeline {
                     AlertState::Resolved => self.counters.alerts_resolved += 1,
                     AlertState::Noted => self.counters.noted += 1,
                 }
-                observer.alert(&alert);
+                if observer.alert(&alert).is_break() {
+                    flow = Flow::Break(());
+                }
             }
+            self.stopped |= flow.is_break();
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Report: what `replay` and `demo` print: a timeline for humans, or NDJSON for machines.
+//! Report: what `replay` and `demo` print: a timeline for humans, or NDJSON for machines
+//! (also `run --json`).
 //!
-//! The report is an [`Observer`] of the pipeline. With a [`Notifier`] (`run`, `replay
-//! --notify`) it also hands every alert to the routes, on the same event time, so a replay
-//! delivers exactly the alerts the sidecar would have sent.
+//! The report is an [`Observer`] of the pipeline. Alerts reach the routes through the
+//! notifier, an observer of its own beside it; the report only reads, at the end, what
+//! delivery achieved.
 //!
 //! `totals.rs` sums each backend over the whole input for the table that ends the timeline.
 
@@ -17,12 +18,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::alert::{AlertMessage, DeliveryTotals, Notifier};
 use crate::detect::{
-    AlertEvent, AlertKind, AlertState, Detector, Direction, Severity, Unjudged, fmt_duration,
+    AlertEvent, AlertKind, AlertMessage, AlertState, Detector, Direction, Severity, Unjudged,
+    fmt_duration,
 };
 use crate::parse::time::format_rfc3339;
-use crate::pipeline::{Counters, Observer};
+use crate::pipeline::{Counters, DeliveryTotals, FinishError, Flow, Observer, RunEnd};
 use crate::window::WindowSummary;
 
 /// Human timeline or NDJSON.
@@ -34,17 +35,18 @@ pub enum Style {
     Json,
 }
 
-/// Writes the replay output and forwards alerts.
+/// Writes the replay output.
 pub struct Report<W: Write> {
     out: W,
     style: Style,
-    notifier: Option<Notifier>,
+    /// Whether `out` is standard output, whose reader may go away before anything more is
+    /// written (`replay | head`): then it is probed between batches.
+    watch_stdout: bool,
     totals: totals::Totals,
     series: charts::Series,
     events: Vec<document::Event>,
     span_ms: Option<(i64, i64)>,
     documents: Documents,
-    interrupted: bool,
     /// The first write error (a closed pipe, a full disk); reported once at the end.
     error: Option<io::Error>,
 }
@@ -88,24 +90,24 @@ struct Summary<'a> {
 
 impl<W: Write> Report<W> {
     /// A report writing to `out`.
-    pub fn new(out: W, style: Style, notifier: Option<Notifier>) -> Self {
+    pub fn new(out: W, style: Style) -> Self {
         Report {
             out,
             style,
-            notifier,
+            watch_stdout: false,
             totals: totals::Totals::default(),
             series: charts::Series::default(),
             events: Vec::new(),
             span_ms: None,
             documents: Documents::default(),
-            interrupted: false,
             error: None,
         }
     }
 
-    /// The input was not read to its end (Ctrl-C): the summary says so.
-    pub fn set_interrupted(&mut self) {
-        self.interrupted = true;
+    /// `out` is standard output: stop the run as soon as its reader is gone.
+    pub fn watching_stdout(mut self) -> Self {
+        self.watch_stdout = true;
+        self
     }
 
     /// Also writes these documents at the end.
@@ -127,25 +129,15 @@ impl<W: Write> Report<W> {
         self.emit(Write::flush);
     }
 
-    /// The notifier, if alerts are sent.
-    pub fn notifier(&mut self) -> Option<&mut Notifier> {
-        self.notifier.as_mut()
-    }
-
-    /// Takes the notifier so the caller can drain it before [`Report::finish`].
-    pub fn take_notifier(&mut self) -> Option<Notifier> {
-        self.notifier.take()
-    }
-
-    /// Writes the summary and returns the first write error, if any.
-    pub fn finish(
-        mut self,
+    /// Writes the summary and the documents; returns the first write error, if any.
+    fn write_summary(
+        &mut self,
         counters: &Counters,
         detector: &Detector,
         delivery: Option<&DeliveryTotals>,
+        interrupted: bool,
     ) -> io::Result<()> {
         let style = self.style;
-        let interrupted = self.interrupted;
         let still_firing = detector.firing();
         let unjudged = detector.unjudged();
         let backends: BTreeMap<String, Vec<totals::BackendRow>> = self
@@ -223,10 +215,15 @@ impl<W: Write> Report<W> {
         });
         self.emit(Write::flush);
         self.write_documents(counters, detector, &backends)?;
-        match self.error {
+        match self.error.take() {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    /// Stops the run once a write has failed: nobody reads what follows.
+    fn flow(&self) -> Flow {
+        if self.error.is_some() { Flow::Break(()) } else { Flow::Continue(()) }
     }
 
     fn write_documents(
@@ -288,16 +285,13 @@ fn severity_word(severity: Severity) -> &'static str {
 }
 
 impl<W: Write> Observer for Report<W> {
-    fn window(&mut self, window: &WindowSummary) {
+    fn window(&mut self, window: &WindowSummary) -> Flow {
         self.totals.add(window);
         self.series.add(window);
         let (start, end) = self.span_ms.unwrap_or((window.start_ms, window.end_ms));
         self.span_ms = Some((start.min(window.start_ms), end.max(window.end_ms)));
-        if let Some(notifier) = &mut self.notifier {
-            notifier.tick(window.end_ms);
-        }
         if self.style != Style::Json {
-            return;
+            return self.flow();
         }
         let backends: serde_json::Map<String, serde_json::Value> = window
             .backends
@@ -321,14 +315,12 @@ impl<W: Write> Observer for Report<W> {
             serde_json::to_writer(&mut *out, &object)?;
             writeln!(out)
         });
+        self.flow()
     }
 
-    fn alert(&mut self, alert: &AlertEvent) {
+    fn alert(&mut self, alert: &AlertEvent) -> Flow {
         if self.events.len() < document::MAX_EVENTS {
             self.events.push(document::Event::from_alert(alert));
-        }
-        if let Some(notifier) = &mut self.notifier {
-            notifier.accept(alert);
         }
         match self.style {
             Style::Json => self.emit(|out| {
@@ -350,6 +342,8 @@ impl<W: Write> Observer for Report<W> {
                     AlertKind::Skew => format!("skew {:<5}", direction_word(alert.direction)),
                     kind => format!("{:<10}", kind.name()),
                 };
+                // A timeline line is news: out at once (a few per incident), so that `| head`
+                // or `| tee` sees it while the replay goes on.
                 self.emit(|out| {
                     writeln!(
                         out,
@@ -358,11 +352,39 @@ impl<W: Write> Observer for Report<W> {
                         alert.pool,
                         alert.backend,
                         alert.summary
-                    )
+                    )?;
+                    out.flush()
                 });
             }
         }
+        self.flow()
     }
+
+    fn poll(&mut self) -> Flow {
+        if self.watch_stdout && self.error.is_none() && reader_is_gone() {
+            self.error = Some(io::Error::from(io::ErrorKind::BrokenPipe));
+        }
+        self.flow()
+    }
+
+    fn finish(&mut self, end: &mut RunEnd<'_>) -> Result<(), FinishError> {
+        Ok(self.write_summary(
+            &end.counters,
+            end.detector,
+            end.delivery.as_ref(),
+            end.interrupted,
+        )?)
+    }
+}
+
+/// Whether standard output is a pipe whose reader has closed it (`replay | head` has read
+/// enough): poll reports an error on its write end, without writing anything.
+fn reader_is_gone() -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let stdout = io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+    poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 })).is_ok()
+        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
 }
 
 fn round3(value: f64) -> f64 {

@@ -261,10 +261,7 @@ pub fn text_table(pool: &str, rows: &[BackendRow]) -> String {
         "backend", "requests", "share", "expected", "5xx", "p99"
     );
     for r in rows {
-        let name = crate::text::truncate(
-            &crate::text::without_controls(&r.backend),
-            width,
-        );
+        let name = crate::text::truncate(&crate::text::without_controls(&r.backend), width);
         let (expected, p99) = (r.expected_text(), r.p99_text());
         let flag = if r.is_off() { "  <" } else { "" };
         let _ = writeln!(

@@ -5,12 +5,17 @@
 //! [`Next::TooLong`] (never split into fake lines, never silently dropped). Invalid UTF-8 is
 //! not a concern here: lines are bytes, and the parser works on bytes.
 //!
-//! Following live files (rotation, truncation, checkpoints) is `live::tailer`'s job; it reads
-//! through the same [`LineReader`].
+//! All reading happens here, through the same [`LineReader`]: following live files through
+//! rotation, truncation and restarts (`tailer.rs`), and reading past logs once (`once.rs`:
+//! rotated sets in time order, ranges, decompression, standard input), in [`block::LineBlock`]s
+//! of whole lines for the pipeline to parse.
 
+pub mod block;
 pub mod decompress;
 pub mod files;
+pub mod once;
 pub mod range;
+pub mod tailer;
 
 use std::fs::File;
 use std::io::{self, Read};

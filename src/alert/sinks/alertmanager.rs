@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::text::{bounded_key, truncate, without_controls};
 use crate::alert::notice::{Notice, Status};
 use crate::alert::template::MessageTemplate;
 use crate::parse::time::format_rfc3339;
+use crate::text::{bounded_key, truncate, without_controls};
 
 /// Label values from logs are cut to this.
 const LABEL_CHARS: usize = 1024;

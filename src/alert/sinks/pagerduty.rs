@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::text::{bounded_key, truncate, without_controls};
 use crate::alert::notice::{Notice, Status};
 use crate::alert::template::MessageTemplate;
+use crate::text::{bounded_key, truncate, without_controls};
 
 /// PagerDuty's public endpoint.
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";

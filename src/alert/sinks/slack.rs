@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::text::slack as esc;
 use crate::alert::notice::{Notice, Status};
 use crate::alert::template::MessageTemplate;
+use crate::text::slack as esc;
 
 /// Slack allows 50 blocks; a header, a context, and two per alert.
 const MAX_ALERTS: usize = 23;

@@ -111,6 +111,9 @@ pub(super) fn uneven_from_start(
     });
 }
 
+/// Requests a learned share must rest on before it is reported as uneven by design.
+const MIN_LEARNED_REQUESTS: f64 = 200.0;
+
 /// The learned baseline has just finished its warm-up without a page: when the split it
 /// learned is uneven (a pool weighted by design, or misconfigured from the start, that was
 /// never significant enough to page), says so once, as the uneven-from-the-start finding
@@ -131,7 +134,10 @@ pub(super) fn warmed_up(
     let off = |share: f64| (share / even).max(even / share.max(1e-9));
     let mut listed: Vec<(Arc<str>, f64)> = expected;
     listed.sort_by(|a, b| off(b.1).total_cmp(&off(a.1)));
-    if off(listed[0].1) < config.min_ratio {
+    // Enough requests behind the learned share to know it within a few percent: in a pool of
+    // thousands of short-lived backends each share is noise.
+    let behind = pool.shares.baseline.reference_requests * listed[0].1.min(even);
+    if off(listed[0].1) < config.min_ratio || behind < MIN_LEARNED_REQUESTS {
         return;
     }
     // A hot backend paged for failing or answering slowly is not a design to learn quietly:
