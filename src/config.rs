@@ -11,31 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::alert::schema::{
+    AlertingConfig, InhibitSection, RouteSection, SilenceSection, SinkSection,
+};
 use crate::detect::{Detector, DetectorConfig, PoolExpectation};
+use crate::located::{ConfigError, Located};
 use crate::parse::{Parser, PatternSet};
-
-/// A secret string (a webhook URL, a routing key): usable, but never printed or logged.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// Where to start reading a live file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -94,204 +75,6 @@ pub struct BalancerSection {
     /// The upstream or backend name; defaults to the pool's name.
     #[serde(default)]
     pub name: Option<String>,
-}
-
-/// The kind of a `[[sink]]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SinkType {
-    /// A Slack incoming webhook (Block Kit).
-    Slack,
-    /// PagerDuty Events API v2.
-    Pagerduty,
-    /// A JSON webhook signed as Standard Webhooks says.
-    Webhook,
-    /// Prometheus Alertmanager's `POST /api/v2/alerts`, to every URL given.
-    Alertmanager,
-    /// NDJSON on standard output (`run`).
-    Stdout,
-    /// NDJSON appended to a file.
-    File,
-}
-
-/// One `[[sink]]` as written. Which keys apply depends on `type`; `alert` checks that and
-/// builds the sink. Secrets (URLs, routing keys, signing secrets) come from `_env` or
-/// `_file` keys by preference: config files get shared.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkSection {
-    /// The name routes use, and logs show (never the URL).
-    pub name: Option<String>,
-    /// The kind of destination.
-    #[serde(rename = "type")]
-    pub kind: SinkType,
-    /// The URL (slack, webhook; pagerduty defaults to its public endpoint).
-    pub url: Option<Secret>,
-    /// An environment variable holding the URL.
-    pub url_env: Option<String>,
-    /// A file holding the URL (a mounted secret).
-    pub url_file: Option<PathBuf>,
-    /// Alertmanager: every instance of the cluster (each gets every alert).
-    pub urls: Option<Vec<String>>,
-    /// PagerDuty: the Events API v2 integration key.
-    pub routing_key: Option<Secret>,
-    /// PagerDuty: an environment variable holding the routing key.
-    pub routing_key_env: Option<String>,
-    /// PagerDuty: a file holding the routing key.
-    pub routing_key_file: Option<PathBuf>,
-    /// Webhook: the signing secret (`whsec_...`).
-    pub secret: Option<Secret>,
-    /// Webhook: an environment variable holding the signing secret.
-    pub secret_env: Option<String>,
-    /// Webhook: a file holding the signing secret.
-    pub secret_file: Option<PathBuf>,
-    /// File: where to append.
-    pub path: Option<PathBuf>,
-    /// Total time allowed per HTTP attempt, seconds.
-    pub timeout_s: Option<f64>,
-    /// At most this many messages a second (Slack: 1).
-    pub rate_per_s: Option<f64>,
-    /// An alert not delivered within this many seconds expires (counted and logged).
-    pub ttl_s: Option<u64>,
-    /// Pending messages kept while the receiver is down; the oldest is dropped beyond.
-    pub queue_capacity: Option<usize>,
-    /// A minijinja template for the message text (Slack), summary (PagerDuty) or
-    /// description (Alertmanager).
-    pub template: Option<String>,
-    /// A dashboard linked from every message.
-    pub dashboard_url: Option<String>,
-    /// PagerDuty: `payload.source` (default: this host's name).
-    pub source: Option<String>,
-    /// Alertmanager: re-send firing alerts this often, seconds (default 60).
-    pub resend_s: Option<u64>,
-    /// Alertmanager: extra labels on every alert (`cluster = "eu1"`).
-    pub labels: Option<BTreeMap<String, String>>,
-    /// Allow plain `http://` to a host that is not loopback (a receiver on a trusted
-    /// network, such as an in-cluster Alertmanager); alerts then travel unencrypted.
-    pub insecure_http: Option<bool>,
-}
-
-/// One or several values: `kind = "skew"` or `kind = ["skew", "drop"]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    /// One value.
-    One(String),
-    /// Several.
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    /// The values.
-    pub fn values(&self) -> Vec<String> {
-        match self {
-            OneOrMany::One(one) => vec![one.clone()],
-            OneOrMany::Many(many) => many.clone(),
-        }
-    }
-}
-
-/// Matchers on alert fields: each field's value must match one of the glob patterns given
-/// (a leading `!` negates; `[*]` is a literal `*`, the whole-pool backend).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MatchSection {
-    /// `skew`, `drop`, `spike`, `errors`, `latency`, `unexpected`.
-    pub kind: Option<OneOrMany>,
-    /// `critical`, `warning`, `info`.
-    pub severity: Option<OneOrMany>,
-    /// Pool names.
-    pub pool: Option<OneOrMany>,
-    /// Backend names (`*` is the whole pool).
-    pub backend: Option<OneOrMany>,
-    /// `balancer`, `backend`, `shared dependency`, `load`.
-    pub diagnosis: Option<OneOrMany>,
-}
-
-/// One `[[route]]`: which alerts go to which sinks, and how.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSection {
-    /// A name for `alert test --route` and logs.
-    pub name: Option<String>,
-    /// The sinks, by name.
-    pub sinks: Vec<String>,
-    /// Which alerts (all when absent).
-    #[serde(default, rename = "match")]
-    pub matchers: MatchSection,
-    /// Wait this long after a pool's first alert to send it with the others of the incident.
-    pub group_wait_s: Option<f64>,
-    /// Remind about a firing alert this often.
-    pub repeat_interval_s: Option<u64>,
-    /// Send the resolve (default true).
-    pub send_resolved: Option<bool>,
-    /// Go on to the next routes after this one matched (default false).
-    #[serde(rename = "continue")]
-    pub continue_matching: Option<bool>,
-}
-
-/// One `[[silence]]`: alerts that match are not sent between `starts` and `ends`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SilenceSection {
-    /// Which alerts.
-    #[serde(rename = "match")]
-    pub matchers: MatchSection,
-    /// RFC 3339; default: always.
-    pub starts: Option<String>,
-    /// RFC 3339; default: never ends.
-    pub ends: Option<String>,
-    /// Why.
-    pub comment: Option<String>,
-}
-
-/// One `[[inhibit]]`: while a `source` alert fires, `target` alerts with the same `equal`
-/// fields are not sent.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InhibitSection {
-    /// The alerts that mute others.
-    pub source: MatchSection,
-    /// The alerts they mute.
-    pub target: MatchSection,
-    /// Fields that must be equal (default `["pool"]`).
-    pub equal: Option<Vec<String>>,
-}
-
-/// A config section and the line it starts on.
-#[derive(Debug, Clone)]
-pub struct Located<T> {
-    /// 1-based line.
-    pub line: usize,
-    /// The section.
-    pub value: T,
-}
-
-/// The alerting sections, as written and located; `alert` checks and builds them.
-#[derive(Debug, Clone, Default)]
-pub struct AlertingConfig {
-    /// `[[sink]]`.
-    pub sinks: Vec<Located<SinkSection>>,
-    /// `[[route]]`.
-    pub routes: Vec<Located<RouteSection>>,
-    /// `[[silence]]`.
-    pub silences: Vec<Located<SilenceSection>>,
-    /// `[[inhibit]]`.
-    pub inhibits: Vec<Located<InhibitSection>>,
-    /// The config file (for messages; relative paths are from its directory).
-    pub source: PathBuf,
-}
-
-impl AlertingConfig {
-    /// An error at `line` of the config file.
-    pub fn error(&self, line: usize, message: String) -> ConfigError {
-        ConfigError { path: self.source.clone(), line, message }
-    }
-
-    /// The directory relative paths are taken from.
-    pub fn base_dir(&self) -> &Path {
-        self.source.parent().unwrap_or(Path::new("."))
-    }
 }
 
 /// The config file as written.
@@ -382,23 +165,6 @@ pub fn parse_listen(text: &str) -> Result<Option<std::net::SocketAddr>, String> 
 /// wrong path (`/dev/zero`, a log) must not be read until memory runs out.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// A config problem, located.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", located(path, *line))]
-pub struct ConfigError {
-    /// The config file.
-    pub path: PathBuf,
-    /// 1-based line; 0 when the problem is the file as a whole.
-    pub line: usize,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-/// `path:line`, or just the path for a problem with the whole file.
-fn located(path: &Path, line: usize) -> String {
-    if line == 0 { path.display().to_string() } else { format!("{}:{line}", path.display()) }
-}
-
 /// A fully resolved input.
 #[derive(Debug)]
 pub struct InputSettings {
@@ -478,29 +244,8 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
-/// Lines read from the start of a file to recognise its format.
-pub const AUTO_SAMPLE_LINES: usize = 50;
-
-/// Reads up to `n` lines from the start of a file, for format recognition.
-pub fn sample_lines(path: &Path, n: usize) -> Result<Vec<Vec<u8>>, String> {
-    use crate::source::{LineReader, Next};
-    let file = crate::source::open_for_replay(path).map_err(|e| format!("{e:#}"))?;
-    let (file, _) = crate::source::decompress::decompressed(file)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut reader = LineReader::new(file, crate::source::DEFAULT_MAX_LINE_BYTES);
-    let mut lines = Vec::new();
-    while lines.len() < n {
-        match reader.next_line(true).map_err(|e| format!("{}: {e}", path.display()))? {
-            Next::Line(line) => lines.push(line.bytes.to_vec()),
-            Next::TooLong { .. } => {}
-            Next::End => break,
-        }
-    }
-    Ok(lines)
-}
-
-/// Builds a parser from a format name and/or log_format text. Format `auto` recognises the
-/// format from the first lines of `sample` and logs which it picked and why.
+/// Builds a parser from a format name and/or log_format text, reading `sample`'s first lines
+/// when the format is `auto` (parsing does no IO; this is where a config's files are read).
 pub fn build_parser(
     patterns: &PatternSet,
     format: Option<&str>,
@@ -508,73 +253,18 @@ pub fn build_parser(
     custom_variables: &[String],
     sample: Option<&Path>,
 ) -> Result<(Parser, String), String> {
-    match (format, log_format) {
-        (Some("auto"), None) => {
-            let path = sample.ok_or(
-                "format `auto` needs a file to look at (not standard input); pass --format",
-            )?;
-            let lines = sample_lines(path, AUTO_SAMPLE_LINES)?;
-            let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-            recognise(patterns, &lines, &path.display().to_string(), custom_variables)
+    let lines = match (format, log_format, sample) {
+        (Some("auto"), None, Some(path)) => {
+            crate::source::once::sample_lines(path, crate::parse::AUTO_SAMPLE_LINES)
+                .map_err(|e| format!("{e:#}"))?
         }
-        (None | Some("nginx"), Some(text)) => crate::parse::nginx::compile(text, custom_variables)
-            .map(|f| (Parser::Template(f), "nginx (log_format)".to_string()))
-            .map_err(|e| e.to_string()),
-        (Some("haproxy"), Some(text)) => crate::parse::haproxy_format::compile(text)
-            .map(|f| (Parser::Template(f), "haproxy (log-format)".to_string()))
-            .map_err(|e| e.to_string()),
-        (Some("envoy"), Some(text)) => crate::parse::envoy::compile(text)
-            .map(|f| (Parser::Template(f), "envoy (format string)".to_string()))
-            .map_err(|e| e.to_string()),
-        (Some(name), Some(_)) => Err(format!(
-            "`log_format` goes with format `nginx`, `haproxy` or `envoy`, not `{name}`; drop one \
-             of them"
-        )),
-        (None | Some("nginx"), None) => {
-            build_parser(patterns, Some("combined"), None, custom_variables, None)
-        }
-        (Some(name), None) => match patterns.get(name) {
-            Some(pattern) => pattern
-                .compile(custom_variables)
-                .map(|p| (p, name.to_string()))
-                .map_err(|e| e.to_string()),
-            None => {
-                let names = patterns.names();
-                let closest = names
-                    .iter()
-                    .map(|known| (strsim::levenshtein(name, known), known))
-                    .min()
-                    .filter(|(distance, _)| *distance <= 3)
-                    .map(|(_, known)| format!("did you mean `{known}`? "))
-                    .unwrap_or_default();
-                Err(format!(
-                    "unknown format `{name}`; {closest}known formats: auto, nginx, {}",
-                    names.join(", ")
-                ))
-            }
-        },
-    }
-}
-
-/// Recognises the format of `lines` (from `source`, for messages) and builds its parser.
-pub fn recognise(
-    patterns: &PatternSet,
-    lines: &[&[u8]],
-    source: &str,
-    custom_variables: &[String],
-) -> Result<(Parser, String), String> {
-    let ranked = crate::parse::auto::rank(patterns, lines);
-    let (best, why) = crate::parse::auto::choose(&ranked).map_err(|e| format!("{source}: {e}"))?;
-    tracing::info!(message = "Format recognised.", file = %source, format = %best.name, reason = %why);
-    build_parser(patterns, Some(&best.name), None, custom_variables, None)
-}
-
-/// The message for a format that cannot name backends, used by `replay` and `run`.
-pub fn no_backend_message(format_name: &str) -> String {
-    format!(
-        "format `{format_name}` has no backend field, so skew cannot be judged; use `--format upstream`, \
-         `--format ingress_nginx`, or `--log-format` with your nginx log_format including `$upstream_addr`"
-    )
+        _ => Vec::new(),
+    };
+    let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    let source = sample.map(|p| p.display().to_string()).unwrap_or_default();
+    let sample = sample.map(|_| crate::parse::Sample { source: &source, lines: &lines });
+    crate::parse::build_parser(patterns, format, log_format, custom_variables, sample)
+        .map_err(|e| e.to_string())
 }
 
 /// A pool's expectation from exactly one of its sources, with the config offset to blame.

@@ -9,6 +9,7 @@ pub mod detect;
 pub mod evaluate;
 pub mod lint;
 pub mod live;
+pub mod located;
 pub mod parse;
 pub mod pipeline;
 pub mod rehearse;

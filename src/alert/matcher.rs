@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::notice::Notice;
-use crate::config::MatchSection;
+use crate::alert::schema::MatchSection;
 
 /// The fields a matcher may name.
 pub const FIELDS: [&str; 5] = ["kind", "severity", "pool", "backend", "diagnosis"];

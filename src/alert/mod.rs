@@ -20,6 +20,7 @@ mod matcher;
 pub mod metrics;
 mod notice;
 mod route;
+pub mod schema;
 mod settings;
 pub mod silence;
 mod sinks;
@@ -43,12 +44,13 @@ pub use metrics::AlertMetrics;
 pub use notice::{Notice, Status};
 pub use route::{Held, RouterState};
 
-use crate::config::{AlertingConfig, ConfigError};
 use crate::detect::AlertEvent;
+use crate::located::ConfigError;
 use crate::pipeline::{FinishError, Flow, Observer, RunEnd};
 use crate::window::WindowSummary;
 use delivery::Shared;
 use route::{Outgoing, Router};
+use schema::AlertingConfig;
 
 /// Checks the alerting sections without reading secrets or contacting anything.
 pub fn check(config: &AlertingConfig) -> Result<(), ConfigError> {

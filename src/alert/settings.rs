@@ -13,7 +13,8 @@ use super::route::{InhibitRule, Route};
 use super::silence::Silence;
 use super::sinks::{Sink, Target, pagerduty, webhook};
 use super::template::{Escape, MessageTemplate};
-use crate::config::{AlertingConfig, ConfigError, Located, Secret, SinkSection, SinkType};
+use crate::alert::schema::{AlertingConfig, Secret, SinkSection, SinkType};
+use crate::located::{ConfigError, Located};
 
 /// Default time per HTTP attempt.
 const DEFAULT_TIMEOUT_S: f64 = 10.0;

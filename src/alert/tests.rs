@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::config::{AlertingConfig, Located, SinkSection, SinkType};
+use crate::alert::schema::{AlertingConfig, SinkSection, SinkType};
 use crate::detect::{AlertKind, AlertState, Diagnosis, Direction, Evidence, Severity, Verdict};
+use crate::located::Located;
 
 fn event(backend: &str, state: AlertState) -> AlertEvent {
     AlertEvent {
@@ -30,7 +31,7 @@ fn webhook_config(url: &str, ttl_s: Option<u64>, capacity: Option<usize>) -> Ale
     let section = SinkSection {
         name: Some("hook".into()),
         kind: SinkType::Webhook,
-        url: Some(crate::config::Secret::new(url.to_string())),
+        url: Some(crate::alert::schema::Secret::new(url.to_string())),
         url_env: None,
         url_file: None,
         urls: None,

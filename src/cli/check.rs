@@ -7,7 +7,8 @@ use std::io::{self, Write};
 use anyhow::bail;
 
 use super::*;
-use crate::config::{Settings, no_backend_message};
+use crate::config::Settings;
+use crate::parse::no_backend_message;
 use crate::source::{LineReader, Next};
 
 pub(super) fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {

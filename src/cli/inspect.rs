@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::*;
-use crate::config::{Settings, build_parser, no_backend_message};
+use crate::config::{Settings, build_parser};
 use crate::parse::Parser;
+use crate::parse::no_backend_message;
 use crate::source::{LineReader, Next};
 
 /// One parsed line in the vocabulary of the conformance vectors (`null` for a missing value).
@@ -120,7 +121,7 @@ fn percent(part: u64, whole: usize) -> String {
 
 pub(super) fn patterns_test(args: &PatternsTestArgs) -> anyhow::Result<Outcome> {
     let patterns = load_patterns(args.patterns_dir.as_deref())?;
-    let lines = crate::config::sample_lines(&args.file, args.lines).map_err(anyhow::Error::msg)?;
+    let lines = crate::source::once::sample_lines(&args.file, args.lines)?;
     let samples: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
     let ranked = crate::parse::auto::rank(&patterns, &samples);
     let mut out = io::stdout().lock();

@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 
 use super::*;
 use crate::alert::{Notifier, NotifierOptions};
-use crate::config::{Settings, build_parser, no_backend_message};
+use crate::config::{Settings, build_parser};
 use crate::parse::Parser;
+use crate::parse::no_backend_message;
 use crate::pipeline::ahead::{MAX_STREAMS, feed_streams};
 use crate::pipeline::{OpenWindows, Pipeline};
 use crate::report::{Documents, Report, Style};
@@ -82,8 +83,12 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                     let (reader, lines) = stdin_head(io::stdin())?;
                     let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
                     stdin = Some(reader);
-                    crate::config::recognise(&settings.patterns, &lines, "stdin", &[])
-                        .map_err(anyhow::Error::msg)?
+                    crate::parse::recognise(
+                        &settings.patterns,
+                        crate::parse::Sample { source: "stdin", lines: &lines },
+                        &[],
+                    )
+                    .map_err(anyhow::Error::msg)?
                 }
                 _ => build_parser(
                     &settings.patterns,

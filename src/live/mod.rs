@@ -151,7 +151,7 @@ fn check_live(settings: &Settings) -> anyhow::Result<()> {
             anyhow::bail!(
                 "input `{}`: {}",
                 input.name,
-                crate::config::no_backend_message(&input.format_name)
+                crate::parse::no_backend_message(&input.format_name)
             );
         }
     }

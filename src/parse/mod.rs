@@ -7,6 +7,7 @@
 
 pub mod auto;
 mod aws;
+pub mod choice;
 pub mod envoy;
 mod haproxy;
 pub mod haproxy_format;
@@ -21,6 +22,7 @@ mod vectors;
 
 pub use auto::AUTO_SAMPLE_LINES;
 pub use aws::{AwsKind, AwsLog};
+pub use choice::{ChoiceError, Sample, build_parser, no_backend_message, recognise};
 pub use haproxy::HaproxyLog;
 pub use json::JsonFormat;
 pub use patterns::{Pattern, PatternError, PatternSet};

@@ -16,7 +16,7 @@ use super::http::{self, Attempt, Request};
 use super::journal::Delivery;
 use super::notice::{Notice, Status};
 use super::template::MessageTemplate;
-use crate::config::Secret;
+use crate::alert::schema::Secret;
 
 /// Where a sink's messages go.
 #[derive(Debug)]
