@@ -267,28 +267,38 @@ pub fn build_parser(
         .map_err(|e| e.to_string())
 }
 
-/// A pool's expectation from exactly one of its sources, with the config offset to blame.
+/// A pool's expectation, where in the config it was given, and the balancer files it was
+/// read from (none for `weights`).
+struct PoolSource {
+    offset: usize,
+    expectation: PoolExpectation,
+    files: Vec<PathBuf>,
+}
+
+/// A pool's expectation from exactly one of its sources; an error has the offset to blame.
 fn pool_expectation(
     pool: &str,
     config: &PoolConfig,
     base: &Path,
-) -> Result<(usize, PoolExpectation), (Option<usize>, String)> {
-    use crate::balancer_config::{BalancerKind, read_pool};
+) -> Result<PoolSource, (Option<usize>, String)> {
+    use crate::balancer::Kind;
     let read = |section: &Spanned<BalancerSection>, kind| {
         let span = section.span().start;
         let section = section.get_ref();
         let name = section.name.as_deref().unwrap_or(pool);
-        read_pool(kind, &base.join(&section.file), name)
-            .map(|expectation| (span, expectation))
+        crate::balancer::read(&base.join(&section.file), Some(kind))
+            .and_then(|balancer| Ok((balancer.expectation(name)?, balancer.files)))
+            .map(|(expectation, files)| PoolSource { offset: span, expectation, files })
             .map_err(|e| (Some(span), format!("pool `{pool}`: {e}")))
     };
     match (&config.weights, &config.nginx_upstream, &config.haproxy_backend) {
-        (Some(weights), None, None) => Ok((
-            weights.span().start,
-            PoolExpectation { weights: weights.get_ref().clone(), slow_start_s: None },
-        )),
-        (None, Some(section), None) => read(section, BalancerKind::NginxUpstream),
-        (None, None, Some(section)) => read(section, BalancerKind::HaproxyBackend),
+        (Some(weights), None, None) => Ok(PoolSource {
+            offset: weights.span().start,
+            expectation: PoolExpectation { weights: weights.get_ref().clone(), slow_start_s: None },
+            files: Vec::new(),
+        }),
+        (None, Some(section), None) => read(section, Kind::Nginx),
+        (None, None, Some(section)) => read(section, Kind::Haproxy),
         (None, None, None) => Err((
             None,
             format!(
@@ -373,14 +383,9 @@ impl Settings {
         }
 
         let mut expectations = BTreeMap::new();
-        let balancer_files: Vec<PathBuf> = file
-            .pools
-            .values()
-            .filter_map(|config| config.nginx_upstream.as_ref().or(config.haproxy_backend.as_ref()))
-            .map(|section| base.join(&section.get_ref().file))
-            .collect();
+        let mut balancer_files: Vec<PathBuf> = Vec::new();
         for (pool, config) in &file.pools {
-            let (span, expectation) =
+            let PoolSource { offset: span, expectation, files } =
                 pool_expectation(pool, config, base).map_err(|(offset, message)| {
                     at(offset.unwrap_or_else(|| key_offset("pool")), message)
                 })?;
@@ -410,6 +415,7 @@ impl Settings {
                 ));
             }
             expectations.insert(pool.clone(), expectation);
+            balancer_files.extend(files);
         }
 
         let mut inputs = Vec::new();

@@ -1,7 +1,7 @@
 //! skewtail: catch load-balancer traffic skew from access logs.
 #![warn(missing_docs)]
 pub mod alert;
-pub mod balancer_config;
+pub mod balancer;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -7,7 +7,7 @@ use super::{LintArgs, Outcome, load_settings};
 use crate::lint;
 
 pub(super) fn lint(args: &LintArgs) -> anyhow::Result<Outcome> {
-    let config = lint::read(&args.config, args.kind.as_deref()).map_err(anyhow::Error::msg)?;
+    let config = crate::balancer::read(&args.config, args.kind)?;
     let mut findings = lint::rules::check(&config);
     if let Some(path) = &args.against {
         let settings = load_settings(path)?;

@@ -118,6 +118,10 @@ pub struct RehearseArgs {
     /// an even split over the backends seen).
     #[arg(long, value_delimiter = ',')]
     pub weights: Vec<String>,
+    /// Expected weights from the balancer's own config (nginx.conf or haproxy.cfg): the
+    /// upstream/backend named by --pool, or the file's only one.
+    #[arg(long, conflicts_with = "weights")]
+    pub balancer_config: Option<PathBuf>,
     /// How many requests (at most 1,000,000).
     #[arg(long, default_value_t = 1000)]
     pub requests: u64,
@@ -143,9 +147,9 @@ pub struct RehearseArgs {
 pub struct LintArgs {
     /// The balancer's config file (nginx.conf with its includes, or haproxy.cfg).
     pub config: PathBuf,
-    /// Which balancer; guessed from the file when not given.
-    #[arg(long, value_parser = ["nginx", "haproxy"])]
-    pub kind: Option<String>,
+    /// Which balancer; recognised from the file's structure when not given.
+    #[arg(long, value_enum)]
+    pub kind: Option<crate::balancer::Kind>,
     /// Also compare the balancer's weights with this skewtail config's `[pool.NAME] weights`.
     #[arg(long)]
     pub against: Option<PathBuf>,

@@ -59,6 +59,8 @@ pub(super) fn rehearse(args: &RehearseArgs) -> anyhow::Result<Outcome> {
     let pool = args.pool.clone().or_else(|| input.map(|i| i.pool.clone()));
     let expected = if !args.weights.is_empty() {
         Some((parse_weights(&args.weights)?, "--weights".to_string()))
+    } else if let Some(path) = &args.balancer_config {
+        Some(balancer_shares(path, pool.as_deref())?)
     } else {
         pool.as_ref().and_then(|p| settings.expectations.get(p)).map(|e| {
             let total: f64 = e.weights.values().sum();
@@ -97,6 +99,29 @@ pub(super) fn rehearse(args: &RehearseArgs) -> anyhow::Result<Outcome> {
         write!(out, "{}", human(&result, url.as_str(), args.rate))?;
     }
     Ok(if result.pass { Outcome::Clean } else { Outcome::Findings })
+}
+
+/// The expected shares of a pool in the balancer's config, read by the same rules as lint and
+/// the weight import, and where they came from.
+fn balancer_shares(
+    path: &std::path::Path,
+    pool: Option<&str>,
+) -> anyhow::Result<(Vec<(String, f64)>, String)> {
+    let config = crate::balancer::read(path, None)?;
+    let name = match (pool, config.pools.as_slice()) {
+        (Some(name), _) => name.to_string(),
+        (None, [only]) => only.name.clone(),
+        (None, pools) => {
+            bail!("{} has {} pools; name one with --pool", path.display(), pools.len())
+        }
+    };
+    let expectation = config.expectation(&name)?;
+    let total: f64 = expectation.weights.values().sum();
+    if total <= 0.0 {
+        bail!("pool `{name}` in {} has no server expected to take traffic", path.display());
+    }
+    let shares = expectation.weights.into_iter().map(|(b, w)| (b, w / total)).collect();
+    Ok((shares, format!("pool `{name}` in {}", path.display())))
 }
 
 /// `BACKEND=WEIGHT` pairs as shares summing to 1.

@@ -1,18 +1,11 @@
 //! Lint: `skewtail lint CONFIG` checks an nginx or HAProxy config for what skews traffic,
 //! before it is deployed (the seed postmortem's "automated load balancer configuration
-//! checks"). `model.rs` is what is read, `nginx.rs` and `haproxy.rs` read it, `rules.rs`
-//! says what is wrong, why it matters and what to do.
+//! checks"). The config is read by [`crate::balancer`], the same reading the weight import
+//! uses; `rules.rs` says what is wrong, why it matters and what to do.
 
-pub mod haproxy;
-pub mod model;
-pub mod nginx;
 pub mod rules;
 
-use std::path::Path;
-
 use serde::Serialize;
-
-pub use model::BalancerConfig;
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -61,41 +54,6 @@ pub struct Finding {
     pub fix: String,
 }
 
-/// Which balancer wrote a config: from the name given, else from the text.
-pub fn read(path: &Path, kind: Option<&str>) -> Result<BalancerConfig, String> {
-    let kind = match kind {
-        Some(kind) => kind.to_string(),
-        None => {
-            let text = crate::source::read_capped(path, 64 << 20)
-                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-            guess_kind(&text).ok_or_else(|| {
-                format!(
-                    "{}: neither an nginx `upstream` block nor a HAProxy `backend`/`listen` section found; give --kind nginx or --kind haproxy",
-                    path.display()
-                )
-            })?
-        }
-    };
-    match kind.as_str() {
-        "nginx" => nginx::read(path),
-        "haproxy" => haproxy::read(path),
-        other => Err(format!("--kind {other}: use nginx or haproxy")),
-    }
-}
-
-fn guess_kind(text: &str) -> Option<String> {
-    let haproxy = text.lines().any(|l| {
-        let l = l.trim_start();
-        !l.starts_with('#') && (l.starts_with("backend ") || l.starts_with("listen "))
-    });
-    let nginx = text.contains("upstream") || text.contains("http {") || text.contains("include ");
-    match (nginx, haproxy) {
-        (_, true) => Some("haproxy".into()),
-        (true, false) => Some("nginx".into()),
-        _ => None,
-    }
-}
-
 /// Findings sorted by file, line and code.
 pub fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {
     findings.sort_by(|a, b| (&a.file, a.line, a.code).cmp(&(&b.file, b.line, b.code)));
@@ -139,7 +97,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
-        rules::check(&read(&path, None).unwrap())
+        rules::check(&crate::balancer::read(&path, None).unwrap())
     }
 
     fn codes(findings: &[Finding]) -> Vec<(&'static str, usize)> {
@@ -201,7 +159,7 @@ mod tests {
             "upstream api {\n server 10.0.0.1:8080 weight=3;\n server 10.0.0.2:8080;\n}\n",
         )
         .unwrap();
-        let config = read(&path, Some("nginx")).unwrap();
+        let config = crate::balancer::read(&path, Some(crate::balancer::Kind::Nginx)).unwrap();
         let expectation = crate::detect::PoolExpectation {
             weights: [("10.0.0.1:8080".to_string(), 1.0), ("10.0.0.2:8080".to_string(), 1.0)]
                 .into_iter()

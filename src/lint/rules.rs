@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::model::{BalancerConfig, Method, Pool};
 use super::{Finding, Severity};
+use crate::balancer::{BalancerConfig, Kind, Method, Pool, Server};
 use crate::detect::PoolExpectation;
 
 /// A server weighted this many times its peers' median is flagged.
@@ -20,8 +20,39 @@ pub fn check(config: &BalancerConfig) -> Vec<Finding> {
         backup_in_hashed_pool(pool, config.kind, &mut findings);
         unchecked(pool, config.kind, &mut findings);
         duplicates(pool, &mut findings);
+        invalid(pool, &mut findings);
     }
+    // A bad `default-server` in HAProxy's `defaults` is every inheriting pool's problem,
+    // but one line to fix.
+    let mut seen = std::collections::HashSet::new();
+    findings.retain(|f| {
+        f.code != "invalid-parameter" || seen.insert((f.file.clone(), f.line, f.message.clone()))
+    });
     findings
+}
+
+/// Parameters the balancer itself would refuse: the config will not load, and skewtail
+/// will not import weights from it.
+fn invalid(pool: &Pool, findings: &mut Vec<Finding>) {
+    for invalid in &pool.invalid {
+        findings.push(Finding {
+            file: invalid.file.display().to_string(),
+            message: invalid.message.clone(),
+            why: "The balancer refuses a config with this line, and skewtail refuses to read the pool's weights from it.".into(),
+            fix: "Give the parameter a value the balancer accepts (a weight is a positive number; a time is like 30s).".into(),
+            ..finding(pool, invalid.line, Severity::Error, "invalid-parameter")
+        });
+    }
+}
+
+/// A finding about one of `pool`'s servers, at its line (which an include may put in
+/// another file).
+fn server_finding(pool: &Pool, server: &Server, severity: Severity, code: &'static str) -> Finding {
+    Finding {
+        file: server.file.display().to_string(),
+        server: Some(server.name.clone()),
+        ..finding(pool, server.line, severity, code)
+    }
 }
 
 fn finding(pool: &Pool, line: usize, severity: Severity, code: &'static str) -> Finding {
@@ -64,14 +95,13 @@ fn weight_outlier(pool: &Pool, findings: &mut Vec<Finding>) {
         let even = 1.0 / active.len() as f64;
         let severity = if share >= 2.5 * even { Severity::Error } else { Severity::Warning };
         findings.push(Finding {
-            server: Some(server.name.clone()),
             message: format!(
                 "server {} has weight {} where its peers have {}: it gets {} of the pool's traffic ({} of {}), {:.1}x an even share",
                 server.name, server.weight, median, percent(share), server.weight, total, share / even
             ),
             why: "A weight far above the others sends that server most of the traffic; if it was meant for a bigger machine, check that the machine really is that much bigger, or it drowns while its peers idle (the seed incident).".into(),
             fix: format!("Set it back in line with its peers (weight {median}), or document why it is {} times their size.", server.weight / median),
-            ..finding(pool, server.line, severity, "weight-outlier")
+            ..server_finding(pool, server, severity, "weight-outlier")
         });
     }
 }
@@ -135,12 +165,12 @@ fn client_address_hash(pool: &Pool, real_client_address: bool, findings: &mut Ve
     });
 }
 
-fn backup_in_hashed_pool(pool: &Pool, kind: &str, findings: &mut Vec<Finding>) {
+fn backup_in_hashed_pool(pool: &Pool, kind: Kind, findings: &mut Vec<Finding>) {
     if !pool.method.is_hashed() {
         return;
     }
     for server in pool.servers.iter().filter(|s| s.backup) {
-        let (severity, why) = if kind == "nginx" {
+        let (severity, why) = if kind == Kind::Nginx {
             (
                 Severity::Error,
                 "nginx refuses `backup` with hash, ip_hash and random: the config will not load (`nginx -t` fails).",
@@ -152,18 +182,17 @@ fn backup_in_hashed_pool(pool: &Pool, kind: &str, findings: &mut Vec<Finding>) {
             )
         };
         findings.push(Finding {
-            server: Some(server.name.clone()),
             message: format!("backup server {} in hashed pool {}", server.name, pool.name),
             why: why.into(),
             fix: "Make it a normal member of the pool, or balance this pool without a hash.".into(),
-            ..finding(pool, server.line, severity, "backup-in-hashed-pool")
+            ..server_finding(pool, server, severity, "backup-in-hashed-pool")
         });
     }
 }
 
-fn unchecked(pool: &Pool, kind: &str, findings: &mut Vec<Finding>) {
+fn unchecked(pool: &Pool, kind: Kind, findings: &mut Vec<Finding>) {
     for server in pool.servers.iter().filter(|s| !s.checked && !s.down) {
-        let (message, fix) = if kind == "nginx" {
+        let (message, fix) = if kind == Kind::Nginx {
             (
                 format!("server {} has max_fails=0", server.name),
                 "Remove `max_fails=0` (the default is 1 failure in `fail_timeout` 10s), or set a few failures.",
@@ -175,11 +204,10 @@ fn unchecked(pool: &Pool, kind: &str, findings: &mut Vec<Finding>) {
             )
         };
         findings.push(Finding {
-            server: Some(server.name.clone()),
             message,
             why: "A server that fails keeps its full share of requests: its errors become the pool's errors until someone notices.".into(),
             fix: fix.into(),
-            ..finding(pool, server.line, Severity::Warning, "no-failure-detection")
+            ..server_finding(pool, server, Severity::Warning, "no-failure-detection")
         });
     }
 }
@@ -194,21 +222,9 @@ fn duplicates(pool: &Pool, findings: &mut Vec<Finding>) {
                 message: format!("{key} is listed twice in pool {} (lines {first} and {})", pool.name, server.line),
                 why: "A server listed twice gets the sum of both weights: twice the traffic of its peers, which no one meant.".into(),
                 fix: "Keep one line, with the weight you mean.".into(),
-                ..finding(pool, server.line, Severity::Error, "duplicate-server")
+                ..server_finding(pool, server, Severity::Error, "duplicate-server")
             });
         }
-    }
-}
-
-/// How a pool's servers are keyed in an access log: nginx logs the address (port 80 by
-/// default), HAProxy `backend/server`.
-fn log_key(kind: &str, pool: &Pool, server: &super::model::Server) -> String {
-    if kind == "haproxy" {
-        format!("{}/{}", pool.name, server.name)
-    } else if server.address.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-        server.address.clone()
-    } else {
-        format!("{}:80", server.address)
     }
 }
 
@@ -228,10 +244,7 @@ pub fn against(
                 let keys: BTreeMap<String, f64> = pool
                     .servers
                     .iter()
-                    .map(|s| {
-                        let weight = if s.backup || s.down { 0.0 } else { s.weight };
-                        (log_key(config.kind, pool, s), weight)
-                    })
+                    .map(|s| (config.log_key(pool, s), s.expected_weight()))
                     .collect();
                 let overlap = keys.keys().filter(|k| expectation.weights.contains_key(*k)).count();
                 (overlap, pool, keys)
@@ -252,11 +265,11 @@ pub fn against(
             if (expected - configured).abs() < 0.01 {
                 continue;
             }
-            let line = pool
-                .servers
-                .iter()
-                .find(|s| log_key(config.kind, pool, s) == *key)
-                .map_or(pool.line, |s| s.line);
+            let server = pool.servers.iter().find(|s| config.log_key(pool, s) == *key);
+            let at = match server {
+                Some(server) => server_finding(pool, server, Severity::Warning, "weights-mismatch"),
+                None => finding(pool, pool.line, Severity::Warning, "weights-mismatch"),
+            };
             findings.push(Finding {
                 server: Some(key.clone()),
                 message: format!(
@@ -265,7 +278,7 @@ pub fn against(
                 ),
                 why: "skewtail judges the pool against its weights: when they drift from the balancer's, it pages for the balancer doing what it was told, or stays quiet when the balancer is wrong.".into(),
                 fix: format!("Decide which is right; or let skewtail read the balancer's weights with `[pool.{name}] nginx_upstream`/`haproxy_backend`."),
-                ..finding(pool, line, Severity::Warning, "weights-mismatch")
+                ..at
             });
         }
     }

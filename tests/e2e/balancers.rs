@@ -130,6 +130,11 @@ impl Nginx {
     }
 
     /// The access log.
+    /// Its config file.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("nginx.conf")
+    }
+
     pub fn access_log(&self) -> PathBuf {
         self.dir.join("access.log")
     }
@@ -429,6 +434,11 @@ impl Haproxy {
     }
 
     /// The access log.
+    /// Its config file.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("haproxy.cfg")
+    }
+
     pub fn access_log(&self) -> PathBuf {
         self.dir.join("haproxy.log")
     }

@@ -24,6 +24,7 @@ trait Balancer {
     /// The `[[input]]` lines for its log.
     fn input(&self) -> String;
     fn pool(&self) -> &'static str;
+    fn config_file(&self) -> PathBuf;
 }
 
 impl Balancer for Nginx {
@@ -46,6 +47,9 @@ impl Balancer for Nginx {
     fn pool(&self) -> &'static str {
         "api"
     }
+    fn config_file(&self) -> PathBuf {
+        Nginx::config_file(self)
+    }
 }
 
 impl Balancer for Haproxy {
@@ -63,6 +67,9 @@ impl Balancer for Haproxy {
     }
     fn pool(&self) -> &'static str {
         "be_api"
+    }
+    fn config_file(&self) -> PathBuf {
+        Haproxy::config_file(self)
     }
 }
 
@@ -134,6 +141,19 @@ fn scenario(dir: &Path, balancer: &mut dyn Balancer) {
     let (status, text) = rehearse_now();
     assert_eq!(status, Some(1), "a weight of 10 must fail:\n{text}");
     assert!(text.contains("FAIL") && text.contains(&format!("{culprit} took")), "{text}");
+    // Against the balancer's own config the split is what it was told: the bad weight is in
+    // the config, not in the balancer's behaviour (lint is the check for that).
+    let output = skewtail()
+        .args(["rehearse", "--requests", "400", "--rate", "200", "--settle-s", "5", "--config"])
+        .arg(&config)
+        .arg("--balancer-config")
+        .arg(balancer.config_file())
+        .arg(format!("http://127.0.0.1:{front}/api/rehearsal"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "the split the balancer was told must pass:\n{text}");
+    assert!(text.contains(&format!("pool `{}` in", balancer.pool())), "{text}");
 
     balancer.reload_with(&[1, 1, 1, 1]);
     let resolved = hook.wait_for(Duration::from_secs(60), |hits| {
