@@ -15,7 +15,7 @@ use crate::alert::schema::{
     AlertingConfig, InhibitSection, RouteSection, SilenceSection, SinkSection,
 };
 use crate::detect::{Detector, DetectorConfig, PoolExpectation};
-use crate::located::{ConfigError, Located};
+use crate::located::{ConfigError, Located, MAX_CONFIG_BYTES};
 use crate::parse::{Parser, PatternSet};
 
 /// Where to start reading a live file.
@@ -160,10 +160,6 @@ pub fn parse_listen(text: &str) -> Result<Option<std::net::SocketAddr>, String> 
         )
     })
 }
-
-/// Config files are refused above this size (1 MiB): a config is a page of TOML, and a
-/// wrong path (`/dev/zero`, a log) must not be read until memory runs out.
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// A fully resolved input.
 #[derive(Debug)]

@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// Config files are refused above this size (1 MiB): a config is a page of TOML, and a
+/// wrong path (`/dev/zero`, a log) must not be read until memory runs out.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// A config section and the line it starts on.
 #[derive(Debug, Clone)]
 pub struct Located<T> {

@@ -39,7 +39,7 @@ pub fn file_in(state_dir: &Path) -> PathBuf {
 
 /// Reads the silences file (an absent file is no silences).
 pub fn load(path: &Path) -> Result<Vec<Silence>, String> {
-    match crate::source::read_capped(path, crate::config::MAX_CONFIG_BYTES) {
+    match crate::source::read_capped(path, crate::located::MAX_CONFIG_BYTES) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
             format!("{}: not a silences file ({e}); fix or remove it", path.display())
         }),

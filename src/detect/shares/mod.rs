@@ -20,6 +20,10 @@
 //! configured ones included whether or not they were ever seen), the slow-start grace of new
 //! backends, flapping, and `unexpected` (`unexpected.rs`).
 //!
+//! This file is the pass over one window's tested backends; `span.rs` gathers what that pass
+//! rests on (the tested backends, their expected shares, the dispersion) and what is learned
+//! after a quiet window; `rotation.rs` says whether a backend is ramping up or collapsed.
+//!
 //! **Cost.** A window looks only at the backends that served in the span, those with
 //! something going on, and those heavy enough that serving nothing would be remarkable; the
 //! rest of a pool of 100,000 is an aggregate. A pass over every backend happens once a minute
@@ -31,6 +35,8 @@ mod departures;
 mod episode;
 mod judge;
 mod pinning;
+mod rotation;
+mod span;
 mod unexpected;
 
 use std::collections::VecDeque;
@@ -41,20 +47,23 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::changes;
-use super::dispersion::{Cell, Noise};
+use super::dispersion::Noise;
 use super::flapping::FlapRules;
 use super::health::PoolLatency;
 use super::peers;
-use super::stats::{SharedTotal, g_test, half_life_alpha, lower, normal_quantile, ratio};
+use super::stats::{SharedTotal, half_life_alpha, normal_quantile, ratio};
 use super::tracker::Hold;
-use super::{
-    AlertKind, AlertState, DetectorConfig, Direction, Evidence, ExpectedFrom, Finding, PoolState,
-    Resolution,
-};
+use super::{AlertKind, AlertState, DetectorConfig, Direction, Finding, PoolState, Resolution};
 use crate::window::WindowSummary;
 use baseline::Baseline;
 use episode::{Away, Firing, Outcome, ShareEpisode, Step};
 use judge::{Judgement, Tested, judge};
+use rotation::{
+    Among, DEPARTED_RATIO, MIN_SETTLED_REQUESTS, SETTLE_MS, collapsed_in_window, grace_ms,
+    is_ramping, welcome_newcomers,
+};
+pub(super) use span::expected_shares;
+use span::{PoolJudgement, expected_total, learn, pool_judgement, share_evidence};
 
 /// A pool's share statistics.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -227,53 +236,6 @@ pub(super) fn maintain(pool: &mut PoolState, config: &DetectorConfig) {
             (total > 0.0 && raw / total >= min_share).then_some(slot)
         })
         .collect();
-}
-
-/// Each backend's expected share of its pool (0..=1): configured weight or learned baseline
-/// over the pool's total; backends with neither are left out.
-pub(super) fn expected_shares(pool: &PoolState) -> Vec<(std::sync::Arc<str>, f64)> {
-    let (total, weighted) = expected_total(pool);
-    if total <= 0.0 {
-        return Vec::new();
-    }
-    pool.backends()
-        .filter_map(|(_, backend)| {
-            let raw = if weighted { backend.weight? } else { backend.shares.baseline? };
-            Some((backend.name.clone(), raw / total))
-        })
-        .collect()
-}
-
-/// The total of the weights the expected shares are drawn from, and whether they are
-/// configured weights.
-fn expected_total(pool: &PoolState) -> (f64, bool) {
-    if pool.weighted {
-        (pool.configured_total, true)
-    } else {
-        (pool.shares.baseline.total.total, false)
-    }
-}
-
-/// The numbers one window's judgement of the pool rests on.
-struct PoolJudgement {
-    /// The backends tested: those that served in the span, those with something going on,
-    /// and the heavy ones.
-    slots: Vec<usize>,
-    expected: Vec<f64>,
-    span_counts: Vec<u64>,
-    window_counts: Vec<u64>,
-    /// Expected share of the pool's untested backends.
-    rest: f64,
-    /// Backends judged, tested or not.
-    n_backends: usize,
-    span_requests: u64,
-    window_requests: u64,
-    expected_from: ExpectedFrom,
-    /// The reference's extra variance, 1 + n/N_ref (1 with weights).
-    span_inflation: f64,
-    window_inflation: f64,
-    dispersion: f64,
-    pool_p_value: f64,
 }
 
 /// What the detector gathered about a window for the share judge.
@@ -687,279 +649,4 @@ fn push_fired(
         evidence,
         resolution: None,
     });
-}
-
-/// Whether a backend is still within its slow-start grace: new to the pool after its first
-/// minute (or configured and not yet seen while the balancer's slow start may still hold it
-/// back), and not yet past the grace.
-fn is_ramping(
-    first_seen_ms: Option<i64>,
-    pool_start_ms: i64,
-    now_ms: i64,
-    slow_start_s: Option<u32>,
-    config: &DetectorConfig,
-) -> bool {
-    // Backends seen in a pool's first minute were there before skewtail looked.
-    let incumbent_ms = i64::from(config.for_s.max(30)) * 2000;
-    let grace_ms = grace_ms(slow_start_s, config);
-    match first_seen_ms {
-        Some(first) => first - pool_start_ms > incumbent_ms && now_ms - first < grace_ms,
-        // Never seen: only a known slow start excuses it; otherwise it is down.
-        None => slow_start_s.is_some_and(|_| now_ms - pool_start_ms < grace_ms),
-    }
-}
-
-/// How long a newcomer may take less than its share: the balancer's own ramp plus the time it
-/// takes to judge, or `new_backend_grace_s`, ms.
-fn grace_ms(slow_start_s: Option<u32>, config: &DetectorConfig) -> i64 {
-    match slow_start_s {
-        Some(s) => i64::from(s) * 1000 + i64::from(config.for_s) * 1000,
-        None => i64::from(config.new_backend_grace_s) * 1000,
-    }
-}
-
-/// The last stretch of a newcomer's grace over which its settled share is measured, ms.
-const SETTLE_MS: i64 = 120_000;
-
-/// A newcomer expected to take fewer requests than this over [`SETTLE_MS`] is not watched as a
-/// possible canary or recorded in a scale-out: its share says too little (pods churning by the
-/// thousand each serve a few).
-const MIN_SETTLED_REQUESTS: f64 = 40.0;
-
-/// A backend has left rotation in a window when it takes at most this fraction of its share.
-const DEPARTED_RATIO: f64 = 0.25;
-
-/// Whether a backend's share collapsed in this window alone: to a small fraction of expected,
-/// and significantly so (a departure from rotation, for flapping).
-fn collapsed_in_window(
-    count: u64,
-    n: u64,
-    expected: f64,
-    scale: f64,
-    among: &Among,
-    config: &DetectorConfig,
-) -> bool {
-    let share = ratio(count, n);
-    if share > expected * DEPARTED_RATIO {
-        return false;
-    }
-    // Most backends of a large pool stop here, before the exact tail.
-    if !among.nothing_is_remarkable(n, expected, scale) {
-        return false;
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let adjusted = lower(count, n, expected, scale) * among.n_tested as f64;
-    adjusted < config.alpha
-}
-
-/// How many backends a window's per-backend tests are corrected for.
-struct Among {
-    n_tested: usize,
-    /// ln(N/alpha), computed once per window.
-    zero_threshold: f64,
-}
-
-impl Among {
-    #[allow(clippy::cast_precision_loss)]
-    fn new(n_tested: usize, config: &DetectorConfig) -> Self {
-        Among { n_tested, zero_threshold: (n_tested as f64 / config.alpha).ln() }
-    }
-
-    /// Whether a backend expected to take `expected` of `n` requests (with dispersion
-    /// `scale`) taking none of them is significant: P(0) = (1-q)^(n/s) < alpha/N needs n·q/s
-    /// above ln(N/alpha). A backend that expected only a few requests may well get none.
-    fn nothing_is_remarkable(&self, n: u64, expected: f64, scale: f64) -> bool {
-        #[allow(clippy::cast_precision_loss)]
-        let expected_count = n as f64 * expected / scale.max(1.0);
-        expected_count >= self.zero_threshold
-    }
-}
-
-/// Gives the backends of a learned pool that serve for the first time their starting weight.
-fn welcome_newcomers(pool: &mut PoolState, window: &WindowSummary, present: &[(usize, usize)]) {
-    let newcomers: Vec<usize> = present
-        .iter()
-        .map(|&(slot, _)| slot)
-        .filter(|&slot| pool.slots[slot].as_ref().is_some_and(|b| b.shares.baseline.is_none()))
-        .collect();
-    if newcomers.is_empty() {
-        return;
-    }
-    let weight = pool.shares.baseline.welcome(newcomers.len(), window.total_requests());
-    for slot in newcomers {
-        if let Some(backend) = pool.backend_mut(slot) {
-            backend.shares.baseline = Some(weight);
-        }
-    }
-}
-
-/// Collects what the pool's split is judged on this window; `None` when it cannot be judged
-/// (too little traffic, too few backends).
-#[allow(clippy::cast_precision_loss)]
-fn pool_judgement(
-    pool: &mut PoolState,
-    window: &WindowSummary,
-    present: &[(usize, usize)],
-    config: &DetectorConfig,
-) -> Option<PoolJudgement> {
-    let excluded = if pool.weighted { unexpected::paired_typos(pool) } else { Vec::new() };
-    for &slot in &excluded {
-        if let Some(episode) = pool.backend_mut(slot).and_then(|b| b.shares.episode.as_mut()) {
-            episode.pending = None;
-        }
-    }
-    let (mut total, weighted) = expected_total(pool);
-    let mut n_backends =
-        if weighted { pool.configured_backends } else { pool.shares.baseline.known };
-    for &slot in &excluded {
-        if let Some(weight) = pool.slots[slot].as_ref().and_then(|b| b.weight) {
-            total -= weight;
-            n_backends -= usize::from(weight > 0.0);
-        }
-    }
-    // Tested: served in the span, something going on, or heavy; each once.
-    let shares = &mut pool.shares;
-    shares.stamp = shares.stamp.wrapping_add(1).max(1);
-    if shares.listed.len() < pool.slots.len() {
-        shares.listed.resize(pool.slots.len(), 0);
-    }
-    let mut candidates: Vec<usize> = Vec::new();
-    let span_slots = shares.span.iter().flatten().map(|(slot, _)| *slot);
-    for slot in span_slots.chain(shares.active.iter().copied()).chain(shares.heavy.iter().copied())
-    {
-        if shares.listed[slot] != shares.stamp {
-            shares.listed[slot] = shares.stamp;
-            candidates.push(slot);
-        }
-    }
-    // This window's requests of each listed backend.
-    let mut counts_by_slot: Vec<(usize, u64)> = present
-        .iter()
-        .map(|&(slot, position)| (slot, window.backends[position].requests))
-        .collect();
-    counts_by_slot.sort_unstable_by_key(|(slot, _)| *slot);
-    let window_count = |slot: usize| {
-        counts_by_slot.binary_search_by_key(&slot, |(s, _)| *s).map_or(0, |i| counts_by_slot[i].1)
-    };
-    let (mut slots, mut expected, mut span_counts, mut counts) = (vec![], vec![], vec![], vec![]);
-    for slot in candidates {
-        let Some(backend) = pool.slots[slot].as_ref() else { continue };
-        let raw = if weighted {
-            match backend.weight {
-                Some(w) if w > 0.0 && !excluded.contains(&slot) => w,
-                _ => continue,
-            }
-        } else {
-            match backend.shares.baseline {
-                Some(w) if w > 0.0 => w,
-                _ => continue,
-            }
-        };
-        slots.push(slot);
-        expected.push(if total > 0.0 { raw / total } else { 0.0 });
-        span_counts.push(backend.shares.span_requests);
-        counts.push(window_count(slot));
-    }
-    let window_requests: u64 = counts.iter().sum();
-    pool.coverage.max_requests = pool.coverage.max_requests.max(window_requests);
-    pool.coverage.max_backends = pool.coverage.max_backends.max(n_backends);
-    if window_requests < config.min_requests || n_backends < config.min_backends {
-        return None;
-    }
-    let rest = (1.0 - expected.iter().sum::<f64>()).max(0.0);
-    let span_requests: u64 = span_counts.iter().sum();
-    let warmup_windows = config.warmup_s.div_ceil(config.window_s.max(1));
-    let baseline = &pool.shares.baseline;
-    let (expected_from, reference) = if weighted {
-        (ExpectedFrom::Weights, f64::INFINITY)
-    } else if baseline.learned_windows < warmup_windows {
-        (ExpectedFrom::Warmup, baseline.reference_requests.max(1.0))
-    } else {
-        (ExpectedFrom::Baseline, baseline.reference_requests.max(1.0))
-    };
-    let inflation = |n: u64| 1.0 + n as f64 / reference;
-    let dispersion = pool.shares.noise.span.upper();
-    let span_inflation = inflation(span_requests);
-    let pool_p_value = g_test(&span_counts, &expected, n_backends, dispersion * span_inflation);
-    Some(PoolJudgement {
-        slots,
-        expected,
-        span_counts,
-        window_counts: counts,
-        rest,
-        n_backends,
-        span_requests,
-        window_requests,
-        expected_from,
-        span_inflation,
-        window_inflation: inflation(window_requests),
-        dispersion,
-        pool_p_value,
-    })
-}
-
-/// Learns from a window where nothing looked off: the noise (over backends that are not
-/// ramping up) and, in learned pools, the baseline (from the backends that served).
-fn learn(
-    pool: &mut PoolState,
-    judgement: &PoolJudgement,
-    present: &[(usize, usize)],
-    window: &WindowSummary,
-    ramping: &[bool],
-    span_full: bool,
-    config: &DetectorConfig,
-) {
-    let half_life_windows = f64::from(config.baseline_half_life_s) / f64::from(config.window_s);
-    let decay = half_life_alpha(half_life_windows);
-    let cells: Vec<Cell> = judgement
-        .slots
-        .iter()
-        .enumerate()
-        .map(|(index, &slot)| Cell {
-            slot,
-            window: judgement.window_counts[index],
-            span: judgement.span_counts[index],
-            steady: !ramping[index],
-        })
-        .collect();
-    let span_windows = (config.for_s / config.window_s.max(1)).max(1) as usize;
-    pool.shares.noise.learn(&cells, span_full.then_some(span_windows), decay);
-    if pool.weighted {
-        return;
-    }
-    let warmup_windows = config.warmup_s.div_ceil(config.window_s.max(1));
-    let warming = pool.shares.baseline.learned_windows < warmup_windows;
-    let n = judgement.window_requests;
-    let add = pool.shares.baseline.learn(n, warming, decay);
-    for &(slot, position) in present {
-        #[allow(clippy::cast_precision_loss)]
-        let share = window.backends[position].requests as f64 / n.max(1) as f64;
-        if let Some(weight) = pool.backend_mut(slot).and_then(|b| b.shares.baseline.as_mut()) {
-            *weight += add * share;
-        }
-    }
-}
-
-/// The evidence of a share alert.
-fn share_evidence(
-    judgement: &PoolJudgement,
-    index: usize,
-    verdict: &Judgement,
-    backend: &str,
-    window: &WindowSummary,
-    config: &DetectorConfig,
-) -> Evidence {
-    let mut evidence = Evidence::blank(config.window_s);
-    evidence.observed_share = verdict.share;
-    evidence.expected_share = verdict.expected;
-    evidence.ratio = verdict.ratio;
-    evidence.expected_from = judgement.expected_from;
-    evidence.backend_requests = judgement.span_counts[index];
-    evidence.pool_requests = judgement.span_requests;
-    evidence.pool_backends = judgement.n_backends;
-    evidence.p_value = verdict.p_value;
-    evidence.pool_g_test_p_value = judgement.pool_p_value;
-    evidence.dispersion = judgement.dispersion;
-    super::explain::add_health(&mut evidence, backend, window);
-    evidence
 }
