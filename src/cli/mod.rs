@@ -532,7 +532,7 @@ fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     };
     let options =
         crate::live::RunOptions { config: args.config.clone(), json: args.json, state_dir, listen };
-    let counters = crate::live::run(settings, &options)?;
+    let counters = crate::live::run(settings, &options, crate::live::stop_signal())?;
     Ok(outcome(args.fail_on_alert, counters.alerts_fired))
 }
 

@@ -98,46 +98,58 @@ pub fn default_state_dir() -> PathBuf {
 enum Wake {
     /// A watched directory changed.
     Files,
-    /// SIGINT, SIGTERM or SIGHUP.
+    /// The shutdown future resolved, or SIGHUP.
     Signal,
 }
 
-/// Signals, as flags the ingest loop reads on every turn.
+/// Shutdown and reload, as flags the ingest loop reads on every turn.
 #[derive(Debug, Default)]
 struct Signals {
     shutdown: AtomicBool,
     reload: AtomicBool,
 }
 
-/// Listens for SIGINT/SIGTERM (stop) and SIGHUP (reload) on `runtime`.
-fn listen_for_signals(
-    runtime: &tokio::runtime::Runtime,
-    signals: Arc<Signals>,
-    wake: mpsc::Sender<Wake>,
-) {
-    runtime.spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut terminate), Ok(mut hangup)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-        else {
-            tracing::error!(message = "Cannot listen for SIGTERM and SIGHUP; stop with SIGINT.");
-            let _ = tokio::signal::ctrl_c().await;
-            signals.shutdown.store(true, Ordering::SeqCst);
-            let _ = wake.send(Wake::Signal);
-            return;
-        };
-        loop {
+/// Resolves on SIGINT or SIGTERM: the shutdown the command line gives [`run`].
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = terminate.recv() => break,
-                _ = hangup.recv() => {
-                    signals.reload.store(true, Ordering::SeqCst);
-                    let _ = wake.send(Wake::Signal);
-                }
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
             }
         }
-        signals.shutdown.store(true, Ordering::SeqCst);
-        let _ = wake.send(Wake::Signal);
+        Err(error) => {
+            tracing::error!(message = "Cannot listen for SIGTERM; stop with SIGINT.", %error);
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Sets the shutdown flag when `shutdown` resolves, and reload on every SIGHUP.
+fn listen_for_control(
+    runtime: &tokio::runtime::Runtime,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    signals: &Arc<Signals>,
+    wake: &mpsc::Sender<Wake>,
+) {
+    let (stop, stop_wake) = (signals.clone(), wake.clone());
+    runtime.spawn(async move {
+        shutdown.await;
+        stop.shutdown.store(true, Ordering::SeqCst);
+        let _ = stop_wake.send(Wake::Signal);
+    });
+    let (reload, reload_wake) = (signals.clone(), wake.clone());
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!(message = "Cannot listen for SIGHUP; restart to load a new config.");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            reload.reload.store(true, Ordering::SeqCst);
+            let _ = reload_wake.send(Wake::Signal);
+        }
     });
 }
 
@@ -218,8 +230,14 @@ struct Sidecar {
     balancer_files: reload::FileStamps,
 }
 
-/// Runs the sidecar until SIGINT or SIGTERM; returns the totals.
-pub fn run(settings: Settings, options: &RunOptions) -> anyhow::Result<Counters> {
+/// Runs the sidecar until `shutdown` resolves (the command line passes [`stop_signal`]; a
+/// test, any future), reloading its config on SIGHUP; returns the totals once every window
+/// it could close is judged, alerts are delivered (within the deadline) and state is saved.
+pub fn run(
+    settings: Settings,
+    options: &RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Counters> {
     check_live(&settings)?;
     let store = StateStore::open(&options.state_dir).with_context(|| {
         format!(
@@ -260,7 +278,7 @@ pub fn run(settings: Settings, options: &RunOptions) -> anyhow::Result<Counters>
 
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>();
     let signals = Arc::new(Signals::default());
-    listen_for_signals(&runtime, signals.clone(), wake_tx.clone());
+    listen_for_control(&runtime, shutdown, &signals, &wake_tx);
 
     let (pipeline, followed) = build_pipeline(&settings, Vec::new());
     let mut sidecar = Sidecar {
