@@ -52,7 +52,7 @@ struct Args {
 }
 
 fn now_ms() -> i64 {
-    skewtail::live::wall_clock_ms()
+    skewtail::clock::wall_clock_ms()
 }
 
 fn open(path: &PathBuf) -> std::io::Result<std::fs::File> {

@@ -15,7 +15,7 @@ use crate::alert::schema::{
     AlertingConfig, InhibitSection, RouteSection, SilenceSection, SinkSection,
 };
 use crate::detect::{Detector, DetectorConfig, PoolExpectation};
-use crate::located::{ConfigError, Located, MAX_CONFIG_BYTES};
+use crate::located::{ConfigError, Located, MAX_CONFIG_BYTES, with_causes};
 use crate::parse::{Parser, PatternSet};
 
 /// Where to start reading a live file.
@@ -206,19 +206,54 @@ pub struct Settings {
 
 /// Adds every `*.toml` file in `dir` to `patterns` (in name order; a user pattern with a
 /// built-in's name replaces it). Errors name the file, and its line when the pattern is bad.
-pub fn load_patterns(patterns: &mut PatternSet, dir: &Path) -> Result<(), String> {
+pub fn load_patterns(patterns: &mut PatternSet, dir: &Path) -> Result<(), PatternsError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read the patterns directory {}: {e}", dir.display()))?
+        .map_err(|source| PatternsError::Directory { dir: dir.to_path_buf(), source })?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .collect();
     paths.sort();
     for path in paths {
         let text = crate::source::read_capped(&path, MAX_CONFIG_BYTES)
-            .map_err(|e| format!("cannot read pattern {}: {e}", path.display()))?;
-        patterns.add_file(&path, &text).map_err(|e| e.to_string())?;
+            .map_err(|source| PatternsError::File { path: path.clone(), source })?;
+        patterns.add_file(&path, &text)?;
     }
     Ok(())
+}
+
+/// Why a patterns directory could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternsError {
+    /// The directory cannot be listed.
+    #[error("cannot read the patterns directory {}", dir.display())]
+    Directory {
+        /// The directory.
+        dir: PathBuf,
+        /// The error from the system.
+        source: std::io::Error,
+    },
+    /// A pattern file cannot be read.
+    #[error("cannot read pattern {}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The error from the system.
+        source: std::io::Error,
+    },
+    /// A pattern file is wrong (the error names its line).
+    #[error(transparent)]
+    Pattern(#[from] crate::parse::PatternError),
+}
+
+/// Why an input's parser could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ParserSetupError {
+    /// The sample lines for `auto` could not be read.
+    #[error(transparent)]
+    Sample(#[from] crate::source::error::SourceError),
+    /// No parser fits what was asked.
+    #[error(transparent)]
+    Choice(#[from] crate::parse::ChoiceError),
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`": the closest known key.
@@ -248,19 +283,17 @@ pub fn build_parser(
     log_format: Option<&str>,
     custom_variables: &[String],
     sample: Option<&Path>,
-) -> Result<(Parser, String), String> {
+) -> Result<(Parser, String), ParserSetupError> {
     let lines = match (format, log_format, sample) {
         (Some("auto"), None, Some(path)) => {
-            crate::source::once::sample_lines(path, crate::parse::AUTO_SAMPLE_LINES)
-                .map_err(|e| format!("{e:#}"))?
+            crate::source::once::sample_lines(path, crate::parse::AUTO_SAMPLE_LINES)?
         }
         _ => Vec::new(),
     };
     let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
     let source = sample.map(|p| p.display().to_string()).unwrap_or_default();
     let sample = sample.map(|_| crate::parse::Sample { source: &source, lines: &lines });
-    crate::parse::build_parser(patterns, format, log_format, custom_variables, sample)
-        .map_err(|e| e.to_string())
+    Ok(crate::parse::build_parser(patterns, format, log_format, custom_variables, sample)?)
 }
 
 /// A pool's expectation, where in the config it was given, and the balancer files it was
@@ -375,7 +408,7 @@ impl Settings {
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(dir) = &file.patterns_dir {
             load_patterns(&mut patterns, &base.join(dir))
-                .map_err(|e| at(key_offset("patterns_dir"), e))?;
+                .map_err(|e| at(key_offset("patterns_dir"), with_causes(&e)))?;
         }
 
         let mut expectations = BTreeMap::new();
@@ -427,8 +460,9 @@ impl Settings {
                 &input.custom_variables,
                 Some(&path),
             )
-            .map_err(|message| {
-                at(if input.log_format.is_some() { log_format_span } else { span }, message)
+            .map_err(|error| {
+                let span = if input.log_format.is_some() { log_format_span } else { span };
+                at(span, with_causes(&error))
             })?;
             let name = input.name.clone().unwrap_or_else(|| {
                 input

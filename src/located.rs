@@ -32,3 +32,20 @@ pub struct ConfigError {
 fn located(path: &Path, line: usize) -> String {
     if line == 0 { path.display().to_string() } else { format!("{}:{line}", path.display()) }
 }
+
+/// An error and its causes in one line, `outer: inner: innermost` (as `anyhow` prints with
+/// `{:#}`), for a message that goes into a [`ConfigError`].
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        // A transparent wrapper repeats its inner error: say it once.
+        if !text.ends_with(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
+}

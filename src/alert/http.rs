@@ -57,33 +57,46 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
 
 /// Only https, except on loopback (a local relay, a test receiver): alerts carry data from
 /// the logs and the URL often carries a token.
-pub fn check_url(url: &str, insecure_http: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("not a valid URL ({e}); give the full https:// URL"))?;
+pub fn check_url(url: &str, insecure_http: bool) -> Result<(), UrlError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| UrlError::Invalid(e.to_string()))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" => {
             if is_loopback(&parsed) || insecure_http {
                 Ok(())
             } else {
-                Err("the URL must use https:// (plain http:// is allowed only on loopback, or with `insecure_http = true` for a receiver on a trusted network such as an in-cluster Alertmanager)"
-                    .to_string())
+                Err(UrlError::PlainHttp)
             }
         }
-        other => Err(format!("unsupported URL scheme `{other}`; use https://")),
+        other => Err(UrlError::Scheme(other.to_string())),
     }
+}
+
+/// A receiver URL skewtail will not send to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// It does not parse.
+    #[error("not a valid URL ({0}); give the full https:// URL")]
+    Invalid(String),
+    /// Plain http to a host that is not loopback, without `insecure_http`.
+    #[error(
+        "the URL must use https:// (plain http:// is allowed only on loopback, or with `insecure_http = true` for a receiver on a trusted network such as an in-cluster Alertmanager)"
+    )]
+    PlainHttp,
+    /// Neither https nor http.
+    #[error("unsupported URL scheme `{0}`; use https://")]
+    Scheme(String),
 }
 
 /// A client with connect and total timeouts, no redirects (a redirect usually means a wrong
 /// URL, and following one is an SSRF risk) and rustls.
-pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("skewtail/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))
 }
 
 /// One request to send: body and extra headers.
@@ -341,7 +354,7 @@ mod tests {
         assert!(check_url("http://127.0.0.1:9093/api/v2/alerts", false).is_ok());
         assert!(check_url("http://[::1]:80/", false).is_ok());
         assert!(check_url("http://localhost:80/", false).is_ok());
-        assert!(check_url("http://hooks.example.com/x", false).unwrap_err().contains("https"));
+        assert_eq!(check_url("http://hooks.example.com/x", false), Err(UrlError::PlainHttp));
         assert!(check_url("ftp://x", false).is_err());
         assert!(check_url("http://alertmanager-0.monitoring:9093/", true).is_ok());
         assert!(check_url("not a url", false).is_err());

@@ -28,7 +28,7 @@ pub struct Matcher {
 
 impl Matcher {
     /// From a config section; the error says which pattern is wrong.
-    pub fn from_section(section: &MatchSection) -> Result<Self, String> {
+    pub fn from_section(section: &MatchSection) -> Result<Self, MatcherError> {
         let named = [
             ("kind", &section.kind),
             ("severity", &section.severity),
@@ -41,7 +41,11 @@ impl Matcher {
             let Some(values) = values else { continue };
             let patterns = values.values();
             for pattern in &patterns {
-                compile(pattern).map_err(|e| format!("{field} pattern `{pattern}`: {e}"))?;
+                compile(pattern).map_err(|source| MatcherError::Pattern {
+                    field: field.to_string(),
+                    pattern: pattern.clone(),
+                    source,
+                })?;
             }
             fields.push(FieldMatcher { field: field.to_string(), patterns });
         }
@@ -49,13 +53,17 @@ impl Matcher {
     }
 
     /// From `field=pattern` pairs (the `silence add` command line).
-    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, String> {
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, MatcherError> {
         let mut matcher = Matcher::default();
         for (field, pattern) in pairs {
             if !FIELDS.contains(&field.as_str()) {
-                return Err(format!("unknown field `{field}`; use one of {}", FIELDS.join(", ")));
+                return Err(MatcherError::UnknownField { field: field.clone() });
             }
-            compile(pattern).map_err(|e| format!("{field} pattern `{pattern}`: {e}"))?;
+            compile(pattern).map_err(|source| MatcherError::Pattern {
+                field: field.clone(),
+                pattern: pattern.clone(),
+                source,
+            })?;
             match matcher.fields.iter_mut().find(|f| &f.field == field) {
                 Some(existing) => existing.patterns.push(pattern.clone()),
                 None => matcher
@@ -85,6 +93,27 @@ impl Matcher {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// A matcher that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MatcherError {
+    /// Not a field alerts have.
+    #[error("unknown field `{field}`; use one of {}", FIELDS.join(", "))]
+    UnknownField {
+        /// The field given.
+        field: String,
+    },
+    /// A glob that is not one.
+    #[error("{field} pattern `{pattern}`: {source}")]
+    Pattern {
+        /// The field.
+        field: String,
+        /// The pattern given.
+        pattern: String,
+        /// Where it is wrong.
+        source: glob::PatternError,
+    },
 }
 
 fn compile(pattern: &str) -> Result<glob::Pattern, glob::PatternError> {

@@ -176,7 +176,9 @@ pub fn build_sinks(config: &AlertingConfig, with_stdout: bool) -> Result<BuiltSi
             let instance = if n_targets > 1 { format!("{name}@{}", i + 1) } else { name.clone() };
             let client = match target {
                 Target::Stdout | Target::File { .. } => None,
-                _ => Some(http::client(timeout).map_err(at)?),
+                _ => Some(http::client(timeout).map_err(|e| {
+                    at(format!("cannot build the HTTP client: {}", e.without_url()))
+                })?),
             };
             let default_rate = match sink.kind {
                 SinkType::Slack => 1.0,
@@ -266,7 +268,7 @@ fn check_keys(
     }
     let insecure = sink.insecure_http.unwrap_or(false);
     if let Some(url) = &sink.url {
-        http::check_url(url.expose(), insecure).map_err(at)?;
+        http::check_url(url.expose(), insecure).map_err(|e| at(e.to_string()))?;
     }
     if sink.kind == SinkType::Alertmanager {
         let urls = sink.urls.as_deref().unwrap_or_default();
@@ -274,7 +276,7 @@ fn check_keys(
             return Err(at("needs `urls`: every Alertmanager of the cluster, e.g. [\"http://127.0.0.1:9093\"]; never one behind a balancer".to_string()));
         }
         for url in urls {
-            http::check_url(&alertmanager_url(url), insecure).map_err(at)?;
+            http::check_url(&alertmanager_url(url), insecure).map_err(|e| at(e.to_string()))?;
         }
     }
     if let Some(timeout) = sink.timeout_s
@@ -322,7 +324,8 @@ fn alertmanager_url(url: &str) -> String {
 fn url_secret(sink: &SinkSection, base: &Path) -> Result<Secret, String> {
     let url = secret("url", &sink.url, &sink.url_env, &sink.url_file, base)?
         .ok_or_else(|| "needs `url_env` (or `url_file`, `url`)".to_string())?;
-    http::check_url(url.expose(), sink.insecure_http.unwrap_or(false))?;
+    http::check_url(url.expose(), sink.insecure_http.unwrap_or(false))
+        .map_err(|e| e.to_string())?;
     Ok(url)
 }
 
@@ -408,7 +411,7 @@ fn routes(
                 )));
             }
         }
-        let matcher = Matcher::from_section(&route.matchers).map_err(at)?;
+        let matcher = Matcher::from_section(&route.matchers).map_err(|e| at(e.to_string()))?;
         let group_wait_s = route.group_wait_s.unwrap_or(0.0);
         if !(0.0..=3600.0).contains(&group_wait_s) {
             return Err(at("group_wait_s must be between 0 and 3600".to_string()));
@@ -495,8 +498,8 @@ fn inhibit_rules(config: &AlertingConfig) -> Result<Vec<InhibitRule>, ConfigErro
                 }
             }
             Ok(InhibitRule {
-                source: Matcher::from_section(&rule.source).map_err(at)?,
-                target: Matcher::from_section(&rule.target).map_err(at)?,
+                source: Matcher::from_section(&rule.source).map_err(|e| at(e.to_string()))?,
+                target: Matcher::from_section(&rule.target).map_err(|e| at(e.to_string()))?,
                 equal,
             })
         })

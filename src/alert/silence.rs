@@ -38,25 +38,50 @@ pub fn file_in(state_dir: &Path) -> PathBuf {
 }
 
 /// Reads the silences file (an absent file is no silences).
-pub fn load(path: &Path) -> Result<Vec<Silence>, String> {
+pub fn load(path: &Path) -> Result<Vec<Silence>, SilenceFileError> {
     match crate::source::read_capped(path, crate::located::MAX_CONFIG_BYTES) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            format!("{}: not a silences file ({e}); fix or remove it", path.display())
-        }),
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|source| SilenceFileError::Malformed { path: path.to_path_buf(), source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(SilenceFileError::Io { path: path.to_path_buf(), source }),
     }
 }
 
+/// The silences file cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SilenceFileError {
+    /// Reading, writing or renaming failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file (or its directory, or the temporary file beside it).
+        path: PathBuf,
+        /// The error from the system.
+        source: std::io::Error,
+    },
+    /// The file is not a list of silences.
+    #[error("{}: not a silences file ({source}); fix or remove it", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Where it is wrong.
+        source: serde_json::Error,
+    },
+}
+
 /// Writes the silences file atomically.
-pub fn save(path: &Path, silences: &[Silence]) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(silences).map_err(|e| e.to_string())?;
+pub fn save(path: &Path, silences: &[Silence]) -> Result<(), SilenceFileError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SilenceFileError::Io { path, source }
+    };
+    let text = serde_json::to_string_pretty(silences)
+        .map_err(|source| SilenceFileError::Malformed { path: path.to_path_buf(), source })?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
     let temp = path.with_extension("json.tmp");
-    std::fs::write(&temp, text).map_err(|e| format!("{}: {e}", temp.display()))?;
-    std::fs::rename(&temp, path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(&temp, text).map_err(io(&temp))?;
+    std::fs::rename(&temp, path).map_err(io(path))
 }
 
 /// The silences in force: the config's, and the file's (read again when it changes).

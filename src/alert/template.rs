@@ -28,7 +28,7 @@ const MAX_VALUE_CHARS: usize = 1000;
 
 impl MessageTemplate {
     /// Compiles `source`; the error gives the template's own line.
-    pub fn compile(source: &str, escape: Escape) -> Result<Self, String> {
+    pub fn compile(source: &str, escape: Escape) -> Result<Self, TemplateError> {
         let env = environment(escape);
         env.template_from_str(source).map_err(|e| describe(&e))?;
         Ok(MessageTemplate { source: source.to_string(), escape })
@@ -39,7 +39,7 @@ impl MessageTemplate {
         &self,
         notices: &[Notice],
         dashboard_url: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String, TemplateError> {
         let env = environment(self.escape);
         let template = env.template_from_str(&self.source).map_err(|e| describe(&e))?;
         let status = if notices.iter().all(|n| n.status == super::notice::Status::Resolved) {
@@ -92,12 +92,19 @@ fn environment(escape: Escape) -> Environment<'static> {
     env
 }
 
-fn describe(error: &minijinja::Error) -> String {
+/// A message template that does not compile or render: the template's own line, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template{}: {detail}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct TemplateError {
+    /// The template's line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub detail: String,
+}
+
+fn describe(error: &minijinja::Error) -> TemplateError {
     let detail = error.detail().map_or_else(|| error.kind().to_string(), str::to_string);
-    match error.line() {
-        Some(line) => format!("template line {line}: {detail}"),
-        None => format!("template: {detail}"),
-    }
+    TemplateError { line: error.line(), detail }
 }
 
 #[cfg(test)]
@@ -134,7 +141,8 @@ mod tests {
         .unwrap();
         let text = template.render(&[notice("<!channel>")], None).unwrap();
         assert_eq!(text, "1 alert(s)\n&lt;!channel&gt; for 1m 5s");
-        let error = MessageTemplate::compile("ok\n{% for %}", Escape::Plain).unwrap_err();
+        let error =
+            MessageTemplate::compile("ok\n{% for %}", Escape::Plain).unwrap_err().to_string();
         assert!(error.starts_with("template line 2:"), "{error}");
     }
 }

@@ -195,7 +195,7 @@ pub fn read(path: &Path, kind: Option<Kind>) -> Result<BalancerConfig, BalancerE
             recognise(&text).map_err(|message| BalancerError {
                 path: path.to_path_buf(),
                 line: 0,
-                message,
+                message: message.to_string(),
             })?
         }
     };
@@ -206,16 +206,26 @@ pub fn read(path: &Path, kind: Option<Kind>) -> Result<BalancerConfig, BalancerE
 }
 
 /// Which balancer wrote `text`, from its structure; the error says why neither fits.
-pub fn recognise(text: &str) -> Result<Kind, String> {
+pub fn recognise(text: &str) -> Result<Kind, KindUnclear> {
     match (nginx::is_well_formed(text), haproxy::is_well_formed(text)) {
         (true, false) => Ok(Kind::Nginx),
         (false, true) => Ok(Kind::Haproxy),
-        (true, true) => Err("reads as both an nginx and a HAProxy config; give --kind".into()),
-        (false, false) => Err("neither an nginx config (`;`-terminated directives in balanced \
-             `{}` blocks) nor a HAProxy one (lines under `global`/`defaults`/`backend`/... \
-             headers); give --kind nginx or --kind haproxy"
-            .into()),
+        (true, true) => Err(KindUnclear::Both),
+        (false, false) => Err(KindUnclear::Neither),
     }
+}
+
+/// Why a config's kind could not be told from its structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KindUnclear {
+    /// It is well-formed as either.
+    #[error("reads as both an nginx and a HAProxy config; give --kind")]
+    Both,
+    /// It is well-formed as neither.
+    #[error(
+        "neither an nginx config (`;`-terminated directives in balanced `{{}}` blocks) nor a HAProxy one (lines under `global`/`defaults`/`backend`/... headers); give --kind nginx or --kind haproxy"
+    )]
+    Neither,
 }
 
 fn read_text(path: &Path) -> Result<String, BalancerError> {
@@ -256,7 +266,8 @@ mod tests {
         // HAProxy, anonymous ACL braces and all.
         let haproxy = "global\n  maxconn 100\ndefaults\n  mode http\nlisten web\n  bind :80\n  http-request deny if { path_beg /admin }\n  server s1 10.0.0.1:80 weight 10\n";
         assert_eq!(recognise(haproxy), Ok(Kind::Haproxy));
-        assert!(recognise("just some words\n").unwrap_err().contains("--kind"));
+        assert_eq!(recognise("just some words\n"), Err(KindUnclear::Neither));
+        assert!(KindUnclear::Neither.to_string().contains("--kind"));
         assert!(recognise("").is_err());
     }
 

@@ -54,10 +54,10 @@ pub(super) fn silence(command: &SilenceCommand) -> anyhow::Result<Outcome> {
                         })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let matcher = Matcher::from_pairs(&pairs).map_err(anyhow::Error::msg)?;
+            let matcher = Matcher::from_pairs(&pairs)?;
             let duration_s = crate::synth::parse_duration_s(&args.duration)
                 .with_context(|| format!("--duration `{}`: use 30m, 2h or 1h30m", args.duration))?;
-            let mut silences = silence::load(&path).map_err(anyhow::Error::msg)?;
+            let mut silences = silence::load(&path)?;
             let silence = Silence {
                 id: silence::new_id(now_ms, &silences),
                 matcher,
@@ -73,12 +73,12 @@ pub(super) fn silence(command: &SilenceCommand) -> anyhow::Result<Outcome> {
                 silence.matcher.describe()
             )?;
             silences.push(silence);
-            silence::save(&path, &silences).map_err(anyhow::Error::msg)?;
+            silence::save(&path, &silences)?;
         }
         SilenceCommand::List(dir) => {
             let path = silences_file(dir)?;
             let mut out = std::io::stdout().lock();
-            for s in silence::load(&path).map_err(anyhow::Error::msg)? {
+            for s in silence::load(&path)? {
                 let state = if now_ms >= s.ends_ms {
                     "expired"
                 } else if now_ms < s.starts_ms {
@@ -98,7 +98,7 @@ pub(super) fn silence(command: &SilenceCommand) -> anyhow::Result<Outcome> {
         }
         SilenceCommand::Expire(args) => {
             let path = silences_file(&args.dir)?;
-            let mut silences = silence::load(&path).map_err(anyhow::Error::msg)?;
+            let mut silences = silence::load(&path)?;
             let Some(found) = silences.iter_mut().find(|s| s.id == args.id) else {
                 bail!(
                     "no silence `{}` in {}; see `skewtail silence list`",
@@ -107,7 +107,7 @@ pub(super) fn silence(command: &SilenceCommand) -> anyhow::Result<Outcome> {
                 );
             };
             found.ends_ms = found.ends_ms.min(now_ms);
-            silence::save(&path, &silences).map_err(anyhow::Error::msg)?;
+            silence::save(&path, &silences)?;
             writeln!(std::io::stdout(), "{} expired", args.id)?;
         }
     }

@@ -51,8 +51,7 @@ pub(super) fn parse(args: &ParseArgs) -> anyhow::Result<Outcome> {
         (format, _, _) => format.as_deref(),
     };
     let (mut parser, _) =
-        build_parser(&settings.patterns, format, args.log_format.as_deref(), &[], sample)
-            .map_err(anyhow::Error::msg)?;
+        build_parser(&settings.patterns, format, args.log_format.as_deref(), &[], sample)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     let (mut n_lines, mut n_parsed) = (0u64, 0u64);
     for path in files {
@@ -91,7 +90,7 @@ pub(super) fn parse(args: &ParseArgs) -> anyhow::Result<Outcome> {
 fn load_patterns(dir: Option<&Path>) -> anyhow::Result<crate::parse::PatternSet> {
     let mut patterns = crate::parse::PatternSet::builtin();
     if let Some(dir) = dir {
-        crate::config::load_patterns(&mut patterns, dir).map_err(anyhow::Error::msg)?;
+        crate::config::load_patterns(&mut patterns, dir)?;
     }
     Ok(patterns)
 }
@@ -131,8 +130,7 @@ pub(super) fn patterns_test(args: &PatternsTestArgs) -> anyhow::Result<Outcome> 
         match crate::parse::auto::choose(&ranked) {
             Ok((best, why)) => {
                 writeln!(out, "format: {why}")?;
-                build_parser(&patterns, Some(&best.name), None, &[], None)
-                    .map_err(anyhow::Error::msg)?
+                build_parser(&patterns, Some(&best.name), None, &[], None)?
             }
             Err(why) => {
                 writeln!(out, "no format picked: {why}")?;
@@ -152,8 +150,7 @@ pub(super) fn patterns_test(args: &PatternsTestArgs) -> anyhow::Result<Outcome> 
             }
         }
     } else {
-        build_parser(&patterns, format, args.log_format.as_deref(), &[], None)
-            .map_err(anyhow::Error::msg)?
+        build_parser(&patterns, format, args.log_format.as_deref(), &[], None)?
     };
 
     let mut fill = crate::parse::auto::FieldFill::default();

@@ -51,9 +51,7 @@ pub(super) fn rehearse(args: &RehearseArgs) -> anyhow::Result<Outcome> {
         (format, log_format, _) => {
             let format =
                 format.as_deref().or(if log_format.is_some() { None } else { Some("auto") });
-            build_parser(&settings.patterns, format, log_format.as_deref(), &[], Some(&log))
-                .map_err(anyhow::Error::msg)?
-                .0
+            build_parser(&settings.patterns, format, log_format.as_deref(), &[], Some(&log))?.0
         }
     };
     let pool = args.pool.clone().or_else(|| input.map(|i| i.pool.clone()));

@@ -87,8 +87,7 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                         &settings.patterns,
                         crate::parse::Sample { source: "stdin", lines: &lines },
                         &[],
-                    )
-                    .map_err(anyhow::Error::msg)?
+                    )?
                 }
                 _ => build_parser(
                     &settings.patterns,
@@ -96,8 +95,7 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                     log_format.as_deref(),
                     &[],
                     sample.map(PathBuf::as_path),
-                )
-                .map_err(anyhow::Error::msg)?,
+                )?,
             }
         }
     };
@@ -298,9 +296,9 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let (counters, delivery) = match pipeline.finish(&mut observer, OpenWindows::Close, interrupted)
     {
         // Whoever reads the output has had enough (`replay | head`): nothing more to say.
-        Err(error) if error.is_broken_pipe() => return Ok(Outcome::Clean),
+        Err(error) if error.is_broken_pipe() => return Ok(output_closed(&pipeline)),
         Err(error) => return Err(error.into()),
-        Ok(_) if pipeline.stopped() => return Ok(Outcome::Clean),
+        Ok(_) if pipeline.stopped() => return Ok(output_closed(&pipeline)),
         Ok(done) => done,
     };
     drop(runtime);
@@ -348,9 +346,7 @@ pub(super) fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
         std::fs::write(path, &log).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let settings = Settings::defaults();
-    let parser = build_parser(&settings.patterns, Some("upstream"), None, &[], None)
-        .map_err(anyhow::Error::msg)?
-        .0;
+    let parser = build_parser(&settings.patterns, Some("upstream"), None, &[], None)?.0;
     let mut pipeline = Pipeline::new(settings.build_detector());
     let index = pipeline.add_input("demo", parser, "api");
     let mut stdout = io::stdout().lock();
@@ -382,4 +378,14 @@ pub(super) fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
         Err(error) if !error.is_broken_pipe() => Err(error.into()),
         _ => Ok(Outcome::Clean),
     }
+}
+
+/// The reader of the output has gone (`replay | head`): the replay stopped there, said so
+/// only in the log (stdout is closed, and stderr may be a terminal the user is reading).
+fn output_closed(pipeline: &Pipeline) -> Outcome {
+    tracing::info!(
+        message = "The output was closed: stopped reading.",
+        lines = pipeline.counters().lines
+    );
+    Outcome::Clean
 }

@@ -91,7 +91,7 @@ fn case(spec: CaseSpec, hours_clean: u32) -> Result<Case, String> {
     let every_s = spec.every.as_deref().map(duration).transpose().map_err(at)?;
     let mut incidents = Vec::new();
     for text in &spec.incidents {
-        let first = Incident::from_spec(text).map_err(at)?;
+        let first = Incident::from_spec(text).map_err(|e| at(e.to_string()))?;
         let mut incident = first.clone();
         // Repeated `every` so long, while it fits in the case.
         while incident.start_s + incident.duration_s <= duration_s {
@@ -104,7 +104,7 @@ fn case(spec: CaseSpec, hours_clean: u32) -> Result<Case, String> {
         }
     }
     for text in &spec.once {
-        incidents.push(Incident::from_spec(text).map_err(at)?);
+        incidents.push(Incident::from_spec(text).map_err(|e| at(e.to_string()))?);
     }
     let n_backends = spec.backends.unwrap_or(8);
     let base = Scenario::clean(duration_s, spec.rate.unwrap_or(40.0));

@@ -264,7 +264,7 @@ type Labels<'a> = [(&'static str, std::borrow::Cow<'a, str>); 2];
 
 impl Collector for LiveMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let now_ms = super::wall_clock_ms();
+        let now_ms = crate::clock::wall_clock_ms();
         let view = self.view();
 
         let mut family = encoder.encode_descriptor(

@@ -11,9 +11,11 @@
 //! changes, and polls anyway, so nothing depends on an event arriving. Delivery and the HTTP
 //! endpoint run on a one-thread tokio runtime beside it.
 //!
-//! This is the only module that reads the wall clock ([`wall_clock_ms`]): for the idle clock
-//! that closes a quiet input's windows, and for the snapshot's timestamp.
+//! The sidecar reads the wall clock (through [`crate::clock`], the one place that does) for the
+//! idle clock that closes a quiet input's windows, the heartbeat and the snapshot's timestamp;
+//! the windows themselves run on the logs' event time, as in replay.
 
+mod error;
 mod follow;
 pub mod metrics;
 mod output;
@@ -28,14 +30,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::alert::{AlertMetrics, Notifier, NotifierOptions, NotifierState};
 use crate::config::Settings;
 use crate::pipeline::OpenWindows;
 use crate::pipeline::{Counters, Pipeline, PipelineState};
 use crate::report::{Report, Style};
 use crate::source::tailer::Tailer;
+pub use error::LiveError;
 use follow::{Followed, log_event, read_input, watch};
 use metrics::LiveMetrics;
 use output::LiveOutput;
@@ -55,8 +56,6 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 /// How long the notifier may take to deliver what is queued at shutdown.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
-
-pub use crate::clock::wall_clock_ms;
 
 /// What `run` was asked for on the command line.
 #[derive(Debug, Clone)]
@@ -154,17 +153,16 @@ fn listen_for_control(
 }
 
 /// Checks that settings can run live: inputs, each with a backend field.
-fn check_live(settings: &Settings) -> anyhow::Result<()> {
+fn check_live(settings: &Settings) -> Result<(), LiveError> {
     if settings.inputs.is_empty() {
-        anyhow::bail!("no [[input]] to follow; add one with `path` and `format`");
+        return Err(LiveError::NoInputs);
     }
     for input in &settings.inputs {
         if !input.parser.has_backend_field() {
-            anyhow::bail!(
-                "input `{}`: {}",
-                input.name,
-                crate::parse::no_backend_message(&input.format_name)
-            );
+            return Err(LiveError::NoBackendField {
+                input: input.name.clone(),
+                why: crate::parse::no_backend_message(&input.format_name),
+            });
         }
     }
     Ok(())
@@ -176,7 +174,7 @@ fn start_notifier(
     options: &RunOptions,
     metrics: &AlertMetrics,
     runtime: &tokio::runtime::Handle,
-) -> anyhow::Result<Notifier> {
+) -> Result<Notifier, LiveError> {
     let notifier_options = NotifierOptions {
         with_stdout: true,
         state_dir: Some(options.state_dir.clone()),
@@ -237,19 +235,15 @@ pub fn run(
     settings: Settings,
     options: &RunOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<Counters> {
+) -> Result<Counters, LiveError> {
     check_live(&settings)?;
-    let store = StateStore::open(&options.state_dir).with_context(|| {
-        format!(
-            "cannot use the state directory {}; give a writable one with --state-dir or `state_dir`",
-            options.state_dir.display()
-        )
-    })?;
+    let store = StateStore::open(&options.state_dir)
+        .map_err(|source| LiveError::StateDirectory { dir: options.state_dir.clone(), source })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .context("cannot start the async runtime for alert delivery")?;
+        .map_err(LiveError::Runtime)?;
     let alert_metrics = AlertMetrics::default();
     let notifier = start_notifier(&settings, options, &alert_metrics, runtime.handle())?;
     if notifier.is_empty() && !options.json {
@@ -383,19 +377,19 @@ impl Sidecar {
             metrics.firing(&detector.firing());
             metrics.backends_held(detector.backends_held());
         }
-        self.health.beat(wall_clock_ms());
+        self.health.beat(crate::clock::wall_clock_ms());
     }
 
     /// Delivers what is queued within a deadline, saves the state as of the last line read
     /// (open windows stay open, to go on after a restart; what was not delivered stays in
     /// the journal), then writes the summary.
-    fn stop(mut self) -> anyhow::Result<Counters> {
+    fn stop(mut self) -> Result<Counters, LiveError> {
         let finished = self.pipeline.finish(&mut self.output, OpenWindows::Keep, false);
         self.checkpoint();
         let (counters, delivery) = match finished {
             Ok((counters, delivery)) => (counters, delivery.unwrap_or_default()),
             Err(error) if error.is_broken_pipe() => (self.pipeline.counters(), Default::default()),
-            Err(error) => return Err(error).context("cannot write the summary"),
+            Err(error) => return Err(LiveError::Summary(error)),
         };
         tracing::info!(
             message = "Stopped.",
@@ -420,7 +414,7 @@ impl Sidecar {
             .map(|f| InputCheckpoint { name: f.name.clone(), files: f.tailer.checkpoint() })
             .collect();
         let (alerting, mark) = self.output.notifier.state();
-        let written_at_ms = wall_clock_ms();
+        let written_at_ms = crate::clock::wall_clock_ms();
         let snapshot = SnapshotRef {
             format: state::FORMAT,
             written_by: concat!("skewtail ", env!("CARGO_PKG_VERSION")),
@@ -442,7 +436,7 @@ impl Sidecar {
 
     /// Goes on from the saved state, if there is one.
     fn restore(&mut self) {
-        let snapshot = match self.store.load::<PipelineState>(wall_clock_ms()) {
+        let snapshot = match self.store.load::<PipelineState>(crate::clock::wall_clock_ms()) {
             Ok(Some(snapshot)) => snapshot,
             Ok(None) => {
                 // No snapshot yet (a crash within seconds of the first start): deliveries

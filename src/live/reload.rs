@@ -11,9 +11,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
-
-use super::{Sidecar, build_pipeline, check_live, start_notifier};
+use super::{LiveError, Sidecar, build_pipeline, check_live, start_notifier};
 use crate::config::Settings;
 use crate::pipeline::PipelineState;
 
@@ -86,14 +84,12 @@ impl Sidecar {
     fn prepare(
         &self,
         runtime: &tokio::runtime::Handle,
-    ) -> anyhow::Result<(Settings, crate::alert::Notifier, PipelineState)> {
+    ) -> Result<(Settings, crate::alert::Notifier, PipelineState), LiveError> {
         let settings = Settings::load(&self.options.config)?;
         crate::alert::check(&settings.alerting)?;
         check_live(&settings)?;
-        let saved = serde_json::to_value(self.pipeline.save())
-            .context("cannot carry the pipeline's state over")?;
-        let state: PipelineState =
-            serde_json::from_value(saved).context("cannot carry the pipeline's state over")?;
+        let saved = serde_json::to_value(self.pipeline.save()).map_err(LiveError::CarryOver)?;
+        let state: PipelineState = serde_json::from_value(saved).map_err(LiveError::CarryOver)?;
         // Last, as it starts delivery tasks: nothing after it can fail.
         let notifier = start_notifier(&settings, &self.options, &self.alert_metrics, runtime)?;
         Ok((settings, notifier, state))

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -15,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
+use super::LiveError;
 use super::metrics::LiveMetrics;
 
 /// A loop that has not turned for this long is reported unhealthy (a turn takes at most a
@@ -56,14 +56,12 @@ pub fn start(
     registry: Registry,
     metrics: Arc<LiveMetrics>,
     health: Arc<Health>,
-) -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(addr).with_context(|| {
-        format!(
-            "cannot listen on {addr} for /metrics; choose another with --listen or `[server] listen`, or `off`"
-        )
-    })?;
-    listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
-    let bound = listener.local_addr().context("cannot read the address listened on")?;
+) -> Result<SocketAddr, LiveError> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| LiveError::Listen { addr, source })?;
+    let serve = |doing| move |source| LiveError::Serve { doing, source };
+    listener.set_nonblocking(true).map_err(serve("cannot make the listener non-blocking"))?;
+    let bound = listener.local_addr().map_err(serve("cannot read the address listened on"))?;
     let shared = Shared { registry: Arc::new(registry), metrics, health };
     let app = Router::new()
         .route("/metrics", get(metrics_page))
@@ -73,7 +71,7 @@ pub fn start(
         .with_state(shared);
     let _guard = runtime.enter();
     let listener = tokio::net::TcpListener::from_std(listener)
-        .context("cannot hand the listener to the async runtime")?;
+        .map_err(serve("cannot hand the listener to the async runtime"))?;
     runtime.spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(message = "The HTTP endpoint stopped.", %error);
@@ -98,7 +96,7 @@ async fn metrics_page(State(shared): State<Shared>) -> Response {
 
 async fn healthz(State(shared): State<Shared>) -> Response {
     let beat = shared.health.heartbeat_ms.load(Ordering::Relaxed);
-    let since = super::wall_clock_ms() - beat;
+    let since = crate::clock::wall_clock_ms() - beat;
     if beat == 0 || since <= STALLED_AFTER_MS {
         (StatusCode::OK, "ok\n").into_response()
     } else {

@@ -140,33 +140,61 @@ pub fn rank(patterns: &PatternSet, lines: &[&[u8]]) -> Vec<Candidate> {
     ranked
 }
 
+/// Why `auto` picked no format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unrecognised {
+    /// No pattern is loaded at all.
+    #[error("no formats are known")]
+    NoFormats,
+    /// The sample is empty.
+    #[error("the input has no lines to recognise a format from")]
+    NoLines,
+    /// Nothing parses half the sample.
+    #[error(
+        "no known format fits at least half of the first {sampled} lines (best: {best}); pass --format or --log-format, or add a pattern file"
+    )]
+    NoFit {
+        /// Lines looked at.
+        sampled: usize,
+        /// The best few, described.
+        best: String,
+    },
+    /// Two formats fit as well as each other.
+    #[error(
+        "formats {best} and {second} fit the first {sampled} lines equally well; pass --format to choose"
+    )]
+    Tie {
+        /// The first, described.
+        best: String,
+        /// The other, described.
+        second: String,
+        /// Lines looked at.
+        sampled: usize,
+    },
+}
+
 /// Picks the best candidate, or explains why none can be picked: nothing fits at least half
 /// the sample, or two formats fit it equally well.
-pub fn choose(ranked: &[Candidate]) -> Result<(&Candidate, String), String> {
+pub fn choose(ranked: &[Candidate]) -> Result<(&Candidate, String), Unrecognised> {
     let Some(best) = ranked.first() else {
-        return Err("no formats are known".to_string());
+        return Err(Unrecognised::NoFormats);
     };
     let describe = |c: &Candidate| {
         format!("`{}` ({} of {} parsed, {} fields)", c.name, c.matched, c.sampled, c.fill.total())
     };
     if best.sampled == 0 {
-        return Err("the input has no lines to recognise a format from".to_string());
+        return Err(Unrecognised::NoLines);
     }
     if best.matched == 0 || 2 * (best.matched + best.other) < best.sampled {
         let tried: Vec<String> = ranked.iter().take(4).map(describe).collect();
-        return Err(format!(
-            "no known format fits at least half of the first {} lines (best: {}); pass --format or --log-format, or add a pattern file",
-            best.sampled,
-            tried.join(", ")
-        ));
+        return Err(Unrecognised::NoFit { sampled: best.sampled, best: tried.join(", ") });
     }
     if let Some(second) = ranked.get(1).filter(|second| second.key() == best.key()) {
-        return Err(format!(
-            "formats {} and {} fit the first {} lines equally well; pass --format to choose",
-            describe(best),
-            describe(second),
-            best.sampled
-        ));
+        return Err(Unrecognised::Tie {
+            best: describe(best),
+            second: describe(second),
+            sampled: best.sampled,
+        });
     }
     let runner_up = ranked
         .get(1)
@@ -243,7 +271,8 @@ mod tests {
     fn refuses_garbage_and_ties() {
         let patterns = PatternSet::builtin();
         let error = choose(&rank(&patterns, &sample("hello\nworld\n"))).unwrap_err();
-        assert!(error.contains("no known format fits"), "{error}");
+        assert!(matches!(error, Unrecognised::NoFit { sampled: 2, .. }), "{error}");
+        assert!(error.to_string().contains("no known format fits"), "{error}");
         let tied_with = |name: &str| Candidate {
             name: name.into(),
             matched: 2,
@@ -255,7 +284,8 @@ mod tests {
         };
         let tied = [tied_with("a"), tied_with("b")];
         let error = choose(&tied).unwrap_err();
-        assert!(error.contains("fit the first 2 lines equally well"), "{error}");
+        assert!(matches!(error, Unrecognised::Tie { sampled: 2, .. }), "{error}");
+        assert!(error.to_string().contains("fit the first 2 lines equally well"), "{error}");
     }
 }
 

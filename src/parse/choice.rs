@@ -34,7 +34,7 @@ pub enum ChoiceError {
         /// Where the lines come from.
         origin: String,
         /// Why.
-        why: String,
+        why: super::auto::Unrecognised,
     },
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Mutex, mpsc};
 use super::lines::{Batch, SlotCache};
 use super::{Observer, Pipeline};
 use crate::parse::Parser;
+use crate::source::error::SourceError;
 use crate::source::once::{Stream, read_blocks};
 
 /// Parsing workers, at most: more cannot help the one windowing thread keep up, and the
@@ -36,7 +37,7 @@ pub fn feed_streams(
     observer: &mut impl Observer,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(u64, u64),
-) -> anyhow::Result<u64> {
+) -> Result<u64, SourceError> {
     let workers = workers.clamp(1, MAX_WORKERS);
     // Per stream: one batch being read and, with a single stream, one per worker and as many
     // waiting their turn or being windowed. Many streams share a total about that size, but
@@ -136,7 +137,7 @@ fn merge(
     observer: &mut impl Observer,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(u64, u64),
-) -> anyhow::Result<u64> {
+) -> Result<u64, SourceError> {
     let mut n_lines = 0;
     loop {
         for index in 0..heads.len() {

@@ -6,6 +6,7 @@ use std::io::{Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::RehearseError;
 use crate::parse::Parser;
 use crate::source::{LineReader, Next};
 
@@ -37,17 +38,18 @@ pub fn collect(
     pool: Option<&str>,
     expected: u64,
     settle: Duration,
-) -> anyhow::Result<Found> {
-    let mut file = crate::source::open_regular(log)?;
+) -> Result<Found, RehearseError> {
+    let failed = |source| RehearseError::Log { path: log.to_path_buf(), source };
+    let mut file = crate::source::open_regular(log).map_err(failed)?;
     // Rotated or truncated since: the rehearsal's lines start at the beginning.
-    let offset = if file.metadata()?.len() < offset { 0 } else { offset };
-    file.seek(SeekFrom::Start(offset))?;
+    let offset = if file.metadata().map_err(failed)?.len() < offset { 0 } else { offset };
+    file.seek(SeekFrom::Start(offset)).map_err(failed)?;
     let mut reader = LineReader::new(file, crate::source::DEFAULT_MAX_LINE_BYTES);
     let finder = memchr::memmem::Finder::new(mark.as_bytes());
     let mut found = Found::default();
     let mut last_progress = Instant::now();
     while found.lines < expected && last_progress.elapsed() < settle {
-        match reader.next_line(false)? {
+        match reader.next_line(false).map_err(failed)? {
             Next::Line(line) => {
                 if finder.find(line.bytes).is_none() {
                     continue;

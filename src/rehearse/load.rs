@@ -9,6 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::RehearseError;
+
 /// Where requests go, and how many.
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
@@ -43,12 +45,16 @@ pub struct LoadResult {
 pub const MARK_PARAMETER: &str = "skewtail_rehearsal";
 
 /// Sends the plan's requests; returns what came back.
-pub fn send(plan: &LoadPlan) -> anyhow::Result<LoadResult> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+pub fn send(plan: &LoadPlan) -> Result<LoadResult, RehearseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RehearseError::Load(e.into()))?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+        .build()
+        .map_err(|e| RehearseError::Load(e.into()))?;
     let bar = if plan.progress { ProgressBar::new(plan.requests) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} requests, {per_sec}, eta {eta}")

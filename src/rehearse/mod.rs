@@ -4,6 +4,7 @@
 //! statistics ([`crate::detect::split`]).
 
 pub mod collect;
+mod error;
 pub mod load;
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use crate::detect::DetectorConfig;
 use crate::detect::split::{SplitVerdict, judge_split};
 use crate::parse::Parser;
 use collect::Found;
+pub use error::RehearseError;
 use load::{LoadPlan, LoadResult};
 
 /// Everything a rehearsal needs.
@@ -75,7 +77,7 @@ pub fn new_mark() -> String {
 }
 
 /// Runs the rehearsal.
-pub fn rehearse(plan: &mut Plan) -> anyhow::Result<Rehearsal> {
+pub fn rehearse(plan: &mut Plan) -> Result<Rehearsal, RehearseError> {
     let offset = collect::start_offset(&plan.log);
     let LoadResult { sent, ok, http_errors, failed } = load::send(&plan.load)?;
     let answered = ok + http_errors;
@@ -89,12 +91,12 @@ pub fn rehearse(plan: &mut Plan) -> anyhow::Result<Rehearsal> {
         plan.settle,
     )?;
     if found.lines == 0 && answered > 0 {
-        anyhow::bail!(
-            "none of the {answered} answered requests appear in {} (marked `{}={}-N`); is it this balancer's access log, and does its format log the query string?",
-            plan.log.display(),
-            load::MARK_PARAMETER,
-            plan.load.mark
-        );
+        return Err(RehearseError::NotLogged {
+            answered,
+            path: plan.log.clone(),
+            parameter: load::MARK_PARAMETER,
+            mark: plan.load.mark.clone(),
+        });
     }
     let counts: Vec<(String, u64)> = found.per_backend.clone().into_iter().collect();
     let (expected, expected_from) = match &plan.expected {

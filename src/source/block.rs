@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
+use super::error::SourceError;
 use super::{Line, LineReader, Next};
 
 /// Lines per block, at most.
@@ -34,7 +35,7 @@ pub struct LineBlock {
     /// Lines over the length limit: (number, length).
     pub too_long: Vec<(u64, u64)>,
     /// An error after the block's lines: reading ends here.
-    pub error: Option<anyhow::Error>,
+    pub error: Option<super::error::SourceError>,
 }
 
 impl LineBlock {
@@ -90,8 +91,7 @@ impl LineBlock {
                 Ok(Next::TooLong { number, length }) => self.push_too_long(number, length),
                 Ok(Next::End) => return true,
                 Err(error) => {
-                    let context = format!("{}: read failed", self.file);
-                    self.error = Some(anyhow::Error::from(error).context(context));
+                    self.error = Some(SourceError::reading(&*self.file, error));
                     return true;
                 }
             }

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::decompress::{Compression, decompressed};
+use super::error::{Result, SourceError};
 use super::{LineReader, Next, open_for_replay};
 use crate::parse::Parser;
 
@@ -31,7 +32,7 @@ fn is_pattern(text: &str) -> bool {
 
 /// Arguments made into files: `-` as is, a directory's regular files (not hidden, not
 /// recursive), a glob's matches, a path as is.
-pub fn expand(arguments: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub fn expand(arguments: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for argument in arguments {
         let text = argument.to_string_lossy();
@@ -39,26 +40,28 @@ pub fn expand(arguments: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             files.push(argument.clone());
         } else if argument.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(argument)
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: cannot list the directory: {e}", argument.display())
+                .map_err(|source| SourceError::Io {
+                    path: argument.clone(),
+                    doing: "cannot list the directory",
+                    source,
                 })?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .filter(|p| p.is_file())
                 .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
                 .collect();
             if found.is_empty() {
-                anyhow::bail!("{}: the directory holds no files", argument.display());
+                return Err(SourceError::EmptyDirectory { path: argument.clone() });
             }
             found.sort();
             files.extend(found);
         } else if is_pattern(&text) && !argument.exists() {
             let mut found: Vec<PathBuf> = glob::glob(&text)
-                .map_err(|e| anyhow::anyhow!("{text}: not a valid pattern: {e}"))?
-                .filter_map(Result::ok)
+                .map_err(|source| SourceError::BadPattern { pattern: text.to_string(), source })?
+                .filter_map(std::result::Result::ok)
                 .filter(|p| p.is_file())
                 .collect();
             if found.is_empty() {
-                anyhow::bail!("{text}: no file matches");
+                return Err(SourceError::NoMatch { pattern: text.to_string() });
             }
             found.sort();
             files.extend(found);
@@ -92,12 +95,10 @@ fn rotation_parts(path: &Path) -> (String, u32) {
 }
 
 /// The first timestamp among a file's first lines, and its compression.
-pub fn first_timestamp(
-    path: &Path,
-    parser: &mut Parser,
-) -> anyhow::Result<(Option<i64>, Compression)> {
+pub fn first_timestamp(path: &Path, parser: &mut Parser) -> Result<(Option<i64>, Compression)> {
     let file = open_for_replay(path)?;
-    let (reader, compression) = decompressed(file)?;
+    let (reader, compression) =
+        decompressed(file).map_err(|error| SourceError::reading(path, error))?;
     Ok((first_of(reader, parser), compression))
 }
 
@@ -119,7 +120,7 @@ fn first_of(reader: impl Read, parser: &mut Parser) -> Option<i64> {
 
 /// Files in time order: by first timestamp, then oldest rotation first, then name. Standard
 /// input stays first (it cannot be looked at twice).
-pub fn in_time_order(paths: Vec<PathBuf>, parser: &Parser) -> anyhow::Result<Vec<ReplayFile>> {
+pub fn in_time_order(paths: Vec<PathBuf>, parser: &Parser) -> Result<Vec<ReplayFile>> {
     let mut parser = parser.clone();
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {

@@ -12,6 +12,7 @@
 
 pub mod block;
 pub mod decompress;
+pub mod error;
 pub mod files;
 pub mod once;
 pub mod range;
@@ -328,20 +329,8 @@ pub fn read_capped(path: &Path, limit: u64) -> io::Result<String> {
 }
 
 /// Opens a log file for replay, with an error that names the file and the likely fix.
-pub fn open_for_replay(path: &Path) -> anyhow::Result<File> {
-    open_regular(path).map_err(|error| match error.kind() {
-        io::ErrorKind::NotFound => {
-            anyhow::anyhow!("{}: no such file; check the path", path.display())
-        }
-        io::ErrorKind::PermissionDenied => {
-            anyhow::anyhow!(
-                "{}: permission denied; run as a user that can read the log (often group `adm`)",
-                path.display()
-            )
-        }
-        io::ErrorKind::InvalidInput => anyhow::anyhow!("{}: {error}", path.display()),
-        _ => anyhow::anyhow!("{}: cannot open: {error}", path.display()),
-    })
+pub fn open_for_replay(path: &Path) -> error::Result<File> {
+    open_regular(path).map_err(|error| error::SourceError::opening(path, error))
 }
 
 #[cfg(test)]

@@ -9,10 +9,9 @@ use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
-use anyhow::Context;
-
 use super::block::LineBlock;
 use super::decompress::{Compression, ThreadedReader, decompressed};
+use super::error::{Result, SourceError};
 use super::files::ReplayFile;
 use super::range::{TimeRange, start_offset};
 use super::{LineReader, Next};
@@ -40,7 +39,7 @@ pub struct Stream {
     /// The pipeline input its requests go to.
     pub input: usize,
     /// Its files, opened in turn on the reader thread; an error ends the replay.
-    pub files: Box<dyn Iterator<Item = anyhow::Result<Opened>> + Send>,
+    pub files: Box<dyn Iterator<Item = Result<Opened>> + Send>,
 }
 
 impl Stream {
@@ -63,7 +62,7 @@ impl std::fmt::Debug for Stream {
 /// when the stream ends, an error ends it, or nobody takes blocks any more.
 pub fn read_blocks<B: AsMut<LineBlock> + Default>(
     stream: usize,
-    files: Box<dyn Iterator<Item = anyhow::Result<Opened>> + Send>,
+    files: Box<dyn Iterator<Item = Result<Opened>> + Send>,
     max_line: usize,
     in_flight: usize,
     to_parse: &mpsc::Sender<B>,
@@ -144,12 +143,13 @@ pub type AnyReader = Box<dyn Read + Send>;
 
 /// Standard input's first lines (decompressed), to recognise its format: the whole stream
 /// (those lines put back in front) and the lines.
-pub fn stdin_head(stdin: io::Stdin) -> anyhow::Result<(AnyReader, Vec<Vec<u8>>)> {
-    let (mut reader, _) = decompressed(stdin)?;
+pub fn stdin_head(stdin: io::Stdin) -> Result<(AnyReader, Vec<Vec<u8>>)> {
+    let failed = |error| SourceError::reading("-", error);
+    let (mut reader, _) = decompressed(stdin).map_err(failed)?;
     let mut head = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     while head.iter().filter(|&&b| b == b'\n').count() < AUTO_SAMPLE_LINES && head.len() < 4 << 20 {
-        let n = reader.read(&mut chunk)?;
+        let n = reader.read(&mut chunk).map_err(failed)?;
         if n == 0 {
             break;
         }
@@ -187,7 +187,7 @@ pub struct SetFiles {
 }
 
 impl Iterator for SetFiles {
-    type Item = anyhow::Result<Opened>;
+    type Item = Result<Opened>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -197,15 +197,15 @@ impl Iterator for SetFiles {
                 tracing::info!(message = "File outside --since/--until: skipped.", file = %file.path.display());
                 continue;
             }
-            let path = file.path.display().to_string();
-            return Some(self.open(&file).with_context(|| format!("{path}: read failed")));
+            return Some(self.open(&file));
         }
     }
 }
 
 impl SetFiles {
-    fn open(&mut self, file: &ReplayFile) -> anyhow::Result<Opened> {
+    fn open(&mut self, file: &ReplayFile) -> Result<Opened> {
         let path = file.path.clone();
+        let failed = |error| SourceError::reading(&file.path, error);
         let name: Arc<str> = display_name(&path).into();
         let empty_warning = {
             let path = path.clone();
@@ -218,7 +218,7 @@ impl SetFiles {
         if path == Path::new("-") {
             let reader = match self.stdin.take() {
                 Some(reader) => reader,
-                None => decompressed(io::stdin())?.0,
+                None => decompressed(io::stdin()).map_err(failed)?.0,
             };
             let reader = Box::new(ThreadedReader::spawn(reader));
             return Ok(Opened { name, reader, finished: Box::new(empty_warning) });
@@ -226,17 +226,16 @@ impl SetFiles {
         let mut opened = super::open_for_replay(&path)?;
         if file.compression != Compression::Plain {
             // Decompression on a thread of its own.
-            let reader = Box::new(ThreadedReader::spawn(decompressed(opened)?.0));
+            let reader = Box::new(ThreadedReader::spawn(decompressed(opened).map_err(failed)?.0));
             return Ok(Opened { name, reader, finished: Box::new(empty_warning) });
         }
-        let size = opened.metadata()?.len();
+        let size = opened.metadata().map_err(failed)?.len();
         let start = match self.range.since_ms {
-            Some(since) => {
-                start_offset(&mut opened, size, since, self.margin_ms, &mut self.parser)?
-            }
+            Some(since) => start_offset(&mut opened, size, since, self.margin_ms, &mut self.parser)
+                .map_err(failed)?,
             None => 0,
         };
-        opened.seek(io::SeekFrom::Start(start))?;
+        opened.seek(io::SeekFrom::Start(start)).map_err(failed)?;
         let shrunk = self.shrunk.clone();
         let finished = move |lines: u64, bytes: u64| {
             empty_warning(lines, bytes);
@@ -259,13 +258,14 @@ impl SetFiles {
 }
 
 /// Reads up to `n` lines from the start of a file (decompressed), for format recognition.
-pub fn sample_lines(path: &Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+pub fn sample_lines(path: &Path, n: usize) -> Result<Vec<Vec<u8>>> {
+    let failed = |error| SourceError::reading(path, error);
     let file = super::open_for_replay(path)?;
-    let (file, _) = decompressed(file).with_context(|| path.display().to_string())?;
+    let (file, _) = decompressed(file).map_err(failed)?;
     let mut reader = LineReader::new(file, super::DEFAULT_MAX_LINE_BYTES);
     let mut lines = Vec::new();
     while lines.len() < n {
-        match reader.next_line(true).with_context(|| path.display().to_string())? {
+        match reader.next_line(true).map_err(failed)? {
             Next::Line(line) => lines.push(line.bytes.to_vec()),
             Next::TooLong { .. } => {}
             Next::End => break,

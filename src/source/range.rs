@@ -30,7 +30,7 @@ impl TimeRange {
 
 /// Reads `2026-12-02T14:00:00Z` (RFC 3339), `2026-12-02` (midnight UTC), or a time relative to
 /// `now_ms`: `-2h`, `-30m`, `-90s`, `-1d`.
-pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, InvalidTime> {
     let text = text.trim();
     if let Some(relative) = text.strip_prefix('-') {
         let digits = relative.find(|c: char| !c.is_ascii_digit()).unwrap_or(relative.len());
@@ -53,10 +53,15 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     Err(bad(text))
 }
 
-fn bad(text: &str) -> String {
-    format!(
-        "`{text}` is not a time: write 2026-12-02T14:00:00Z, 2026-12-02, or -2h (also -30m, -90s, -1d)"
-    )
+/// A `--since`/`--until` that is not a time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not a time: write 2026-12-02T14:00:00Z, 2026-12-02, or -2h (also -30m, -90s, -1d)"
+)]
+pub struct InvalidTime(pub String);
+
+fn bad(text: &str) -> InvalidTime {
+    InvalidTime(text.to_string())
 }
 
 /// Lines read after a seek to find one that parses.
@@ -128,7 +133,7 @@ mod tests {
         assert_eq!(parse_time("2023-11-15", 0).unwrap(), 1_700_006_400_000);
         assert_eq!(parse_time("-2h", 10_000_000).unwrap(), 10_000_000 - 7_200_000);
         assert_eq!(parse_time("-90s", 100_000).unwrap(), 10_000);
-        assert!(parse_time("yesterday", 0).unwrap_err().contains("-2h"));
+        assert!(parse_time("yesterday", 0).unwrap_err().to_string().contains("-2h"));
         assert!(parse_time("-2x", 0).is_err());
     }
 

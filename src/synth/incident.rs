@@ -1,6 +1,18 @@
 //! Scripted incidents and routine operations: what happens to a scenario's pool and when,
 //! written as `KIND@START+DURATION[:key=value,...]`.
 
+/// An incident spec that does not read: which, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "incident `{spec}`: {why}; write KIND@START+DURATION[:key=value,...], e.g. skew@20m+25m:backend=2,share=0.45"
+)]
+pub struct SpecError {
+    /// The spec as given.
+    pub spec: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
 /// A scripted incident: for a while, one backend's share, errors or speed change, or the whole
 /// pool's traffic does. Effects combine: the seed incident is a share, an error rate and a
 /// slowdown on one backend at once.
@@ -110,12 +122,8 @@ impl Incident {
     /// (`count` backends from `backend` join, default 4, each getting only `share`, default
     /// 0.005, then their share), `refuse` (`backend` refuses connections; the balancer
     /// tries it every `every` seconds, default 10, and retries elsewhere).
-    pub fn from_spec(spec: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!(
-                "incident `{spec}`: {why}; write KIND@START+DURATION[:key=value,...], e.g. skew@20m+25m:backend=2,share=0.45"
-            )
-        };
+    pub fn from_spec(spec: &str) -> Result<Self, SpecError> {
+        let bad = |why: &str| SpecError { spec: spec.to_string(), why: why.to_string() };
         let (head, options) = spec.split_once(':').unwrap_or((spec, ""));
         let (kind, when) = head.split_once('@').ok_or_else(|| bad("no `@START`"))?;
         let (start, duration) = when.split_once('+').ok_or_else(|| bad("no `+DURATION`"))?;
@@ -350,7 +358,7 @@ mod tests {
             ("errors@0s+1m:share=0.5", "`share` does not apply to `errors`"),
             ("skew@0s+1m:share=2", "more than 1"),
         ] {
-            let error = Incident::from_spec(spec).unwrap_err();
+            let error = Incident::from_spec(spec).unwrap_err().to_string();
             assert!(error.contains(why), "{spec}: {error}");
         }
     }

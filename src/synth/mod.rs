@@ -9,7 +9,7 @@ use std::io::{self, Write};
 mod incident;
 mod style;
 
-pub use incident::{Incident, parse_duration_s};
+pub use incident::{Incident, SpecError, parse_duration_s};
 pub use style::{ALB_TARGET_GROUP, LogStyle};
 use style::{Clock, Request};
 

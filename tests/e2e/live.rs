@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
+use skewtail::synth::Scenario;
 
 fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -85,4 +86,55 @@ fn run_follows_a_growing_file_and_alerts_on_stdout() {
     let log_text = read_stderr();
     assert!(log_text.contains("Stopped."), "{log_text}");
     assert!(log_text.contains("alerts_delivered=2"), "{log_text}");
+}
+
+/// The sidecar runs in-process: `live::run` takes its shutdown as a future, so a test can stop
+/// it without a signal. Each run is stopped after a moment, wherever it is; the next one
+/// resumes from the saved state, totals included: at the end every line is counted once.
+#[test]
+fn the_sidecar_runs_in_process_and_stops_on_its_shutdown_future() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario { duration_s: 30 * 60, ..skew_scenario() };
+    let (_, n_lines) = write_log(dir.path(), "access.log", &scenario);
+    let config = dir.path().join("skewtail.toml");
+    std::fs::write(
+        &config,
+        "[[input]]\npath = \"access.log\"\nformat = \"upstream\"\npool = \"api\"\nstart_at = \"beginning\"\n",
+    )
+    .unwrap();
+    let options = skewtail::live::RunOptions {
+        config: config.clone(),
+        json: false,
+        state_dir: dir.path().join("state"),
+        listen: None,
+    };
+    let mut counted = 0;
+    let mut runs = 0;
+    while counted < n_lines && runs < 30 {
+        runs += 1;
+        let settings = skewtail::config::Settings::load(&config).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let run_options = options.clone();
+        let sidecar = std::thread::spawn(move || {
+            let shutdown = async move {
+                let _ = stop_rx.await;
+            };
+            let _ = done_tx.send(skewtail::live::run(settings, &run_options, shutdown));
+        });
+        // Early stops land mid-file; later ones give the sidecar time to finish.
+        std::thread::sleep(Duration::from_millis(100 * runs));
+        stop_tx.send(()).unwrap();
+        let totals = done_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the sidecar did not stop within 20 s of its shutdown future")
+            .expect("the sidecar failed");
+        sidecar.join().unwrap();
+        assert!(totals.lines >= counted, "the totals went back: {} after {counted}", totals.lines);
+        counted = totals.lines;
+        assert!(counted <= n_lines, "counted {counted} of {n_lines} lines after {runs} runs");
+    }
+    assert_eq!(counted, n_lines, "after {runs} runs");
+    assert!(runs > 1, "the first run read the whole file: stop it earlier");
+    assert!(dir.path().join("state/state.json").exists(), "the state was not saved");
 }

@@ -1,5 +1,7 @@
 //! `skewtail replay` on generated nginx logs with known incidents.
 
+use std::time::Duration;
+
 use skewtail::synth::{Incident, LogStyle, SEED_INCIDENT_DAY_MS, Scenario};
 
 use crate::util::*;
@@ -330,4 +332,45 @@ fn a_replay_that_judged_nothing_says_so() {
         text.contains("pool quiet.log was never judged: no 10s window had 100 requests"),
         "{text}"
     );
+}
+
+/// `replay | head -1`: once the reader of the output is gone, replay stops reading (it does not
+/// parse the rest of the file for nobody) and exits cleanly; its log says where it stopped.
+#[test]
+fn replay_stops_reading_when_its_output_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario { duration_s: 6 * 3600, ..skew_scenario() };
+    let (log, n_lines) = write_log(dir.path(), "access.log", &scenario);
+    let stderr_path = dir.path().join("stderr.txt");
+    let mut child = skewtail()
+        .env("SKEWTAIL_LOG", "info")
+        .args(["replay", "--json"])
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let exited = wait_until(Duration::from_secs(60), || child.try_wait().unwrap().is_some());
+    if !exited {
+        child.kill().unwrap();
+    }
+    let status = child.wait().unwrap();
+    let log_text = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(exited, "replay kept running after its output was closed:\n{log_text}");
+    assert!(first.starts_with('{'), "the first line is not JSON: {first}");
+    assert!(status.success(), "{status}:\n{log_text}");
+    let stopped = log_text
+        .lines()
+        .find(|l| l.contains("The output was closed"))
+        .unwrap_or_else(|| panic!("no word of the closed output:\n{log_text}"));
+    let read: u64 = stopped
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("lines="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line count in {stopped}"));
+    assert!(read < n_lines / 2, "read {read} of {n_lines} lines after the output closed");
 }

@@ -1,0 +1,80 @@
+//! Why a source could not be read: each error names the file and, where there is one, the fix.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A file or an argument that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The path does not exist.
+    #[error("{}: no such file; check the path", path.display())]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The file exists but this user may not read it.
+    #[error("{}: permission denied; run as a user that can read the log (often group `adm`)", path.display())]
+    PermissionDenied {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// Not a file that can be read once (a FIFO, a device, a directory where a file was meant).
+    #[error("{}: {source}", path.display())]
+    NotRegular {
+        /// The path given.
+        path: PathBuf,
+        /// What it is, and what to do instead.
+        source: io::Error,
+    },
+    /// Opening, listing or reading failed.
+    #[error("{}: {doing}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done: "cannot open", "read failed", "cannot list the directory".
+        doing: &'static str,
+        /// The error from the system.
+        source: io::Error,
+    },
+    /// A directory was given that holds no files (they are searched recursively).
+    #[error("{}: the directory holds no files", path.display())]
+    EmptyDirectory {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A glob pattern that is not one.
+    #[error("{pattern}: not a valid pattern")]
+    BadPattern {
+        /// The pattern given.
+        pattern: String,
+        /// Where it is wrong.
+        source: glob::PatternError,
+    },
+    /// A glob pattern that matches no file.
+    #[error("{pattern}: no file matches")]
+    NoMatch {
+        /// The pattern given.
+        pattern: String,
+    },
+}
+
+impl SourceError {
+    /// An error opening `path` for reading once, with the likely fix.
+    pub fn opening(path: &Path, error: io::Error) -> Self {
+        let path = path.to_path_buf();
+        match error.kind() {
+            io::ErrorKind::NotFound => Self::NotFound { path },
+            io::ErrorKind::PermissionDenied => Self::PermissionDenied { path },
+            io::ErrorKind::InvalidInput => Self::NotRegular { path, source: error },
+            _ => Self::Io { path, doing: "cannot open", source: error },
+        }
+    }
+
+    /// A read of `path` that failed.
+    pub fn reading(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io { path: path.into(), doing: "read failed", source }
+    }
+}
+
+/// A source's result.
+pub type Result<T> = std::result::Result<T, SourceError>;
