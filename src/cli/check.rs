@@ -33,7 +33,6 @@ pub(super) fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {
     // Backends seen in the sample lines, per pool, with their request counts.
     let mut seen: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for input in &settings.inputs {
-        let mut parser = input.parser.clone();
         write!(
             out,
             "input `{}` ({}), format {}: ",
@@ -41,69 +40,104 @@ pub(super) fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {
             input.path.display(),
             input.format_name
         )?;
-        if !parser.has_backend_field() {
+        if !input.parser.has_backend_field() {
             problems.push(format!(
                 "input `{}`: {}",
                 input.name,
                 no_backend_message(&input.format_name)
             ));
         }
-        let file = match crate::source::open_for_replay(&input.path) {
-            Ok(file) => file,
-            Err(error) => {
-                writeln!(out, "cannot open")?;
-                problems.push(format!("input `{}`: {error:#}", input.name));
+        // The files `run` would follow now: a glob's matches, or the path itself.
+        let paths = crate::source::tailer::candidates(&input.path);
+        let is_glob = paths.len() != 1 || paths[0] != input.path;
+        if is_glob {
+            if paths.is_empty() {
+                writeln!(out, "matches no file now; `run` follows files as they appear")?;
                 continue;
             }
-        };
-        let mut reader = LineReader::new(file, settings.max_line_bytes);
-        let (mut tried, mut matched, mut failures) = (0, 0, Vec::new());
-        while tried < args.lines {
-            match reader.next_line(true)? {
-                Next::Line(line) => {
-                    tried += 1;
-                    match parser.parse(line.bytes) {
-                        Ok(record) => {
-                            matched += 1;
-                            if let Some(backend) = record.backend {
-                                let pool = record.pool.map_or_else(
-                                    || input.pool.clone(),
-                                    |p| String::from_utf8_lossy(p).into_owned(),
-                                );
-                                *seen
-                                    .entry(pool)
-                                    .or_default()
-                                    .entry(String::from_utf8_lossy(backend).into_owned())
-                                    .or_default() += 1;
-                            }
-                        }
-                        Err(error) => failures.push(format!(
-                            "    line {}: {}",
-                            line.number,
-                            parser.explain(&error)
-                        )),
-                    }
-                }
-                Next::TooLong { number, .. } => {
-                    tried += 1;
-                    failures.push(format!("    line {number}: longer than max_line_bytes"));
-                }
-                Next::End => break,
+            writeln!(out, "matches {} file(s) now", paths.len())?;
+        }
+        for path in &paths {
+            if is_glob {
+                write!(out, "  {}: ", path.display())?;
             }
-        }
-        writeln!(out, "{matched} of the first {tried} line(s) parsed")?;
-        for failure in &failures {
-            writeln!(out, "{failure}")?;
-        }
-        if tried > 0 && matched == 0 {
-            problems.push(format!(
-                "input `{}`: none of the first {tried} lines match format {}",
-                input.name, input.format_name
-            ));
+            let sampled =
+                sample_input(&mut out, input, path, args.lines, settings.max_line_bytes, &mut seen);
+            if let Err(problem) = sampled? {
+                problems.push(problem);
+            }
         }
     }
     problems.extend(check_weights(&mut out, &settings, &seen)?);
     if problems.is_empty() { Ok(Outcome::Clean) } else { bail!("{}", problems.join("\n")) }
+}
+
+/// Tries the input's format on the first `lines` lines of `path`, printing how many parsed and
+/// why others did not, and counting the backends seen; the error is a problem to report.
+fn sample_input(
+    out: &mut impl Write,
+    input: &crate::config::InputSettings,
+    path: &std::path::Path,
+    lines: usize,
+    max_line_bytes: usize,
+    seen: &mut BTreeMap<String, BTreeMap<String, u64>>,
+) -> anyhow::Result<Result<(), String>> {
+    let mut parser = input.parser.clone();
+    let file = match crate::source::open_for_replay(path) {
+        Ok(file) => file,
+        Err(error) => {
+            writeln!(out, "cannot open")?;
+            return Ok(Err(format!("input `{}`: {error}", input.name)));
+        }
+    };
+    let mut reader = LineReader::new(file, max_line_bytes);
+    let (mut tried, mut matched, mut failures) = (0, 0, Vec::new());
+    while tried < lines {
+        match reader.next_line(true)? {
+            Next::Line(line) => {
+                tried += 1;
+                match parser.parse(line.bytes) {
+                    Ok(record) => {
+                        matched += 1;
+                        if let Some(backend) = record.backend {
+                            let pool = record.pool.map_or_else(
+                                || input.pool.clone(),
+                                |p| String::from_utf8_lossy(p).into_owned(),
+                            );
+                            *seen
+                                .entry(pool)
+                                .or_default()
+                                .entry(String::from_utf8_lossy(backend).into_owned())
+                                .or_default() += 1;
+                        }
+                    }
+                    Err(error) => failures.push(format!(
+                        "    line {}: {}",
+                        line.number,
+                        parser.explain(&error)
+                    )),
+                }
+            }
+            Next::TooLong { number, .. } => {
+                tried += 1;
+                failures.push(format!("    line {number}: longer than max_line_bytes"));
+            }
+            Next::End => break,
+        }
+    }
+    writeln!(out, "{matched} of the first {tried} line(s) parsed")?;
+    for failure in &failures {
+        writeln!(out, "{failure}")?;
+    }
+    if tried > 0 && matched == 0 {
+        return Ok(Err(format!(
+            "input `{}`: none of the first {tried} lines match format {} ({})",
+            input.name,
+            input.format_name,
+            path.display()
+        )));
+    }
+    Ok(Ok(()))
 }
 
 /// Prints each pool's expected weights and compares them with the backends seen in the sample

@@ -170,6 +170,20 @@ fn same_head(file: &File, id: &FileId) -> bool {
     })
 }
 
+/// The paths an input's `path` names now, in name order: a glob's matches (files that appear
+/// later are picked up on a later poll), or the path itself.
+pub fn candidates(pattern: &Path) -> Vec<PathBuf> {
+    if !has_glob(pattern) {
+        return vec![pattern.to_path_buf()];
+    }
+    let mut paths: Vec<PathBuf> = match glob::glob(&pattern.to_string_lossy()) {
+        Ok(paths) => paths.filter_map(Result::ok).collect(),
+        Err(_) => Vec::new(),
+    };
+    paths.sort();
+    paths
+}
+
 fn has_glob(pattern: &Path) -> bool {
     pattern.to_string_lossy().contains(['*', '?', '['])
 }
@@ -243,16 +257,8 @@ impl Tailer {
 
     /// The paths the pattern names now: regular files only (others are reported).
     fn current_paths(&self, events: &mut Vec<TailEvent>) -> Vec<(PathBuf, std::fs::Metadata)> {
-        let candidates: Vec<PathBuf> = if self.is_glob {
-            match glob::glob(&self.pattern.to_string_lossy()) {
-                Ok(paths) => paths.filter_map(Result::ok).collect(),
-                Err(_) => Vec::new(),
-            }
-        } else {
-            vec![self.pattern.clone()]
-        };
         let mut found = Vec::new();
-        for path in candidates {
+        for path in candidates(&self.pattern) {
             let Ok(metadata) = std::fs::metadata(&path) else { continue };
             match not_regular(&metadata) {
                 None => found.push((path, metadata)),

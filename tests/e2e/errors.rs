@@ -330,3 +330,33 @@ fn settings_that_switch_detection_off_are_refused_or_reported() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("note: min_requests is above a million"), "{text}");
 }
+
+/// `check` reads an input's path as `run` does: a glob is expanded and each file it matches
+/// now is tried; a glob that matches nothing yet is said, not an error (`run` follows files
+/// as they appear); a plain path that is missing is.
+#[test]
+fn check_expands_globs_as_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("containers")).unwrap();
+    let scenario = skewtail::synth::Scenario { duration_s: 120, ..skew_scenario() };
+    for name in ["api-1.log", "api-2.log"] {
+        write_log(&dir.path().join("containers"), name, &scenario);
+    }
+    let config = dir.path().join("skewtail.toml");
+    let input = |path: &str, pool: &str| {
+        format!("[[input]]\npath = \"{path}\"\nformat = \"upstream\"\npool = \"{pool}\"\n")
+    };
+    let inputs = input("containers/*.log", "api") + "\n" + &input("later/*.log", "web");
+    std::fs::write(&config, inputs).unwrap();
+    let output = skewtail().args(["check", "--config"]).arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    assert!(text.contains("matches 2 file(s) now"), "{text}");
+    for name in ["api-1.log", "api-2.log"] {
+        let line = text.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{text}"));
+        assert!(line.ends_with("10 of the first 10 line(s) parsed"), "{line}");
+    }
+    assert!(text.contains("later/*.log), format upstream: matches no file now"), "{text}");
+    std::fs::write(&config, input("containers/missing.log", "api")).unwrap();
+    fails_with(&["check", "--config", config.to_str().unwrap()], "missing.log: no such file");
+}
