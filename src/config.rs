@@ -17,6 +17,7 @@ use crate::alert::schema::{
 use crate::detect::{Detector, DetectorConfig, PoolExpectation};
 use crate::located::{ConfigError, Located, MAX_CONFIG_BYTES, with_causes};
 use crate::parse::{Parser, PatternSet};
+use crate::source::container::Wrapping;
 
 /// Where to start reading a live file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -49,6 +50,10 @@ pub struct InputConfig {
     /// Where `run` starts reading.
     #[serde(default)]
     pub start_at: StartAt,
+    /// A container runtime's wrapping around each line: `auto` (default), `cri`, `docker`,
+    /// `none`.
+    #[serde(default)]
+    pub wrapping: Wrapping,
 }
 
 /// One `[pool.NAME]`: where its expected weights come from.
@@ -176,6 +181,8 @@ pub struct InputSettings {
     pub pool: String,
     /// Where `run` starts.
     pub start_at: StartAt,
+    /// The container wrapping taken off its lines.
+    pub wrapping: Wrapping,
 }
 
 /// Everything a run needs, validated.
@@ -487,6 +494,7 @@ impl Settings {
                 format_name,
                 pool,
                 start_at: input.start_at,
+                wrapping: input.wrapping,
             });
         }
 

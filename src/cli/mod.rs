@@ -368,6 +368,12 @@ pub struct ReplayArgs {
     /// The text of the nginx `log_format` that wrote the files.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// A container runtime's wrapping around each line (Kubernetes' `/var/log/containers`):
+    /// `auto` takes off CRI (containerd, CRI-O) and Docker json-file wrappings wherever a
+    /// line has one, joins lines the runtime cut in pieces and counts the container's stderr
+    /// as `other`.
+    #[arg(long, value_enum, default_value_t = crate::source::container::Wrapping::Auto)]
+    pub wrapping: crate::source::container::Wrapping,
     /// Only requests from this time: RFC 3339 (2026-12-02T14:00:00Z), a date, or relative
     /// (-2h, -30m, -1d). Plain files are searched by timestamp, not read from the start.
     #[arg(long)]

@@ -268,7 +268,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 parser: input.parser.clone(),
                 shrunk: shrunk.clone(),
             };
-            streams.push(Stream { input: index, files: Box::new(files) });
+            streams.push(Stream { input: index, files: Box::new(files), wrapping: args.wrapping });
         }
     }
     if streams.len() > MAX_STREAMS {

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::pipeline::{Batch, Observer, Pipeline};
 use crate::source::Next;
+use crate::source::container::Unwrapper;
 
 use super::Wake;
 use crate::source::tailer::{TailEvent, Tailer};
@@ -27,17 +28,20 @@ pub(super) struct Followed {
     pub last_line: Instant,
     /// The lines read this turn, parsed together.
     pub batch: Batch,
+    /// Takes a container runtime's wrapping off its lines.
+    pub unwrapper: Unwrapper,
 }
 
 impl Followed {
     /// Input `index` of the pipeline, named `name`, read by `tailer`.
-    pub fn new(index: usize, name: &str, tailer: Tailer) -> Self {
+    pub fn new(index: usize, name: &str, tailer: Tailer, unwrapper: Unwrapper) -> Self {
         Followed {
             index,
             name: name.to_string(),
             tailer,
             last_line: Instant::now(),
             batch: Batch::for_input(name),
+            unwrapper,
         }
     }
 }
@@ -133,7 +137,7 @@ pub(super) fn read_input(
         }
         match input.tailer.next_line_from(file, Instant::now()) {
             Ok(Next::Line(line)) => {
-                input.batch.block().push(line);
+                input.batch.block().push_unwrapped(&mut input.unwrapper, line);
                 n_read += 1;
             }
             Ok(Next::TooLong { number, length }) => {

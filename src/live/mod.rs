@@ -35,6 +35,7 @@ use crate::config::Settings;
 use crate::pipeline::OpenWindows;
 use crate::pipeline::{Counters, Pipeline, PipelineState};
 use crate::report::{Report, Style};
+use crate::source::container::Unwrapper;
 use crate::source::tailer::Tailer;
 pub use error::LiveError;
 use follow::{Followed, log_event, read_input, watch};
@@ -194,21 +195,23 @@ fn build_pipeline(settings: &Settings, mut previous: Vec<Followed>) -> (Pipeline
         let kept = previous
             .iter()
             .position(|f| f.name == input.name && f.tailer.pattern() == input.path.as_path());
-        let (tailer, last_line) = match kept {
+        let unwrapper = Unwrapper::new(input.wrapping, settings.max_line_bytes);
+        let followed_input = match kept {
+            // Read on where it was, a line in pieces included.
             Some(at) => {
                 let old = previous.swap_remove(at);
-                (old.tailer, old.last_line)
+                Followed {
+                    last_line: old.last_line,
+                    ..Followed::new(index, &input.name, old.tailer, old.unwrapper)
+                }
             }
-            None => (
-                Tailer::new(
-                    input.path.clone(),
-                    input.start_at == crate::config::StartAt::End,
-                    settings.max_line_bytes,
-                ),
-                Instant::now(),
-            ),
+            None => {
+                let start_at_end = input.start_at == crate::config::StartAt::End;
+                let tailer = Tailer::new(input.path.clone(), start_at_end, settings.max_line_bytes);
+                Followed::new(index, &input.name, tailer, unwrapper)
+            }
         };
-        followed.push(Followed { last_line, ..Followed::new(index, &input.name, tailer) });
+        followed.push(followed_input);
         tracing::info!(message = "Following input.", input = %input.name, path = %input.path.display(), format = %input.format_name);
     }
     (pipeline, followed)

@@ -54,7 +54,15 @@ pub fn feed_streams(
             let (recycle, free) = mpsc::channel::<Batch>();
             let to_parse = to_parse.clone();
             scope.spawn(move || {
-                read_blocks(index, stream.files, max_line, in_flight, &to_parse, &free);
+                read_blocks(
+                    index,
+                    stream.files,
+                    stream.wrapping,
+                    max_line,
+                    in_flight,
+                    &to_parse,
+                    &free,
+                );
             });
             heads.push(Head::new(stream.input, recycle));
         }

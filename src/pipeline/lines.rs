@@ -113,6 +113,7 @@ impl Batch {
     /// Parses its lines into requests (a worker's job in a replay).
     pub(super) fn parse(&mut self, parser: &mut Parser) {
         self.clear_parsed();
+        self.other = self.block.stderr;
         let Batch {
             block,
             requests,

@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
+use super::container::{Unwrapped, Unwrapper};
 use super::error::SourceError;
 use super::{Line, LineReader, Next};
 
@@ -34,6 +35,8 @@ pub struct LineBlock {
     lines_at: Vec<(usize, u64)>,
     /// Lines over the length limit: (number, length).
     pub too_long: Vec<(u64, u64)>,
+    /// Lines of a container's stderr (not access traffic): counted as `other`.
+    pub stderr: u64,
     /// An error after the block's lines: reading ends here.
     pub error: Option<super::error::SourceError>,
 }
@@ -48,12 +51,14 @@ impl LineBlock {
         self.bytes.clear();
         self.lines_at.clear();
         self.too_long.clear();
+        self.stderr = 0;
         self.error = None;
     }
 
-    /// Lines in it, too long ones included.
+    /// Lines in it, too long ones and a container's stderr included (a line a runtime cut in
+    /// pieces is one).
     pub fn lines(&self) -> u64 {
-        (self.lines_at.len() + self.too_long.len()) as u64
+        (self.lines_at.len() + self.too_long.len()) as u64 + self.stderr
     }
 
     /// Whether it is full.
@@ -65,6 +70,20 @@ impl LineBlock {
     pub fn push(&mut self, line: Line<'_>) {
         self.bytes.extend_from_slice(line.bytes);
         self.lines_at.push((self.bytes.len(), line.number));
+    }
+
+    /// Adds one physical line with its container wrapping taken off: a piece of a longer line
+    /// is held by `unwrapper` until its last piece, a container's stderr only counted.
+    pub fn push_unwrapped(&mut self, unwrapper: &mut Unwrapper, line: Line<'_>) {
+        match unwrapper.unwrap(line.bytes) {
+            Unwrapped::Line(bytes) => {
+                self.bytes.extend_from_slice(bytes);
+                self.lines_at.push((self.bytes.len(), line.number));
+            }
+            Unwrapped::Held => {}
+            Unwrapped::Stderr => self.stderr += 1,
+            Unwrapped::TooLong(length) => self.too_long.push((line.number, length)),
+        }
     }
 
     /// Notes a line over the length limit.
@@ -84,10 +103,10 @@ impl LineBlock {
 
     /// Reads lines until it is full or the input ends; returns whether it ended. A read error
     /// ends it, kept in [`LineBlock::error`].
-    pub fn fill<R: Read>(&mut self, lines: &mut LineReader<R>) -> bool {
+    pub fn fill<R: Read>(&mut self, lines: &mut LineReader<R>, unwrapper: &mut Unwrapper) -> bool {
         while !self.is_full() {
             match lines.next_line(true) {
-                Ok(Next::Line(line)) => self.push(line),
+                Ok(Next::Line(line)) => self.push_unwrapped(unwrapper, line),
                 Ok(Next::TooLong { number, length }) => self.push_too_long(number, length),
                 Ok(Next::End) => return true,
                 Err(error) => {

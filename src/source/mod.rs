@@ -11,6 +11,7 @@
 //! of whole lines for the pipeline to parse.
 
 pub mod block;
+pub mod container;
 pub mod decompress;
 pub mod error;
 pub mod files;

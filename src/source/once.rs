@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
 use super::block::LineBlock;
+use super::container::{Unwrapped, Unwrapper, Wrapping};
 use super::decompress::{Compression, ThreadedReader, decompressed};
 use super::error::{Result, SourceError};
 use super::files::ReplayFile;
@@ -40,13 +41,15 @@ pub struct Stream {
     pub input: usize,
     /// Its files, opened in turn on the reader thread; an error ends the replay.
     pub files: Box<dyn Iterator<Item = Result<Opened>> + Send>,
+    /// The container wrapping to take off its lines.
+    pub wrapping: Wrapping,
 }
 
 impl Stream {
     /// A stream of one reader already open (the demo, tests).
     pub fn of_reader(input: usize, name: &str, reader: Box<dyn Read + Send>) -> Self {
         let opened = Opened { name: name.into(), reader, finished: Box::new(|_, _| {}) };
-        Stream { input, files: Box::new(std::iter::once(Ok(opened))) }
+        Stream { input, files: Box::new(std::iter::once(Ok(opened))), wrapping: Wrapping::Auto }
     }
 }
 
@@ -63,12 +66,14 @@ impl std::fmt::Debug for Stream {
 pub fn read_blocks<B: AsMut<LineBlock> + Default>(
     stream: usize,
     files: Box<dyn Iterator<Item = Result<Opened>> + Send>,
+    wrapping: Wrapping,
     max_line: usize,
     in_flight: usize,
     to_parse: &mpsc::Sender<B>,
     free: &mpsc::Receiver<B>,
 ) {
     let mut files = files.peekable();
+    let mut unwrapper = Unwrapper::new(wrapping, max_line);
     let mut made = 0;
     let mut seq = 0;
     let mut sent = false;
@@ -98,12 +103,13 @@ pub fn read_blocks<B: AsMut<LineBlock> + Default>(
             }
         };
         let mut lines = LineReader::new(opened.reader, max_line);
+        unwrapper.reset();
         let (mut n_lines, mut offset) = (0, 0);
         loop {
             let Some(mut batch) = next_batch() else { return };
             let block = batch.as_mut();
             block.file = opened.name.clone();
-            let ended = block.fill(&mut lines);
+            let ended = block.fill(&mut lines, &mut unwrapper);
             n_lines += block.lines();
             block.bytes_read = lines.offset() - offset;
             offset = lines.offset();
@@ -155,7 +161,7 @@ pub fn stdin_head(stdin: io::Stdin) -> Result<(AnyReader, Vec<Vec<u8>>)> {
         }
         head.extend_from_slice(&chunk[..n]);
     }
-    let lines = head.split(|&b| b == b'\n').take(AUTO_SAMPLE_LINES).map(<[u8]>::to_vec).collect();
+    let lines = unwrapped_sample(head.split(|&b| b == b'\n'), AUTO_SAMPLE_LINES);
     Ok((Box::new(io::Cursor::new(head).chain(reader)), lines))
 }
 
@@ -263,13 +269,34 @@ pub fn sample_lines(path: &Path, n: usize) -> Result<Vec<Vec<u8>>> {
     let file = super::open_for_replay(path)?;
     let (file, _) = decompressed(file).map_err(failed)?;
     let mut reader = LineReader::new(file, super::DEFAULT_MAX_LINE_BYTES);
+    let mut unwrapper = Unwrapper::new(Wrapping::Auto, super::DEFAULT_MAX_LINE_BYTES);
     let mut lines = Vec::new();
     while lines.len() < n {
         match reader.next_line(true).map_err(failed)? {
-            Next::Line(line) => lines.push(line.bytes.to_vec()),
+            Next::Line(line) => {
+                if let Unwrapped::Line(bytes) = unwrapper.unwrap(line.bytes) {
+                    lines.push(bytes.to_vec());
+                }
+            }
             Next::TooLong { .. } => {}
             Next::End => break,
         }
     }
     Ok(lines)
+}
+
+/// Up to `n` of `lines` as format recognition should see them: container wrappings taken off,
+/// pieces joined, a container's stderr left out (so it cannot tip the choice).
+fn unwrapped_sample<'a>(lines: impl Iterator<Item = &'a [u8]>, n: usize) -> Vec<Vec<u8>> {
+    let mut unwrapper = Unwrapper::new(Wrapping::Auto, super::DEFAULT_MAX_LINE_BYTES);
+    let mut sample = Vec::new();
+    for line in lines {
+        if sample.len() >= n {
+            break;
+        }
+        if let Unwrapped::Line(bytes) = unwrapper.unwrap(line) {
+            sample.push(bytes.to_vec());
+        }
+    }
+    sample
 }

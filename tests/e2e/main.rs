@@ -12,6 +12,7 @@ mod fleet;
 mod forensics;
 mod haproxy;
 mod hostile;
+mod inputs;
 mod lint;
 mod live;
 mod nginx;

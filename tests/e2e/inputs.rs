@@ -1,0 +1,147 @@
+//! Logs where they live: a container runtime's files (`/var/log/containers`), wrapped by CRI
+//! or Docker json-file around every line, long lines in pieces, the controller's stderr mixed
+//! in.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use skewtail::synth::{LogStyle, Scenario};
+
+use crate::util::*;
+
+/// A klog line and an nginx error-log line, as an ingress controller writes them to stderr.
+const STDERR: [&str; 2] = [
+    "E1115 14:00:00.000000       7 controller.go:1083] Error obtaining Endpoints for Service \"default/api\"",
+    "2023/11/15 14:00:00 [error] 31#31: *1 connect() failed (111: Connection refused) while connecting to upstream",
+];
+
+/// Every `split`th line is cut in three pieces; after every `noise`th, a stderr line.
+fn wrap(
+    raw: &str,
+    split: usize,
+    noise: usize,
+    wrap_piece: impl Fn(&str, &str, bool) -> String,
+) -> (String, u64) {
+    let mut out = String::new();
+    let mut n_stderr = 0;
+    for (i, line) in raw.lines().enumerate() {
+        if i % split == 0 && line.len() > 30 {
+            let (a, rest) = line.split_at(10);
+            let (b, c) = rest.split_at(12);
+            for (piece, last) in [(a, false), (b, false), (c, true)] {
+                out.push_str(&wrap_piece("stdout", piece, last));
+                // The runtime interleaves stderr between a line's pieces.
+                if !last && i % (2 * split) == 0 {
+                    out.push_str(&wrap_piece("stderr", STDERR[0], true));
+                    n_stderr += 1;
+                }
+            }
+        } else {
+            out.push_str(&wrap_piece("stdout", line, true));
+        }
+        if i % noise == 0 {
+            out.push_str(&wrap_piece("stderr", STDERR[i % 2], true));
+            n_stderr += 1;
+        }
+    }
+    (out, n_stderr)
+}
+
+fn cri(stream: &str, piece: &str, last: bool) -> String {
+    format!("2023-11-15T14:00:00.123456789Z {stream} {} {piece}\n", if last { "F" } else { "P" })
+}
+
+fn docker(stream: &str, piece: &str, last: bool) -> String {
+    let log = serde_json::to_string(&format!("{piece}{}", if last { "\n" } else { "" })).unwrap();
+    format!(
+        "{{\"log\":{log},\"stream\":\"{stream}\",\"time\":\"2023-11-15T14:00:00.123456789Z\"}}\n"
+    )
+}
+
+fn replay(log: &Path) -> (Value, Vec<(String, String, String)>) {
+    // The format is left to recognition: through the wrapping, it must be ingress_nginx.
+    let output = skewtail().args(["replay", "--json", "--pool", "api"]).arg(log).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert")
+        .iter()
+        .map(|a| {
+            let field = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (field("state"), field("kind"), field("backend"))
+        })
+        .collect();
+    (summary(&objects).clone(), alerts)
+}
+
+/// ingress-nginx lines wrapped by CRI and by Docker, with pieces and stderr: every access
+/// line counted once, stderr as `other` (never `unparsed`), the format recognised as it is
+/// without the wrapping, and the same backends and alerts as the bare log.
+#[test]
+fn container_wrapped_ingress_lines_read_as_the_bare_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario =
+        Scenario { style: LogStyle::IngressNginx, duration_s: 40 * 60, ..skew_scenario() };
+    let (bare, n_lines) = write_log(dir.path(), "bare.log", &scenario);
+    let raw = std::fs::read_to_string(&bare).unwrap();
+    let (expected, expected_alerts) = replay(&bare);
+    assert_eq!(expected["parsed"], n_lines);
+    assert!(!expected_alerts.is_empty(), "the scenario's skew was not found in the bare log");
+    for (name, wrapper) in
+        [("cri.log", cri as fn(&str, &str, bool) -> String), ("docker.log", docker)]
+    {
+        let (wrapped, n_stderr) = wrap(&raw, 7, 50, wrapper);
+        let path = dir.path().join(name);
+        std::fs::write(&path, wrapped).unwrap();
+        let (got, alerts) = replay(&path);
+        assert_eq!(got["parsed"], expected["parsed"], "{name}: {got}");
+        assert_eq!(got["unparsed"], 0, "{name}: {got}");
+        assert_eq!(got["other"], n_stderr, "{name}: {got}");
+        assert_eq!(got["lines"], n_lines + n_stderr, "{name}: {got}");
+        assert_eq!(got["backends"], expected["backends"], "{name}");
+        assert_eq!(alerts, expected_alerts, "{name}");
+    }
+}
+
+/// `run` takes the wrapping off too (the sidecar in-process, on a CRI file).
+#[test]
+fn the_sidecar_reads_cri_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario =
+        Scenario { style: LogStyle::IngressNginx, duration_s: 10 * 60, ..skew_scenario() };
+    let (bare, n_lines) = write_log(dir.path(), "bare.log", &scenario);
+    let (wrapped, n_stderr) = wrap(&std::fs::read_to_string(&bare).unwrap(), 5, 20, cri);
+    std::fs::write(dir.path().join("api.log"), wrapped).unwrap();
+    let config = dir.path().join("skewtail.toml");
+    std::fs::write(
+        &config,
+        "[[input]]\npath = \"api.log\"\nformat = \"auto\"\npool = \"api\"\nstart_at = \"beginning\"\n",
+    )
+    .unwrap();
+    let settings = skewtail::config::Settings::load(&config).unwrap();
+    assert_eq!(settings.inputs[0].format_name, "ingress_nginx", "recognised through the wrapping");
+    let options = skewtail::live::RunOptions {
+        config,
+        json: false,
+        state_dir: dir.path().join("state"),
+        listen: None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sidecar = std::thread::spawn(move || {
+        skewtail::live::run(settings, &options, async move {
+            let _ = stop_rx.await;
+        })
+    });
+    let state = dir.path().join("state/state.json");
+    // Read to the end once the snapshot says so; bounded either way.
+    wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&state)
+            .is_ok_and(|s| s.contains(&format!("\"lines\":{}", n_lines + n_stderr)))
+    });
+    stop_tx.send(()).unwrap();
+    let totals = sidecar.join().unwrap().unwrap();
+    assert_eq!(totals.lines, n_lines + n_stderr, "{totals:?}");
+    assert_eq!(totals.parsed, n_lines, "{totals:?}");
+    assert_eq!(totals.other, n_stderr, "{totals:?}");
+    assert_eq!(totals.unparsed, 0, "{totals:?}");
+}
