@@ -170,7 +170,7 @@ pub fn compile_with_fields(
     for (variable, spec) in field_map {
         mapped.push((variable.as_str(), Field::from_spec(variable, spec)?));
     }
-    let text = unwrap_directive(log_format);
+    let text = unwrap_directive(log_format)?;
     if text.is_empty() {
         return Err(CompileError::Empty);
     }
@@ -221,34 +221,44 @@ pub fn compile_with_fields(
 }
 
 /// Turns the text a user may paste (a whole `log_format name escape=json '...' '...';`
-/// directive, a run of quoted strings, or the bare format) into the bare format.
-fn unwrap_directive(text: &str) -> String {
-    let mut rest = text.trim();
+/// directive, ingress-nginx's ConfigMap entry `log-format-upstream: '...'`, a run of quoted
+/// strings, or the bare format) into the bare format. A quote that is never closed is an
+/// error: the format would otherwise be taken with its quote as literal text.
+fn unwrap_directive(text: &str) -> Result<String, CompileError> {
+    let trimmed = text.trim();
+    // Where a slice of `text` starts in it, for columns of the text as given.
+    let offset_of = |part: &str| part.as_ptr() as usize - text.as_ptr() as usize;
+    if let Some(after) = trimmed.strip_prefix("log-format-upstream:") {
+        let value = after.trim();
+        return yaml_scalar(value, offset_of(value));
+    }
+    let mut rest = trimmed;
     if let Some(after) = rest.strip_prefix("log_format") {
         // Drop the format name and any `escape=`/`if=` parameters: everything before the
         // first quote.
         rest = after.find(['\'', '"']).map_or(after, |i| &after[i..]);
     }
     let rest = rest.trim().trim_end_matches(';').trim();
+    let start = offset_of(rest);
     if !rest.starts_with(['\'', '"']) {
-        return rest.to_string();
+        return Ok(rest.to_string());
     }
     // A run of nginx-quoted strings: concatenate their contents.
     let mut out = String::with_capacity(rest.len());
-    let mut chars = rest.chars().peekable();
-    while let Some(quote) = chars.next() {
+    let mut chars = rest.char_indices().peekable();
+    while let Some((at, quote)) = chars.next() {
         if quote != '\'' && quote != '"' {
             if quote.is_whitespace() {
                 continue;
             }
             // Not a quoted run after all: use the text verbatim.
-            return rest.to_string();
+            return Ok(rest.to_string());
         }
         loop {
-            match chars.next() {
-                None => return rest.to_string(),
+            match chars.next().map(|(_, c)| c) {
+                None => return Err(CompileError::UnclosedQuote { column: start + at + 1 }),
                 Some(c) if c == quote => break,
-                Some('\\') => match chars.next() {
+                Some('\\') => match chars.next().map(|(_, c)| c) {
                     Some('n') => out.push('\n'),
                     Some('t') => out.push('\t'),
                     Some(c @ ('\'' | '"' | '\\')) => out.push(c),
@@ -262,7 +272,45 @@ fn unwrap_directive(text: &str) -> String {
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// A YAML scalar as a ConfigMap value holds it: `'single'` (`''` is a quote), `"double"` (with
+/// backslash escapes) or plain. `at` is its byte offset in the text given, for columns.
+fn yaml_scalar(value: &str, at: usize) -> Result<String, CompileError> {
+    let unclosed = CompileError::UnclosedQuote { column: at + 1 };
+    let mut out = String::with_capacity(value.len());
+    if let Some(body) = value.strip_prefix('\'') {
+        let mut chars = body.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '\'' {
+                out.push(c);
+            } else if chars.peek() == Some(&'\'') {
+                chars.next();
+                out.push('\'');
+            } else {
+                return Ok(out);
+            }
+        }
+        return Err(unclosed);
+    }
+    if let Some(body) = value.strip_prefix('"') {
+        let mut chars = body.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return Ok(out),
+                '\\' => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(c) => out.push(c),
+                    None => return Err(unclosed),
+                },
+                c => out.push(c),
+            }
+        }
+        return Err(unclosed);
+    }
+    Ok(value.to_string())
 }
 
 #[cfg(test)]

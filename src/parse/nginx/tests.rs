@@ -234,6 +234,36 @@ fn whole_directive_text_is_accepted() {
 }
 
 #[test]
+fn an_ingress_nginx_configmap_entry_is_accepted() {
+    let line = br#"1.2.3.4 [04/Oct/2022:03:07:27 +0000] "GET / HTTP/1.1" 200 10.0.0.1:80 'q'"#;
+    for entry in [
+        r#"log-format-upstream: '$remote_addr [$time_local] "$request" $status $upstream_addr ''q'''"#,
+        r#"  log-format-upstream: "$remote_addr [$time_local] \"$request\" $status $upstream_addr 'q'""#,
+        r#"log-format-upstream: $remote_addr [$time_local] "$request" $status $upstream_addr 'q'"#,
+    ] {
+        let record = compile(entry).parse(line).unwrap_or_else(|e| panic!("{entry}: {e:?}"));
+        assert_eq!(text(record.backend).as_deref(), Some("10.0.0.1:80"), "{entry}");
+    }
+}
+
+#[test]
+fn an_unclosed_quote_in_a_pasted_format_is_an_error_with_its_column() {
+    let unclosed = [
+        (r#"log_format main '$remote_addr [$time_local] $status"#, 17),
+        (r#"'$remote_addr' '[$time_local] $status"#, 16),
+        (r#"log-format-upstream: '$remote_addr [$time_local]"#, 22),
+        (r#"log-format-upstream: "$remote_addr [$time_local]"#, 22),
+    ];
+    for (pasted, column) in unclosed {
+        assert_eq!(
+            super::compile(pasted, &[]).unwrap_err(),
+            CompileError::UnclosedQuote { column },
+            "{pasted}"
+        );
+    }
+}
+
+#[test]
 fn pool_comes_from_proxy_upstream_name() {
     let mut format = compile("[$time_local] [$proxy_upstream_name] $upstream_addr");
     assert!(format.has_pool_field());

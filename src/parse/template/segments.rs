@@ -51,6 +51,14 @@ pub enum CompileError {
     /// The format is empty.
     #[error("the format is empty; pass the text of your balancer's log format")]
     Empty,
+    /// A quoted string of a pasted directive is never closed.
+    #[error(
+        "the quote at column {column} of the pasted format is never closed; paste the whole directive, or only the format between its quotes"
+    )]
+    UnclosedQuote {
+        /// 1-based column of the opening quote.
+        column: usize,
+    },
     /// An `other` regex that does not compile.
     #[error("an `other` regex is invalid: {problem}")]
     BadRegex {
