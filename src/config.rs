@@ -459,13 +459,15 @@ impl Settings {
         for input in &file.inputs {
             let span = input.format.as_ref().map_or(input.path.span().start, |f| f.span().start);
             let log_format_span = input.log_format.as_ref().map_or(span, |f| f.span().start);
-            let path = base.join(input.path.get_ref());
+            // `-` is standard input, read as a stream by `run` (no lines to look at before).
+            let stdin = input.path.get_ref() == Path::new("-");
+            let path = if stdin { PathBuf::from("-") } else { base.join(input.path.get_ref()) };
             let (parser, format_name) = build_parser(
                 &patterns,
                 input.format.as_ref().map(|f| f.get_ref().as_str()),
                 input.log_format.as_ref().map(|f| f.get_ref().as_str()),
                 &input.custom_variables,
-                Some(&path),
+                (!stdin).then_some(path.as_path()),
             )
             .map_err(|error| {
                 let span = if input.log_format.is_some() { log_format_span } else { span };

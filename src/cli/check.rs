@@ -47,6 +47,10 @@ pub(super) fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {
                 no_backend_message(&input.format_name)
             ));
         }
+        if input.path == std::path::Path::new("-") {
+            writeln!(out, "standard input, read as a stream by `run`")?;
+            continue;
+        }
         // The files `run` would follow now: a glob's matches, or the path itself.
         let paths = crate::source::tailer::candidates(&input.path);
         let is_glob = paths.len() != 1 || paths[0] != input.path;

@@ -20,6 +20,16 @@ pub enum LiveError {
         /// Why, and which formats would do.
         why: String,
     },
+    /// An input's path names something that is not a regular file (a FIFO, a device).
+    #[error("input `{input}`: {} {why}", path.display())]
+    NotRegular {
+        /// The input's name.
+        input: String,
+        /// Its path.
+        path: PathBuf,
+        /// What it is, and what to do instead.
+        why: &'static str,
+    },
     /// The config (or the alerting in it) is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::pipeline::{Batch, Observer, Pipeline};
 use crate::source::Next;
 use crate::source::container::Unwrapper;
+use crate::source::piped::{Piped, PipedLines};
 
 use super::Wake;
 use crate::source::tailer::{TailEvent, Tailer};
@@ -30,6 +31,10 @@ pub(super) struct Followed {
     pub batch: Batch,
     /// Takes a container runtime's wrapping off its lines.
     pub unwrapper: Unwrapper,
+    /// Standard input, when the input's path is `-` (its tailer then follows nothing).
+    pub piped: Option<PipedLines>,
+    /// Standard input ended.
+    pub ended: bool,
 }
 
 impl Followed {
@@ -42,6 +47,8 @@ impl Followed {
             last_line: Instant::now(),
             batch: Batch::for_input(name),
             unwrapper,
+            piped: None,
+            ended: false,
         }
     }
 }
@@ -126,6 +133,9 @@ pub(super) fn read_input(
     output: &mut impl Observer,
     shutdown: &AtomicBool,
 ) -> usize {
+    if input.piped.is_some() {
+        return read_piped(input, pipeline, output, shutdown);
+    }
     let mut n_read = 0;
     let mut file = 0;
     while file < input.tailer.n_files() && n_read < LINES_PER_TURN {
@@ -154,5 +164,40 @@ pub(super) fn read_input(
     // Everything read this turn is in the pipeline before the turn ends (and before any
     // checkpoint), so offsets and counts stay together.
     pipeline.push_batch(input.index, &mut input.batch, output);
+    n_read
+}
+
+/// Reads up to [`LINES_PER_TURN`] lines of standard input, the blocks its thread has ready;
+/// returns how many.
+fn read_piped(
+    input: &mut Followed,
+    pipeline: &mut Pipeline,
+    output: &mut impl Observer,
+    shutdown: &AtomicBool,
+) -> usize {
+    let Some(piped) = input.piped.as_mut() else { return 0 };
+    let mut n_read = 0;
+    while n_read < LINES_PER_TURN && !shutdown.load(Ordering::Relaxed) {
+        match piped.next_block() {
+            Piped::Block(mut block) => {
+                n_read += usize::try_from(block.lines()).unwrap_or(usize::MAX);
+                if let Some(error) = block.error.take() {
+                    tracing::error!(message = "Reading standard input failed; it is read no further.", input = %input.name, %error);
+                }
+                // The block becomes the batch's; the batch's empty one goes back for reuse.
+                std::mem::swap(input.batch.block(), &mut block);
+                pipeline.push_batch(input.index, &mut input.batch, output);
+                piped.recycle(block);
+            }
+            Piped::Empty => break,
+            Piped::Ended => {
+                if !input.ended {
+                    input.ended = true;
+                    tracing::info!(message = "Standard input ended.", input = %input.name);
+                }
+                break;
+            }
+        }
+    }
     n_read
 }

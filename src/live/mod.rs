@@ -36,6 +36,7 @@ use crate::pipeline::OpenWindows;
 use crate::pipeline::{Counters, Pipeline, PipelineState};
 use crate::report::{Report, Style};
 use crate::source::container::Unwrapper;
+use crate::source::piped::PipedLines;
 use crate::source::tailer::Tailer;
 pub use error::LiveError;
 use follow::{Followed, log_event, read_input, watch};
@@ -165,6 +166,17 @@ fn check_live(settings: &Settings) -> Result<(), LiveError> {
                 why: crate::parse::no_backend_message(&input.format_name),
             });
         }
+        // A FIFO or a device cannot be followed (no end to read to, no offset to resume
+        // from): refused once, at the start, rather than warned about on every poll.
+        if let Ok(metadata) = std::fs::metadata(&input.path)
+            && let Some(why) = crate::source::not_regular(&metadata)
+        {
+            return Err(LiveError::NotRegular {
+                input: input.name.clone(),
+                path: input.path.clone(),
+                why,
+            });
+        }
     }
     Ok(())
 }
@@ -187,7 +199,11 @@ fn start_notifier(
 
 /// A pipeline for `settings` with its inputs, and each input followed (reusing `previous`
 /// tailers of inputs with the same name and path, so a reload reads on where it was).
-fn build_pipeline(settings: &Settings, mut previous: Vec<Followed>) -> (Pipeline, Vec<Followed>) {
+fn build_pipeline(
+    settings: &Settings,
+    mut previous: Vec<Followed>,
+    wake: &mpsc::Sender<Wake>,
+) -> (Pipeline, Vec<Followed>) {
     let mut pipeline = Pipeline::new(settings.build_detector());
     let mut followed = Vec::new();
     for input in &settings.inputs {
@@ -195,20 +211,30 @@ fn build_pipeline(settings: &Settings, mut previous: Vec<Followed>) -> (Pipeline
         let kept = previous
             .iter()
             .position(|f| f.name == input.name && f.tailer.pattern() == input.path.as_path());
-        let unwrapper = Unwrapper::new(input.wrapping, settings.max_line_bytes);
         let followed_input = match kept {
-            // Read on where it was, a line in pieces included.
-            Some(at) => {
-                let old = previous.swap_remove(at);
-                Followed {
-                    last_line: old.last_line,
-                    ..Followed::new(index, &input.name, old.tailer, old.unwrapper)
-                }
-            }
+            // Read on where it was, a line in pieces and standard input's reader included.
+            Some(at) => Followed { index, ..previous.swap_remove(at) },
             None => {
                 let start_at_end = input.start_at == crate::config::StartAt::End;
-                let tailer = Tailer::new(input.path.clone(), start_at_end, settings.max_line_bytes);
-                Followed::new(index, &input.name, tailer, unwrapper)
+                let max_line = settings.max_line_bytes;
+                let tailer = Tailer::new(input.path.clone(), start_at_end, max_line);
+                let unwrapper = Unwrapper::new(input.wrapping, max_line);
+                let mut followed = Followed::new(index, &input.name, tailer, unwrapper);
+                if input.path == Path::new("-") {
+                    let wake = wake.clone();
+                    let woken = move || {
+                        let _ = wake.send(Wake::Files);
+                    };
+                    let stdin = std::io::stdin();
+                    followed.piped = Some(PipedLines::spawn(
+                        stdin,
+                        &input.name,
+                        input.wrapping,
+                        max_line,
+                        woken,
+                    ));
+                }
+                followed
             }
         };
         followed.push(followed_input);
@@ -229,6 +255,8 @@ struct Sidecar {
     health: Arc<Health>,
     /// The balancer configs the weights come from, as last read: an edit is reloaded.
     balancer_files: reload::FileStamps,
+    /// Wakes the ingest loop (standard input's reader, on a reload).
+    wake: mpsc::Sender<Wake>,
 }
 
 /// Runs the sidecar until `shutdown` resolves (the command line passes [`stop_signal`]; a
@@ -277,7 +305,7 @@ pub fn run(
     let signals = Arc::new(Signals::default());
     listen_for_control(&runtime, shutdown, &signals, &wake_tx);
 
-    let (pipeline, followed) = build_pipeline(&settings, Vec::new());
+    let (pipeline, followed) = build_pipeline(&settings, Vec::new(), &wake_tx);
     let mut sidecar = Sidecar {
         settings,
         options: options.clone(),
@@ -288,6 +316,7 @@ pub fn run(
         alert_metrics,
         health,
         balancer_files: reload::FileStamps::default(),
+        wake: wake_tx.clone(),
     };
     sidecar.balancer_files = reload::FileStamps::of(&sidecar.settings.balancer_files);
     sidecar.restore();
@@ -297,6 +326,12 @@ pub fn run(
 
     let mut last_checkpoint = Instant::now();
     while !signals.shutdown.load(Ordering::SeqCst) {
+        // A sidecar fed on standard input stops when its writer does (as `tail -f | ...`
+        // pipelines do), so a supervisor restarts both.
+        if sidecar.followed.iter().any(|f| f.ended) {
+            tracing::info!(message = "Standard input ended: stopping.");
+            break;
+        }
         let turn_started = Instant::now();
         if signals.reload.swap(false, Ordering::SeqCst) && sidecar.reload(runtime.handle()) {
             watcher = watch(&sidecar.followed, wake_tx.clone());
@@ -340,12 +375,17 @@ impl Sidecar {
             i64::from(self.settings.detector.window_s + self.settings.detector.lateness_s) * 1000;
         let mut any_lines = false;
         for input in &mut self.followed {
-            for event in input.tailer.poll(started) {
-                log_event(&input.name, &event);
+            let files = input.piped.is_none();
+            if files {
+                for event in input.tailer.poll(started) {
+                    log_event(&input.name, &event);
+                }
             }
             let n_read = read_input(input, &mut self.pipeline, &mut self.output, shutdown);
-            for event in input.tailer.close_finished() {
-                log_event(&input.name, &event);
+            if files {
+                for event in input.tailer.close_finished() {
+                    log_event(&input.name, &event);
+                }
             }
             let now = Instant::now();
             if n_read > 0 {

@@ -16,6 +16,7 @@ pub mod decompress;
 pub mod error;
 pub mod files;
 pub mod once;
+pub mod piped;
 pub mod range;
 pub mod tailer;
 
@@ -145,6 +146,13 @@ impl<R: Read> LineReader<R> {
     /// Bytes read from the input but not handed out yet (a partial last line).
     pub fn buffered(&self) -> u64 {
         (self.end - self.start) as u64
+    }
+
+    /// Whether a whole line is waiting in the buffer: the next [`LineReader::next_line`] hands
+    /// it out without reading (and so without blocking on a pipe).
+    pub fn has_buffered_line(&self) -> bool {
+        self.skipping.is_none()
+            && memchr::memchr(self.delimiter, &self.buf[self.start..self.end]).is_some()
     }
 
     /// Lets a reader that hit the end of a growing file try again.

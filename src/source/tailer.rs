@@ -119,6 +119,8 @@ pub struct Tailer {
     resumed: bool,
     files: Vec<Tailed>,
     missing_reported: bool,
+    /// Paths already reported as not regular files: said once, not on every poll.
+    not_regular_reported: Vec<PathBuf>,
 }
 
 fn hash_bytes(bytes: &[u8]) -> u64 {
@@ -223,6 +225,7 @@ impl Tailer {
             resumed: false,
             files: Vec::new(),
             missing_reported: false,
+            not_regular_reported: Vec::new(),
         }
     }
 
@@ -256,14 +259,17 @@ impl Tailer {
     }
 
     /// The paths the pattern names now: regular files only (others are reported).
-    fn current_paths(&self, events: &mut Vec<TailEvent>) -> Vec<(PathBuf, std::fs::Metadata)> {
+    fn current_paths(&mut self, events: &mut Vec<TailEvent>) -> Vec<(PathBuf, std::fs::Metadata)> {
         let mut found = Vec::new();
         for path in candidates(&self.pattern) {
             let Ok(metadata) = std::fs::metadata(&path) else { continue };
             match not_regular(&metadata) {
                 None => found.push((path, metadata)),
                 Some(why) if !self.is_glob || !metadata.is_dir() => {
-                    events.push(TailEvent::NotRegular { path, why });
+                    if !self.not_regular_reported.contains(&path) {
+                        self.not_regular_reported.push(path.clone());
+                        events.push(TailEvent::NotRegular { path, why });
+                    }
                 }
                 Some(_) => {}
             }

@@ -145,3 +145,96 @@ fn the_sidecar_reads_cri_files() {
     assert_eq!(totals.other, n_stderr, "{totals:?}");
     assert_eq!(totals.unparsed, 0, "{totals:?}");
 }
+
+/// `run` with `path = "-"` reads standard input as a stream: the alert comes while the writer
+/// is still writing, and when the writer closes the pipe the sidecar stops by itself, every
+/// line counted.
+#[test]
+fn run_reads_standard_input_as_a_stream_and_stops_when_it_ends() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (log, n_lines) = write_log(dir.path(), "access.log", &skew_scenario());
+    let config = dir.path().join("skewtail.toml");
+    std::fs::write(&config, "[[input]]\npath = \"-\"\nformat = \"upstream\"\npool = \"api\"\n")
+        .unwrap();
+    let mut child = KillOnDrop(
+        skewtail()
+            .args(["run", "--json", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The skew is from minute 15 to 30: write up to minute 25 and wait for the page.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let all: Vec<&str> = text.lines().collect();
+    let first_part = all.len() * 25 / 40;
+    let mut stdin = child.0.stdin.take().unwrap();
+    for line in &all[..first_part] {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let mut seen = Vec::new();
+    let fired = wait_until(Duration::from_secs(30), || {
+        seen.extend(lines_rx.try_iter());
+        seen.iter().any(|l| l.contains("\"type\":\"alert\"") && l.contains("\"firing\""))
+    });
+    assert!(fired, "no alert while standard input was still open: {:?}", seen.last());
+    for line in &all[first_part..] {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    let stopped = wait_until(Duration::from_secs(30), || child.0.try_wait().unwrap().is_some());
+    assert!(stopped, "run went on after standard input ended");
+    assert!(child.0.wait().unwrap().success());
+    seen.extend(lines_rx.try_iter());
+    let summary: Value = seen
+        .iter()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["type"] == "summary"))
+        .unwrap_or_else(|| panic!("no summary: {:?}", seen.last()));
+    assert_eq!(summary["lines"], n_lines, "{summary}");
+    assert_eq!(summary["parsed"], n_lines, "{summary}");
+}
+
+/// A FIFO given to `run` as a file is refused once, at the start, with exit 2 and the way out
+/// (standard input); it is never warned about on every poll.
+#[test]
+fn run_refuses_a_fifo_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("access.log");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let config = dir.path().join("skewtail.toml");
+    std::fs::write(&config, "[[input]]\npath = \"access.log\"\nformat = \"upstream\"\n").unwrap();
+    let mut child = KillOnDrop(
+        skewtail()
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let exited = wait_until(Duration::from_secs(20), || child.0.try_wait().unwrap().is_some());
+    assert!(exited, "run kept running on a FIFO");
+    let status = child.0.wait().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut text).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert_eq!(text.matches("is a FIFO").count(), 1, "{text}");
+    assert!(text.contains("standard input"), "{text}");
+}
