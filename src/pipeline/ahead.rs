@@ -153,6 +153,11 @@ fn merge(
                 let batch = match heads[index].waiting.remove(&heads[index].next_seq) {
                     Some(batch) => batch,
                     None => {
+                        // About to wait for lines (a slow pipe's, perhaps): what is decided
+                        // goes out first, and a reader that is gone stops the run.
+                        if pipeline.poll(observer) {
+                            return Ok(n_lines);
+                        }
                         let Ok(batch) = done.recv() else { return Ok(n_lines) };
                         heads[batch.block.stream].waiting.insert(batch.block.seq, batch);
                         continue;

@@ -364,6 +364,9 @@ impl<W: Write> Observer for Report<W> {
         if self.watch_stdout && self.error.is_none() && reader_is_gone() {
             self.error = Some(io::Error::from(io::ErrorKind::BrokenPipe));
         }
+        // Between batches, before the run waits for more lines: what is decided is out, so a
+        // replay of a live pipe (`replay -`) shows windows and alerts as they come.
+        self.emit(Write::flush);
         self.flow()
     }
 

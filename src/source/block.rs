@@ -102,9 +102,19 @@ impl LineBlock {
     }
 
     /// Reads lines until it is full or the input ends; returns whether it ended. A read error
-    /// ends it, kept in [`LineBlock::error`].
-    pub fn fill<R: Read>(&mut self, lines: &mut LineReader<R>, unwrapper: &mut Unwrapper) -> bool {
+    /// ends it, kept in [`LineBlock::error`]. With `streaming` (a pipe), it is also handed on
+    /// once it holds lines and no whole line waits in the reader's buffer, rather than when
+    /// it fills: a slow writer's lines go on at once.
+    pub fn fill<R: Read>(
+        &mut self,
+        lines: &mut LineReader<R>,
+        unwrapper: &mut Unwrapper,
+        streaming: bool,
+    ) -> bool {
         while !self.is_full() {
+            if streaming && self.lines() > 0 && !lines.has_buffered_line() {
+                return false;
+            }
             match lines.next_line(true) {
                 Ok(Next::Line(line)) => self.push_unwrapped(unwrapper, line),
                 Ok(Next::TooLong { number, length }) => self.push_too_long(number, length),

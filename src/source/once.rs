@@ -26,6 +26,8 @@ pub struct Opened {
     pub reader: Box<dyn Read + Send>,
     /// Called on the reader thread once it was read to its end, with the lines and bytes read.
     pub finished: Box<dyn FnOnce(u64, u64) + Send>,
+    /// A pipe (standard input): its lines go on as they come, not once a block is full.
+    pub streaming: bool,
 }
 
 impl std::fmt::Debug for Opened {
@@ -48,7 +50,8 @@ pub struct Stream {
 impl Stream {
     /// A stream of one reader already open (the demo, tests).
     pub fn of_reader(input: usize, name: &str, reader: Box<dyn Read + Send>) -> Self {
-        let opened = Opened { name: name.into(), reader, finished: Box::new(|_, _| {}) };
+        let opened =
+            Opened { name: name.into(), reader, finished: Box::new(|_, _| {}), streaming: false };
         Stream { input, files: Box::new(std::iter::once(Ok(opened))), wrapping: Wrapping::Auto }
     }
 }
@@ -109,7 +112,7 @@ pub fn read_blocks<B: AsMut<LineBlock> + Default>(
             let Some(mut batch) = next_batch() else { return };
             let block = batch.as_mut();
             block.file = opened.name.clone();
-            let ended = block.fill(&mut lines, &mut unwrapper);
+            let ended = block.fill(&mut lines, &mut unwrapper, opened.streaming);
             n_lines += block.lines();
             block.bytes_read = lines.offset() - offset;
             offset = lines.offset();
@@ -227,13 +230,18 @@ impl SetFiles {
                 None => decompressed(io::stdin()).map_err(failed)?.0,
             };
             let reader = Box::new(ThreadedReader::spawn(reader));
-            return Ok(Opened { name, reader, finished: Box::new(empty_warning) });
+            return Ok(Opened { name, reader, finished: Box::new(empty_warning), streaming: true });
         }
         let mut opened = super::open_for_replay(&path)?;
         if file.compression != Compression::Plain {
             // Decompression on a thread of its own.
             let reader = Box::new(ThreadedReader::spawn(decompressed(opened).map_err(failed)?.0));
-            return Ok(Opened { name, reader, finished: Box::new(empty_warning) });
+            return Ok(Opened {
+                name,
+                reader,
+                finished: Box::new(empty_warning),
+                streaming: false,
+            });
         }
         let size = opened.metadata().map_err(failed)?.len();
         let start = match self.range.since_ms {
@@ -259,7 +267,12 @@ impl SetFiles {
                 }
             }
         };
-        Ok(Opened { name, reader: Box::new(opened), finished: Box::new(finished) })
+        Ok(Opened {
+            name,
+            reader: Box::new(opened),
+            finished: Box::new(finished),
+            streaming: false,
+        })
     }
 }
 

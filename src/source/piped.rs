@@ -9,10 +9,10 @@
 use std::io::Read;
 use std::sync::mpsc;
 
+use super::LineReader;
 use super::block::LineBlock;
 use super::container::{Unwrapper, Wrapping};
 use super::decompress::decompressed;
-use super::{LineReader, Next};
 
 /// Blocks waiting for the ingest loop.
 const BLOCKS_IN_FLIGHT: usize = 4;
@@ -69,7 +69,7 @@ impl PipedLines {
                     let mut block = recycled.try_recv().unwrap_or_default();
                     block.clear(0, 0);
                     block.file = name.clone();
-                    let ended = fill_available(&mut block, &mut lines, &mut unwrapper);
+                    let ended = block.fill(&mut lines, &mut unwrapper, true);
                     block.last = ended;
                     if to_ingest.send(block).is_err() {
                         return;
@@ -106,31 +106,6 @@ impl PipedLines {
     pub fn recycle(&self, block: LineBlock) {
         let _ = self.free.try_send(block);
     }
-}
-
-/// Fills `block` with the lines that arrive until it is full, the input ends, or no whole
-/// line is waiting in the reader's buffer while the block has some (a slow writer's lines go
-/// on at once rather than when a block fills). Returns whether the input ended.
-fn fill_available<R: Read>(
-    block: &mut LineBlock,
-    lines: &mut LineReader<R>,
-    unwrapper: &mut Unwrapper,
-) -> bool {
-    while !block.is_full() {
-        if block.lines() > 0 && !lines.has_buffered_line() {
-            return false;
-        }
-        match lines.next_line(true) {
-            Ok(Next::Line(line)) => block.push_unwrapped(unwrapper, line),
-            Ok(Next::TooLong { number, length }) => block.push_too_long(number, length),
-            Ok(Next::End) => return true,
-            Err(error) => {
-                block.error = Some(super::error::SourceError::reading("-", error));
-                return true;
-            }
-        }
-    }
-    false
 }
 
 #[cfg(test)]

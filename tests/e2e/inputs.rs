@@ -146,23 +146,13 @@ fn the_sidecar_reads_cri_files() {
     assert_eq!(totals.unparsed, 0, "{totals:?}");
 }
 
-/// `run` with `path = "-"` reads standard input as a stream: the alert comes while the writer
-/// is still writing, and when the writer closes the pipe the sidecar stops by itself, every
-/// line counted.
-#[test]
-fn run_reads_standard_input_as_a_stream_and_stops_when_it_ends() {
+/// Feeds `log` to `command`'s standard input: the first 25 of its 40 minutes (the skew is
+/// from minute 15 to 30), then waits for a `firing` alert on stdout while the pipe is still
+/// open, then the rest. Returns stdout's lines once the command has exited by itself.
+fn feed_and_wait_for_the_alert(mut command: std::process::Command, log: &Path) -> Vec<String> {
     use std::io::{BufRead, BufReader, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let (log, n_lines) = write_log(dir.path(), "access.log", &skew_scenario());
-    let config = dir.path().join("skewtail.toml");
-    std::fs::write(&config, "[[input]]\npath = \"-\"\nformat = \"upstream\"\npool = \"api\"\n")
-        .unwrap();
     let mut child = KillOnDrop(
-        skewtail()
-            .args(["run", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
+        command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -178,8 +168,7 @@ fn run_reads_standard_input_as_a_stream_and_stops_when_it_ends() {
             }
         }
     });
-    // The skew is from minute 15 to 30: write up to minute 25 and wait for the page.
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
     let all: Vec<&str> = text.lines().collect();
     let first_part = all.len() * 25 / 40;
     let mut stdin = child.0.stdin.take().unwrap();
@@ -193,21 +182,73 @@ fn run_reads_standard_input_as_a_stream_and_stops_when_it_ends() {
         seen.iter().any(|l| l.contains("\"type\":\"alert\"") && l.contains("\"firing\""))
     });
     assert!(fired, "no alert while standard input was still open: {:?}", seen.last());
+    // And the lines just written are windowed too, not held until a block fills: a window
+    // ending in minute 24 is out while the pipe is open.
+    let window_end = |l: &String| {
+        let v: Value = serde_json::from_str(l).ok()?;
+        (v["type"] == "window").then(|| v["end"].as_str().map(str::to_string)).flatten()
+    };
+    let first_end = seen.iter().find_map(window_end).expect("no window");
+    let first_end = chrono::DateTime::parse_from_rfc3339(&first_end).unwrap();
+    let wanted = (first_end + chrono::Duration::minutes(24))
+        .to_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let recent = wait_until(Duration::from_secs(30), || {
+        seen.extend(lines_rx.try_iter());
+        seen.iter().filter_map(window_end).any(|end| end >= wanted)
+    });
+    assert!(recent, "no window ending at {wanted} or later while the pipe is open");
     for line in &all[first_part..] {
         writeln!(stdin, "{line}").unwrap();
     }
     drop(stdin);
     let stopped = wait_until(Duration::from_secs(30), || child.0.try_wait().unwrap().is_some());
-    assert!(stopped, "run went on after standard input ended");
+    assert!(stopped, "it went on after standard input ended");
     assert!(child.0.wait().unwrap().success());
-    seen.extend(lines_rx.try_iter());
-    let summary: Value = seen
+    // The reader thread ends with stdout.
+    while let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(10)) {
+        seen.push(line);
+    }
+    seen
+}
+
+fn summary_of(lines: &[String]) -> Value {
+    lines
         .iter()
         .rev()
         .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["type"] == "summary"))
-        .unwrap_or_else(|| panic!("no summary: {:?}", seen.last()));
+        .unwrap_or_else(|| panic!("no summary: {:?}", lines.last()))
+}
+
+/// `run` with `path = "-"` reads standard input as a stream: the alert comes while the writer
+/// is still writing, and when the writer closes the pipe the sidecar stops by itself, every
+/// line counted.
+#[test]
+fn run_reads_standard_input_as_a_stream_and_stops_when_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, n_lines) = write_log(dir.path(), "access.log", &skew_scenario());
+    let config = dir.path().join("skewtail.toml");
+    std::fs::write(&config, "[[input]]\npath = \"-\"\nformat = \"upstream\"\npool = \"api\"\n")
+        .unwrap();
+    let mut run = skewtail();
+    run.args(["run", "--json", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"));
+    let summary = summary_of(&feed_and_wait_for_the_alert(run, &log));
     assert_eq!(summary["lines"], n_lines, "{summary}");
     assert_eq!(summary["parsed"], n_lines, "{summary}");
+}
+
+/// `replay -` prints windows and alerts as they are decided, not when its input ends.
+#[test]
+fn replay_of_standard_input_shows_the_alert_before_the_input_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, n_lines) = write_log(dir.path(), "access.log", &skew_scenario());
+    let mut replay = skewtail();
+    replay.args(["replay", "--json", "--format", "upstream", "-"]);
+    let lines = feed_and_wait_for_the_alert(replay, &log);
+    assert_eq!(summary_of(&lines)["lines"], n_lines);
 }
 
 /// A FIFO given to `run` as a file is refused once, at the start, with exit 2 and the way out
