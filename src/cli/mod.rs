@@ -374,6 +374,11 @@ pub struct ReplayArgs {
     /// as `other`.
     #[arg(long, value_enum, default_value_t = crate::source::container::Wrapping::Auto)]
     pub wrapping: crate::source::container::Wrapping,
+    /// How many levels of a directory given as an argument are read (1: its own files only).
+    /// Cloud log trees (`AWSLogs/...`) are read whole by default; each balancer node's files
+    /// are one stream, in time order, whatever directories they are in.
+    #[arg(long, default_value_t = crate::source::files::DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
     /// Only requests from this time: RFC 3339 (2026-12-02T14:00:00Z), a date, or relative
     /// (-2h, -30m, -1d). Plain files are searched by timestamp, not read from the start.
     #[arg(long)]

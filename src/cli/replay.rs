@@ -53,8 +53,10 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
             .inputs
             .iter()
             .map(|input| {
-                let files =
-                    in_time_order(expand(std::slice::from_ref(&input.path))?, &input.parser)?;
+                let files = in_time_order(
+                    expand(std::slice::from_ref(&input.path), args.max_depth)?,
+                    &input.parser,
+                )?;
                 Ok(ReplayInput {
                     name: input.name.clone(),
                     parser: input.parser.clone(),
@@ -66,7 +68,7 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
             })
             .collect();
     }
-    let paths = expand(&args.files)?;
+    let paths = expand(&args.files, args.max_depth)?;
     let name = display_name(&paths[0]);
     let first_input = settings.inputs.first();
     let mut stdin = None;

@@ -30,25 +30,22 @@ fn is_pattern(text: &str) -> bool {
     text.contains(['*', '?', '['])
 }
 
-/// Arguments made into files: `-` as is, a directory's regular files (not hidden, not
-/// recursive), a glob's matches, a path as is.
-pub fn expand(arguments: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// How deep [`expand`] goes into directories by default: enough for a cloud log tree
+/// (`AWSLogs/<account>/elasticloadbalancing/<region>/YYYY/MM/DD/`).
+pub const DEFAULT_MAX_DEPTH: usize = 12;
+
+/// Arguments made into files: `-` as is, a directory's regular files (recursively, down to
+/// `max_depth` levels; hidden ones and symlinked directories left out, in name order), a
+/// glob's matches, a path as is.
+pub fn expand(arguments: &[PathBuf], max_depth: usize) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for argument in arguments {
         let text = argument.to_string_lossy();
         if argument == Path::new("-") {
             files.push(argument.clone());
         } else if argument.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(argument)
-                .map_err(|source| SourceError::Io {
-                    path: argument.clone(),
-                    doing: "cannot list the directory",
-                    source,
-                })?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-                .collect();
+            let mut found = Vec::new();
+            files_under(argument, max_depth, &mut found)?;
             if found.is_empty() {
                 return Err(SourceError::EmptyDirectory { path: argument.clone() });
             }
@@ -70,6 +67,33 @@ pub fn expand(arguments: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// The regular files under `dir`, `depth` levels down at most (1: the directory's own).
+fn files_under(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> Result<()> {
+    if depth == 0 {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| SourceError::Io {
+        path: dir.to_path_buf(),
+        doing: "cannot list the directory",
+        source,
+    })?;
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        // A symlinked directory could lead back up the tree: not followed. A symlinked file
+        // (Kubernetes' /var/log/containers) is read.
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            files_under(&path, depth - 1, found)?;
+        } else if path.is_file() {
+            found.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// The rotation number of a logrotate name (`access.log.2.gz` → 2, `access.log` → 0), so that
@@ -163,16 +187,62 @@ fn set_name(path: &Path) -> String {
     name.to_string()
 }
 
-/// Files in time order grouped into rotated sets (same directory and [`set_name`]), each
-/// still in time order; sets in order of their first file. The files of a set follow one
-/// another in time and are read in turn; different sets (several balancers, or several
-/// logs of one) overlap in time, so their lines are merged by timestamp.
+/// A cloud load balancer's log file, from its name: AWS ALB and NLB
+/// (`<account>_elasticloadbalancing_<region>_app.<name>.<id>_<end>_<node ip>_<random>.log.gz`)
+/// and Classic ELB (`<account>_elasticloadbalancing_<region>_<name>_<end>_<node ip>_<random>.log`).
+/// Each balancer node writes one file every 5 (or 60) minutes into dated directories, so a
+/// node's files, wherever they are in the tree, follow one another in time: one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudLogName {
+    /// The load balancer (`app.my-alb.50dc6c495c0c9188`, or a Classic ELB's name).
+    pub balancer: String,
+    /// The node that wrote it (its IP address).
+    pub node: String,
+    /// When the file's interval ends, `YYYYMMDDTHHMMZ`.
+    pub end: String,
+}
+
+impl CloudLogName {
+    /// Reads a file name; `None` when it is not one of a cloud balancer's.
+    pub fn read(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?;
+        let name = name.strip_suffix(".gz").unwrap_or(name).strip_suffix(".log")?;
+        let fields: Vec<&str> = name.split('_').collect();
+        // account, "elasticloadbalancing", region, balancer..., end, node ip, random.
+        if fields.len() < 7
+            || fields[1] != "elasticloadbalancing"
+            || !fields[0].bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let n = fields.len();
+        let (end, node) = (fields[n - 3], fields[n - 2]);
+        let is_time = end.len() == 14 && end.as_bytes()[8] == b'T' && end.ends_with('Z');
+        if !is_time || node.parse::<std::net::IpAddr>().is_err() {
+            return None;
+        }
+        Some(CloudLogName {
+            balancer: fields[3..n - 3].join("_"),
+            node: node.to_string(),
+            end: end.to_string(),
+        })
+    }
+}
+
+/// Files in time order grouped into rotated sets (same directory and [`set_name`]; for a
+/// cloud balancer, the same node of the same balancer wherever its files are), each still
+/// in time order; sets in order of their first file. The files of a set follow one another
+/// in time and are read in turn; different sets (several balancers, or several logs of one)
+/// overlap in time, so their lines are merged by timestamp.
 pub fn rotated_sets(files: Vec<ReplayFile>) -> Vec<Vec<ReplayFile>> {
     /// A set's directory and name.
     type Key = (Option<PathBuf>, String);
     let mut sets: Vec<(Key, Vec<ReplayFile>)> = Vec::new();
     for file in files {
-        let key = (file.path.parent().map(Path::to_path_buf), set_name(&file.path));
+        let key = match CloudLogName::read(&file.path) {
+            Some(cloud) => (None, format!("{} {}", cloud.balancer, cloud.node)),
+            None => (file.path.parent().map(Path::to_path_buf), set_name(&file.path)),
+        };
         match sets.iter_mut().find(|(k, _)| *k == key) {
             Some((_, set)) => set.push(file),
             None => sets.push((key, vec![file])),
@@ -249,7 +319,7 @@ mod tests {
         let patterns = crate::parse::PatternSet::builtin();
         let parser =
             crate::config::build_parser(&patterns, Some("upstream"), None, &[], None).unwrap().0;
-        let expanded = expand(&[dir.path().to_path_buf()]).unwrap();
+        let expanded = expand(&[dir.path().to_path_buf()], DEFAULT_MAX_DEPTH).unwrap();
         assert_eq!(expanded.len(), 3);
         let ordered = in_time_order(expanded, &parser).unwrap();
         let names: Vec<String> = ordered
@@ -259,12 +329,65 @@ mod tests {
         assert_eq!(names, ["access.log.2.gz", "access.log.1", "access.log"]);
         assert_eq!(ordered[0].compression, Compression::Gzip);
         let pattern = dir.path().join("access.log*");
-        assert_eq!(expand(&[pattern]).unwrap().len(), 3);
+        assert_eq!(expand(&[pattern], DEFAULT_MAX_DEPTH).unwrap().len(), 3);
         assert!(
-            expand(&[dir.path().join("nothing*")])
+            expand(&[dir.path().join("nothing*")], DEFAULT_MAX_DEPTH)
                 .unwrap_err()
                 .to_string()
                 .contains("no file matches")
         );
+    }
+
+    #[test]
+    fn cloud_balancer_file_names_are_read_and_a_node_is_one_set_across_directories() {
+        let alb = "123456789012_elasticloadbalancing_us-east-2_app.my-alb.50dc6c495c0c9188_20231115T1405Z_10.0.1.7_2sdfds9a.log.gz";
+        let name = CloudLogName::read(Path::new(alb)).unwrap();
+        assert_eq!(name.balancer, "app.my-alb.50dc6c495c0c9188");
+        assert_eq!((name.node.as_str(), name.end.as_str()), ("10.0.1.7", "20231115T1405Z"));
+        let elb =
+            "123456789012_elasticloadbalancing_us-west-2_my-elb_20231115T1400Z_172.31.4.2_5rz.log";
+        assert_eq!(CloudLogName::read(Path::new(elb)).unwrap().balancer, "my-elb");
+        for other in ["access.log", "123_elasticloadbalancing_x.log", "access.log.2.gz"] {
+            assert_eq!(CloudLogName::read(Path::new(other)), None, "{other}");
+        }
+        let file = |day: u32, hhmm: &str, node: &str| ReplayFile {
+            path: PathBuf::from(format!(
+                "AWSLogs/1/elasticloadbalancing/us-east-2/2023/11/{day}/1_elasticloadbalancing_us-east-2_app.a.b_202311{day}T{hhmm}Z_{node}_x.log.gz"
+            )),
+            first_ms: None,
+            compression: Compression::Gzip,
+        };
+        let sets = rotated_sets(vec![
+            file(15, "2355", "10.0.0.1"),
+            file(15, "2355", "10.0.0.2"),
+            file(16, "0000", "10.0.0.1"),
+            file(16, "0000", "10.0.0.2"),
+        ]);
+        assert_eq!(sets.len(), 2, "one stream per node: {sets:?}");
+        assert!(sets.iter().all(|set| set.len() == 2));
+    }
+
+    #[test]
+    fn directories_are_read_recursively_down_to_the_depth_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("lb1/2023/11/15");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::create_dir_all(dir.path().join("lb2")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        for file in [deep.join("a.log"), dir.path().join("lb2/b.log"), dir.path().join(".git/x")] {
+            std::fs::write(file, "x\n").unwrap();
+        }
+        let names = |depth| -> Vec<String> {
+            expand(&[dir.path().to_path_buf()], depth)
+                .map(|files| {
+                    let relative =
+                        |p: &PathBuf| p.strip_prefix(dir.path()).unwrap().display().to_string();
+                    files.iter().map(relative).collect()
+                })
+                .unwrap_or_else(|e| vec![e.to_string()])
+        };
+        assert_eq!(names(DEFAULT_MAX_DEPTH), ["lb1/2023/11/15/a.log", "lb2/b.log"]);
+        assert_eq!(names(2), ["lb2/b.log"]);
+        assert!(names(1)[0].contains("the directory holds no files"), "{:?}", names(1));
     }
 }

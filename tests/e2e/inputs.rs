@@ -279,3 +279,57 @@ fn run_refuses_a_fifo_once() {
     assert_eq!(text.matches("is a FIFO").count(), 1, "{text}");
     assert!(text.contains("standard input"), "{text}");
 }
+
+/// An AWS ALB log tree as S3 holds it: two nodes, one gzip file per node every 5 minutes,
+/// in dated directories, given as its top directory. Every line is counted, none is late, and
+/// the alerts are those of the same lines as one log in time order.
+#[test]
+fn an_alb_log_tree_replays_as_its_lines_in_time_order() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario {
+        style: LogStyle::AwsAlb,
+        duration_s: 6 * 3600,
+        rate_per_s: 10.0,
+        ..skew_scenario()
+    };
+    let (whole, n_lines) = write_log(dir.path(), "whole.log", &scenario);
+    let text = std::fs::read_to_string(&whole).unwrap();
+    // Node by line parity; file by the 5 minutes its time falls in.
+    let mut files: std::collections::BTreeMap<(String, &str), Vec<&str>> = Default::default();
+    for (i, line) in text.lines().enumerate() {
+        let time = line.split(' ').nth(1).unwrap();
+        let (day, hour, minute) =
+            (&time[8..10], &time[11..13], time[14..16].parse::<u32>().unwrap());
+        let end_minute = (minute / 5 + 1) * 5;
+        let end = if end_minute == 60 {
+            format!("{day}T{:02}00Z", hour.parse::<u32>().unwrap() + 1)
+        } else {
+            format!("{day}T{hour}{end_minute:02}Z")
+        };
+        let node = if i % 2 == 0 { "10.0.1.7" } else { "10.0.2.9" };
+        files.entry((end, node)).or_default().push(line);
+    }
+    let tree = dir.path().join("AWSLogs");
+    let day_dir = tree.join("123456789012/elasticloadbalancing/us-east-2/2023/11/15");
+    std::fs::create_dir_all(&day_dir).unwrap();
+    for ((end, node), lines) in &files {
+        let name = format!(
+            "123456789012_elasticloadbalancing_us-east-2_app.api-alb.50dc6c495c0c9188_202311{end}_{node}_3kd9x.log.gz"
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for line in lines {
+            writeln!(gz, "{line}").unwrap();
+        }
+        std::fs::write(day_dir.join(name), gz.finish().unwrap()).unwrap();
+    }
+    assert!(files.len() > 140, "{} files", files.len());
+    let (expected, expected_alerts) = replay(&whole);
+    assert!(!expected_alerts.is_empty());
+    let (got, alerts) = replay(&tree);
+    assert_eq!(got["lines"], n_lines, "{got}");
+    assert_eq!(got["parsed"], n_lines, "{got}");
+    assert_eq!(got["late"], 0, "{got}");
+    assert_eq!(got["backends"], expected["backends"]);
+    assert_eq!(alerts, expected_alerts);
+}
