@@ -9,6 +9,7 @@ use anyhow::bail;
 use super::*;
 use crate::config::Settings;
 use crate::parse::no_backend_message;
+use crate::source::container::{Unwrapped, Unwrapper};
 use crate::source::{LineReader, Next};
 
 pub(super) fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {
@@ -95,12 +96,28 @@ fn sample_input(
         }
     };
     let mut reader = LineReader::new(file, max_line_bytes);
+    let mut unwrapper = Unwrapper::new(input.wrapping, max_line_bytes);
     let (mut tried, mut matched, mut failures) = (0, 0, Vec::new());
+    let mut stderr_lines = 0;
     while tried < lines {
         match reader.next_line(true)? {
             Next::Line(line) => {
+                let number = line.number;
+                let bytes = match unwrapper.unwrap(line.bytes) {
+                    Unwrapped::Line(bytes) => bytes,
+                    Unwrapped::Held => continue,
+                    Unwrapped::Stderr => {
+                        stderr_lines += 1;
+                        continue;
+                    }
+                    Unwrapped::TooLong(_) => {
+                        tried += 1;
+                        failures.push(format!("    line {number}: longer than max_line_bytes"));
+                        continue;
+                    }
+                };
                 tried += 1;
-                match parser.parse(line.bytes) {
+                match parser.parse(bytes) {
                     Ok(record) => {
                         matched += 1;
                         if let Some(backend) = record.backend {
@@ -115,11 +132,9 @@ fn sample_input(
                                 .or_default() += 1;
                         }
                     }
-                    Err(error) => failures.push(format!(
-                        "    line {}: {}",
-                        line.number,
-                        parser.explain(&error)
-                    )),
+                    Err(error) => {
+                        failures.push(format!("    line {number}: {}", parser.explain(&error)));
+                    }
                 }
             }
             Next::TooLong { number, .. } => {
@@ -129,7 +144,11 @@ fn sample_input(
             Next::End => break,
         }
     }
-    writeln!(out, "{matched} of the first {tried} line(s) parsed")?;
+    write!(out, "{matched} of the first {tried} line(s) parsed")?;
+    if stderr_lines > 0 {
+        write!(out, " ({stderr_lines} line(s) of the container's stderr left out)")?;
+    }
+    writeln!(out)?;
     for failure in &failures {
         writeln!(out, "{failure}")?;
     }

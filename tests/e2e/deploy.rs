@@ -326,3 +326,46 @@ fn the_systemd_unit_verifies_and_the_dockerfile_runs_unprivileged() {
     let user = dockerfile.lines().find_map(|l| l.strip_prefix("USER ")).expect("a USER line");
     assert!(!user.starts_with('0') && !user.starts_with("root"), "USER {user}");
 }
+
+/// The ingress-nginx DaemonSet: its config passes `check` on a node's container log as the
+/// runtime writes it (CRI-wrapped, a long line in pieces, the controller's stderr mixed in),
+/// and the pod reads /var/log read-only, as a non-root user.
+#[test]
+fn the_ingress_nginx_daemonset_reads_cri_container_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let manifest =
+        std::fs::read_to_string(deploy("kubernetes/ingress-nginx-daemonset.yaml")).unwrap();
+    for needed in ["kind: DaemonSet", "runAsNonRoot: true", "path: /var/log,", "readOnly: true }"] {
+        assert!(manifest.contains(needed), "the manifest lacks {needed}");
+    }
+    let containers = d.join("containers");
+    std::fs::create_dir(&containers).unwrap();
+    let log = std::fs::read_to_string(sample_log(d, "ingress_nginx")).unwrap();
+    let mut wrapped = String::new();
+    for (i, line) in log.lines().enumerate() {
+        let time = "2023-11-15T14:00:00.123456789Z";
+        if i == 3 {
+            let (head, tail) = line.split_at(40);
+            wrapped.push_str(&format!("{time} stdout P {head}\n{time} stdout F {tail}\n"));
+        } else {
+            wrapped.push_str(&format!("{time} stdout F {line}\n"));
+        }
+        if i % 4 == 0 {
+            wrapped.push_str(&format!(
+                "{time} stderr F I1115 14:00:00.000000 7 store.go:123] updating\n"
+            ));
+        }
+    }
+    std::fs::write(
+        containers.join("ingress-nginx-controller-7d9f8_ingress-nginx_controller-0a1b2c.log"),
+        wrapped,
+    )
+    .unwrap();
+    let config = config_map_entry(&manifest, "skewtail.toml")
+        .replace("/var/log/containers/", &format!("{}/", containers.display()));
+    std::fs::write(d.join("skewtail.toml"), config).unwrap();
+    let text = check_passes(&d.join("skewtail.toml"));
+    assert!(text.contains("matches 1 file(s) now"), "{text}");
+    assert!(text.contains("line(s) of the container's stderr left out"), "{text}");
+}
