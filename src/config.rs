@@ -18,6 +18,7 @@ use crate::detect::{Detector, DetectorConfig, PoolExpectation};
 use crate::located::{ConfigError, Located, MAX_CONFIG_BYTES, with_causes};
 use crate::parse::{Parser, PatternSet};
 use crate::source::container::Wrapping;
+use crate::source::syslog::SyslogListen;
 
 /// Where to start reading a live file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -36,8 +37,12 @@ pub enum StartAt {
 pub struct InputConfig {
     /// A name for messages; defaults to the file name.
     pub name: Option<String>,
-    /// The log file.
-    pub path: Spanned<PathBuf>,
+    /// The log file (a glob, or `-` for standard input).
+    #[serde(default)]
+    pub path: Option<Spanned<PathBuf>>,
+    /// Or a syslog address `run` listens on: `udp://127.0.0.1:5514`, `tcp://...`.
+    #[serde(default)]
+    pub syslog: Option<Spanned<String>>,
     /// A format name (`nginx`, `upstream`, `ingress_nginx`, ...).
     pub format: Option<Spanned<String>>,
     /// The text of the nginx `log_format` directive that writes this file.
@@ -183,6 +188,8 @@ pub struct InputSettings {
     pub start_at: StartAt,
     /// The container wrapping taken off its lines.
     pub wrapping: Wrapping,
+    /// The syslog address `run` listens on, for a syslog input (its `path` then only names it).
+    pub syslog: Option<SyslogListen>,
 }
 
 /// Everything a run needs, validated.
@@ -457,33 +464,58 @@ impl Settings {
         let mut inputs = Vec::new();
         let mut pools_seen = BTreeMap::new();
         for input in &file.inputs {
-            let span = input.format.as_ref().map_or(input.path.span().start, |f| f.span().start);
+            let source_span = match (&input.path, &input.syslog) {
+                (Some(path), None) => path.span().start,
+                (None, Some(syslog)) => syslog.span().start,
+                (path, syslog) => {
+                    let path_at = path.as_ref().map(|p| p.span().start);
+                    let offset = path_at.or(syslog.as_ref().map(|s| s.span().start));
+                    let offset = offset.or(input.format.as_ref().map(|f| f.span().start));
+                    return Err(at(
+                        offset.unwrap_or(0),
+                        "an [[input]] reads either a file (`path = \"/var/log/nginx/access.log\"`, a glob, or `-` for standard input) or syslog (`syslog = \"udp://127.0.0.1:5514\"`): give one of them".to_string(),
+                    ));
+                }
+            };
+            let syslog = match &input.syslog {
+                Some(text) => Some(
+                    text.get_ref().parse::<SyslogListen>().map_err(|m| at(text.span().start, m))?,
+                ),
+                None => None,
+            };
+            let span = input.format.as_ref().map_or(source_span, |f| f.span().start);
             let log_format_span = input.log_format.as_ref().map_or(span, |f| f.span().start);
-            // `-` is standard input, read as a stream by `run` (no lines to look at before).
-            let stdin = input.path.get_ref() == Path::new("-");
-            let path = if stdin { PathBuf::from("-") } else { base.join(input.path.get_ref()) };
+            let given = input.path.as_ref().map(|p| p.get_ref().clone());
+            // `-` is standard input, read as a stream by `run` (no lines to look at before);
+            // a syslog input has none either.
+            let stdin = given.as_deref() == Some(Path::new("-"));
+            let path = match (&given, &syslog) {
+                (_, Some(listen)) => PathBuf::from(listen.to_string()),
+                (Some(p), None) if !stdin => base.join(p),
+                _ => PathBuf::from("-"),
+            };
+            let has_lines_to_look_at = !stdin && syslog.is_none();
             let (parser, format_name) = build_parser(
                 &patterns,
                 input.format.as_ref().map(|f| f.get_ref().as_str()),
                 input.log_format.as_ref().map(|f| f.get_ref().as_str()),
                 &input.custom_variables,
-                (!stdin).then_some(path.as_path()),
+                has_lines_to_look_at.then_some(path.as_path()),
             )
             .map_err(|error| {
                 let span = if input.log_format.is_some() { log_format_span } else { span };
                 at(span, with_causes(&error))
             })?;
-            let name = input.name.clone().unwrap_or_else(|| {
-                input
-                    .path
-                    .get_ref()
+            let name = input.name.clone().unwrap_or_else(|| match (&given, &syslog) {
+                (Some(p), None) => p
                     .file_name()
-                    .map_or_else(|| "input".to_string(), |n| n.to_string_lossy().into_owned())
+                    .map_or_else(|| "input".to_string(), |n| n.to_string_lossy().into_owned()),
+                _ => "syslog".to_string(),
             });
             let pool = input.pool.clone().unwrap_or_else(|| name.clone());
             if let Some(other) = pools_seen.insert(pool.clone(), name.clone()) {
                 return Err(at(
-                    input.path.span().start,
+                    source_span,
                     format!(
                         "inputs `{other}` and `{name}` both feed pool `{pool}`; each input needs its own pool for now (each input keeps its own event-time clock)"
                     ),
@@ -497,6 +529,7 @@ impl Settings {
                 pool,
                 start_at: input.start_at,
                 wrapping: input.wrapping,
+                syslog,
             });
         }
 

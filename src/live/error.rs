@@ -44,6 +44,18 @@ pub enum LiveError {
         /// The error from the system.
         source: std::io::Error,
     },
+    /// A syslog input's address cannot be listened on.
+    #[error(
+        "input `{input}`: cannot listen for syslog on {listen}; choose another address in `syslog`"
+    )]
+    Syslog {
+        /// The input's name.
+        input: String,
+        /// The address asked for.
+        listen: crate::source::syslog::SyslogListen,
+        /// The error from the system.
+        source: std::io::Error,
+    },
     /// The async runtime for delivery and the endpoint could not start.
     #[error("cannot start the async runtime for alert delivery")]
     Runtime(#[source] std::io::Error),

@@ -35,6 +35,8 @@ pub(super) struct Followed {
     pub piped: Option<PipedLines>,
     /// Standard input ended.
     pub ended: bool,
+    /// Dropped lines already logged (syslog datagrams that came while the loop was behind).
+    pub dropped_logged: u64,
 }
 
 impl Followed {
@@ -49,6 +51,7 @@ impl Followed {
             unwrapper,
             piped: None,
             ended: false,
+            dropped_logged: 0,
         }
     }
 }
@@ -176,6 +179,11 @@ fn read_piped(
     shutdown: &AtomicBool,
 ) -> usize {
     let Some(piped) = input.piped.as_mut() else { return 0 };
+    let dropped = piped.dropped();
+    if dropped > input.dropped_logged {
+        tracing::warn!(message = "Syslog lines dropped: they came faster than the sidecar read them (the socket cannot wait).", input = %input.name, dropped = dropped - input.dropped_logged, total = dropped, fix = "give the sidecar more CPU, or send over TCP, which waits instead");
+        input.dropped_logged = dropped;
+    }
     let mut n_read = 0;
     while n_read < LINES_PER_TURN && !shutdown.load(Ordering::Relaxed) {
         match piped.next_block() {

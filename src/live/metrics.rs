@@ -119,6 +119,8 @@ impl FiringAlert {
 struct View {
     lines: BTreeMap<String, LineCounts>,
     lag: BTreeMap<String, Lag>,
+    /// Lines dropped before reading, per input (a syslog socket's, while the loop was behind).
+    dropped: BTreeMap<String, u64>,
     pools: BTreeMap<Arc<str>, PoolSeries>,
     /// Firing alerts per (pool, kind); kept at 0 once resolved, so the series ends at 0.
     firing: BTreeMap<(String, String), u64>,
@@ -218,6 +220,11 @@ impl LiveMetrics {
     /// Sets an input's tail lag: bytes not read yet, and the newest event time read.
     pub fn lag(&self, input: &str, bytes: u64, newest_event_ms: Option<i64>) {
         self.view().lag.insert(input.to_string(), Lag { bytes, newest_event_ms });
+    }
+
+    /// Sets how many lines an input dropped before they could be read.
+    pub fn dropped(&self, input: &str, lines: u64) {
+        self.view().dropped.insert(input.to_string(), lines);
     }
 
     /// Sets the firing alerts.
@@ -367,6 +374,17 @@ impl Collector for LiveMetrics {
         for ((pool, kind), count) in &view.firing {
             let labels: Labels<'_> = [("pool", label(pool)), ("kind", kind.as_str().into())];
             ConstGauge::new(*count as i64).encode(family.encode_family(&labels)?)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "skewtail_input_dropped",
+            "Lines dropped before they were read: syslog datagrams that came while the ingest loop was behind",
+            None,
+            MetricType::Counter,
+        )?;
+        for (input, lines) in &view.dropped {
+            let labels = [("input", label(input))];
+            ConstCounter::new(*lines).encode(family.encode_family(&labels)?)?;
         }
 
         let mut family = encoder.encode_descriptor(

@@ -23,6 +23,7 @@ mod reload;
 pub mod server;
 pub mod state;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -168,7 +169,8 @@ fn check_live(settings: &Settings) -> Result<(), LiveError> {
         }
         // A FIFO or a device cannot be followed (no end to read to, no offset to resume
         // from): refused once, at the start, rather than warned about on every poll.
-        if let Ok(metadata) = std::fs::metadata(&input.path)
+        if input.syslog.is_none()
+            && let Ok(metadata) = std::fs::metadata(&input.path)
             && let Some(why) = crate::source::not_regular(&metadata)
         {
             return Err(LiveError::NotRegular {
@@ -197,11 +199,46 @@ fn start_notifier(
     Ok(Notifier::start(&settings.alerting, &notifier_options, runtime)?)
 }
 
+/// Binds the syslog inputs of `settings` that `previous` does not already serve (a reload
+/// keeps an input's listener), so that a port in use refuses the config before anything
+/// changes; returns them by input name.
+fn bind_listeners(
+    settings: &Settings,
+    previous: &[Followed],
+    wake: &mpsc::Sender<Wake>,
+) -> Result<BTreeMap<String, PipedLines>, LiveError> {
+    let mut bound = BTreeMap::new();
+    for input in &settings.inputs {
+        let Some(listen) = input.syslog else { continue };
+        let kept =
+            previous.iter().any(|f| f.name == input.name && f.tailer.pattern() == input.path);
+        if kept {
+            continue;
+        }
+        let wake = wake.clone();
+        let woken = move || {
+            let _ = wake.send(Wake::Files);
+        };
+        let (piped, at) =
+            crate::source::syslog::listen(listen, &input.name, settings.max_line_bytes, woken)
+                .map_err(|source| LiveError::Syslog {
+                    input: input.name.clone(),
+                    listen,
+                    source,
+                })?;
+        tracing::info!(message = "Listening for syslog.", input = %input.name, listen = %listen, bound = %at);
+        bound.insert(input.name.clone(), piped);
+    }
+    Ok(bound)
+}
+
 /// A pipeline for `settings` with its inputs, and each input followed (reusing `previous`
-/// tailers of inputs with the same name and path, so a reload reads on where it was).
+/// tailers of inputs with the same name and path, so a reload reads on where it was; syslog
+/// inputs from `listeners`).
 fn build_pipeline(
     settings: &Settings,
     mut previous: Vec<Followed>,
+    mut listeners: BTreeMap<String, PipedLines>,
     wake: &mpsc::Sender<Wake>,
 ) -> (Pipeline, Vec<Followed>) {
     let mut pipeline = Pipeline::new(settings.build_detector());
@@ -220,6 +257,7 @@ fn build_pipeline(
                 let tailer = Tailer::new(input.path.clone(), start_at_end, max_line);
                 let unwrapper = Unwrapper::new(input.wrapping, max_line);
                 let mut followed = Followed::new(index, &input.name, tailer, unwrapper);
+                followed.piped = listeners.remove(&input.name);
                 if input.path == Path::new("-") {
                     let wake = wake.clone();
                     let woken = move || {
@@ -305,7 +343,8 @@ pub fn run(
     let signals = Arc::new(Signals::default());
     listen_for_control(&runtime, shutdown, &signals, &wake_tx);
 
-    let (pipeline, followed) = build_pipeline(&settings, Vec::new(), &wake_tx);
+    let listeners = bind_listeners(&settings, &[], &wake_tx)?;
+    let (pipeline, followed) = build_pipeline(&settings, Vec::new(), listeners, &wake_tx);
     let mut sidecar = Sidecar {
         settings,
         options: options.clone(),
@@ -411,6 +450,9 @@ impl Sidecar {
         for input in &self.followed {
             let newest = self.pipeline.newest_event_ms(input.index);
             metrics.lag(&input.name, input.tailer.lag_bytes(), newest);
+            if let Some(piped) = &input.piped {
+                metrics.dropped(&input.name, piped.dropped());
+            }
         }
         let detector = self.pipeline.detector();
         for pool in self.output.touched_pools.drain(..) {

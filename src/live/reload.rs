@@ -11,9 +11,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::{LiveError, Sidecar, build_pipeline, check_live, start_notifier};
+use std::collections::BTreeMap;
+
+use super::{LiveError, Sidecar, bind_listeners, build_pipeline, check_live, start_notifier};
 use crate::config::Settings;
 use crate::pipeline::PipelineState;
+use crate::source::piped::PipedLines;
 
 /// What files looked like when last read: modification time and length, per path (`None`
 /// when missing), to notice an edit without reading them.
@@ -44,7 +47,7 @@ impl Sidecar {
         let path = self.options.config.clone();
         tracing::info!(message = "SIGHUP: reloading the config.", path = %path.display());
         let prepared = self.prepare(runtime);
-        let (settings, notifier, state) = match prepared {
+        let (settings, listeners, notifier, state) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
                 tracing::error!(message = "Config reload rejected; the running config is kept.", path = %path.display(), error = %format!("{error:#}"));
@@ -55,7 +58,7 @@ impl Sidecar {
             tracing::warn!(message = "[server] changed; it takes effect at the next restart.");
         }
         let previous = std::mem::take(&mut self.followed);
-        let (mut pipeline, followed) = build_pipeline(&settings, previous, &self.wake);
+        let (mut pipeline, followed) = build_pipeline(&settings, previous, listeners, &self.wake);
         for note in pipeline.restore(state) {
             tracing::warn!(message = "Part of the state was not carried over.", %note);
         }
@@ -81,17 +84,19 @@ impl Sidecar {
     }
 
     /// Everything the switch needs, or why the new config cannot run.
-    fn prepare(
-        &self,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<(Settings, crate::alert::Notifier, PipelineState), LiveError> {
+    fn prepare(&self, runtime: &tokio::runtime::Handle) -> Result<Prepared, LiveError> {
         let settings = Settings::load(&self.options.config)?;
         crate::alert::check(&settings.alerting)?;
         check_live(&settings)?;
+        let listeners = bind_listeners(&settings, &self.followed, &self.wake)?;
         let saved = serde_json::to_value(self.pipeline.save()).map_err(LiveError::CarryOver)?;
         let state: PipelineState = serde_json::from_value(saved).map_err(LiveError::CarryOver)?;
         // Last, as it starts delivery tasks: nothing after it can fail.
         let notifier = start_notifier(&settings, &self.options, &self.alert_metrics, runtime)?;
-        Ok((settings, notifier, state))
+        Ok((settings, listeners, notifier, state))
     }
 }
+
+/// A new config ready to switch to: its settings, its new syslog listeners, its notifier and
+/// the pipeline's state carried over.
+type Prepared = (Settings, BTreeMap<String, PipedLines>, crate::alert::Notifier, PipelineState);

@@ -18,6 +18,7 @@ pub mod files;
 pub mod once;
 pub mod piped;
 pub mod range;
+pub mod syslog;
 pub mod tailer;
 
 use std::fs::File;
