@@ -48,6 +48,10 @@ pub(super) fn check(args: &CheckArgs) -> anyhow::Result<Outcome> {
                 no_backend_message(&input.format_name)
             ));
         }
+        if let Some(listen) = input.syslog {
+            writeln!(out, "syslog on {listen}, received by `run`")?;
+            continue;
+        }
         if input.path == std::path::Path::new("-") {
             writeln!(out, "standard input, read as a stream by `run`")?;
             continue;

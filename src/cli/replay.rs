@@ -53,6 +53,12 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
             .inputs
             .iter()
             .map(|input| {
+                if let Some(listen) = input.syslog {
+                    bail!(
+                        "input `{}` listens for syslog on {listen}, which only `run` does; give the logs to replay as arguments (`skewtail replay --config FILE LOGS...`)",
+                        input.name
+                    );
+                }
                 let files = in_time_order(
                     expand(std::slice::from_ref(&input.path), args.max_depth)?,
                     &input.parser,
