@@ -173,11 +173,13 @@ fn a_receiver_down_for_30_seconds_then_up_gets_everything_once_in_order() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let child = KillOnDrop(child);
+    // Its output is read as it comes, so that the replay reaches its alerts while the
+    // receiver is down (a full pipe would hold it back until the receiver is up).
+    let child = drained(KillOnDrop(child));
     std::thread::sleep(Duration::from_secs(30));
     let hook =
         Receiver::start(&runtime, Vendor::Signed(SIGNING_KEY.to_vec()), Faults::default(), port);
-    let output = child_output(child, Duration::from_secs(170));
+    let output = child.output(Duration::from_secs(170));
     assert!(output.status.success(), "{}", stderr(&output));
     let objects = ndjson(&output);
     let alerts = of_type(&objects, "alert");
@@ -535,29 +537,43 @@ fn silences_are_added_listed_and_expired() {
     assert!(String::from_utf8_lossy(&list.stdout).contains("expired"));
 }
 
-/// Waits for a child started with piped output, within `limit`.
-fn child_output(mut child: KillOnDrop, limit: Duration) -> std::process::Output {
-    let stdout = child.0.stdout.take().unwrap();
-    let stderr = child.0.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut { stdout }, &mut buf).unwrap();
-        buf
-    });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut { stderr }, &mut buf).unwrap();
-        buf
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < limit, "still running after {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
+/// A child whose stdout and stderr are read as it runs (so a full pipe never stops it).
+struct Drained {
+    child: KillOnDrop,
+    out: std::thread::JoinHandle<Vec<u8>>,
+    err: std::thread::JoinHandle<Vec<u8>>,
+}
+
+fn drained(mut child: KillOnDrop) -> Drained {
+    let read_all = |mut from: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut from, &mut buf).unwrap();
+            buf
+        })
     };
-    std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+    let out = read_all(Box::new(child.0.stdout.take().unwrap()));
+    let err = read_all(Box::new(child.0.stderr.take().unwrap()));
+    Drained { child, out, err }
+}
+
+impl Drained {
+    /// Waits for the exit, at most `limit`; what it printed.
+    fn output(mut self, limit: Duration) -> std::process::Output {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(started.elapsed() < limit, "still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::process::Output {
+            status,
+            stdout: self.out.join().unwrap(),
+            stderr: self.err.join().unwrap(),
+        }
+    }
 }
 
 /// A process stopped with SIGTERM (then waited for, at most 10 s) when the test ends.
