@@ -97,6 +97,11 @@ impl BlockSender {
         }
     }
 
+    /// Counts lines lost before they reached a block (a kernel buffer that overflowed).
+    pub fn count_dropped(&self, lines: u64) {
+        self.shared.dropped.fetch_add(lines, Ordering::Relaxed);
+    }
+
     /// Whether the ingest side is gone.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Relaxed)

@@ -24,6 +24,9 @@ use super::piped::{BlockSender, Offered, PipedLines, channel};
 /// TCP connections served at once; more are refused (closed at once) and logged.
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// The UDP socket's receive buffer asked for.
+const UDP_BUFFER: usize = 16 << 20;
+
 /// How long lines may wait in a block before it is handed on, when they come slowly.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
@@ -145,6 +148,10 @@ pub fn listen(
         SyslogListen::Udp(address) => {
             let socket = UdpSocket::bind(address)?;
             socket.set_read_timeout(Some(FLUSH_EVERY))?;
+            // Room for bursts while the reader thread is busy: the kernel drops what does not
+            // fit (counted from /proc/net/udp, see `kernel_drops`). The system may cap it at
+            // net.core.rmem_max; what it grants is what it grants.
+            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, UDP_BUFFER);
             let bound = socket.local_addr()?;
             spawn("syslog-udp", move || receive_datagrams(&socket, &sender, &name, max_line))?;
             bound
@@ -222,7 +229,18 @@ impl Gather {
 fn receive_datagrams(socket: &UdpSocket, sender: &BlockSender, name: &Arc<str>, max_line: usize) {
     let mut gather = Gather::new(sender, name, max_line);
     let mut datagram = vec![0u8; 64 * 1024];
+    let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut kernel_dropped = kernel_drops(port).unwrap_or(0);
+    let mut last_look = Instant::now();
     loop {
+        // Datagrams the kernel dropped (its buffer was full) are lines lost too: counted.
+        if last_look.elapsed() >= Duration::from_secs(1) {
+            last_look = Instant::now();
+            if let Some(now) = kernel_drops(port) {
+                sender.count_dropped(now.saturating_sub(kernel_dropped));
+                kernel_dropped = now;
+            }
+        }
         match socket.recv(&mut datagram) {
             Ok(n) => gather.push(&datagram[..n]),
             Err(e)
@@ -241,6 +259,25 @@ fn receive_datagrams(socket: &UdpSocket, sender: &BlockSender, name: &Arc<str>, 
             return;
         }
     }
+}
+
+/// Datagrams the kernel dropped for the UDP socket on `port` (Linux: the `drops` column of
+/// /proc/net/udp and udp6); `None` where that cannot be read.
+fn kernel_drops(port: u16) -> Option<u64> {
+    let port_hex = format!(":{port:04X}");
+    let mut total = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(1).is_some_and(|local| local.ends_with(&port_hex))
+                && let Some(drops) = fields.last().and_then(|d| d.parse::<u64>().ok())
+            {
+                *total.get_or_insert(0) += drops;
+            }
+        }
+    }
+    total
 }
 
 fn accept(listener: &TcpListener, sender: &BlockSender, name: &Arc<str>, max_line: usize) {
