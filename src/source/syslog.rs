@@ -243,11 +243,7 @@ fn receive_datagrams(socket: &UdpSocket, sender: &BlockSender, name: &Arc<str>, 
         }
         match socket.recv(&mut datagram) {
             Ok(n) => gather.push(&datagram[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if is_timeout(&e) => {}
             Err(error) => {
                 tracing::warn!(message = "Syslog receive failed.", input = %name, %error);
             }
@@ -259,6 +255,11 @@ fn receive_datagrams(socket: &UdpSocket, sender: &BlockSender, name: &Arc<str>, 
             return;
         }
     }
+}
+
+/// A read that timed out (the socket's read timeout, so the thread looks around).
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
 /// Datagrams the kernel dropped for the UDP socket on `port` (Linux: the `drops` column of
@@ -334,11 +335,7 @@ fn serve_connection(stream: TcpStream, sender: &BlockSender, name: &Arc<str>, ma
                 return;
             }
             // A read timeout keeps what it read in `frame`: the frame goes on next time.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if is_timeout(&e) => {}
             Err(_) => {
                 gather.hand_on(sender, true);
                 return;

@@ -16,18 +16,25 @@ fn haproxy_binary() -> &'static str {
     panic!("haproxy is not installed: run `apt-get install haproxy` (.ci/run does)");
 }
 
-#[test]
-fn real_haproxy_with_a_bad_weight_is_caught() {
-    let dir = tempfile::tempdir().unwrap();
-    // Four real HTTP servers on 127.0.0.1.
+/// `n` real HTTP servers on 127.0.0.1 answering `ok`, on a runtime that stops them when
+/// dropped; and their ports.
+fn http_servers(n: usize) -> (tokio::runtime::Runtime, Vec<u16>) {
     let servers = tokio::runtime::Runtime::new().unwrap();
     let mut ports = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..n {
         let listener = servers.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         ports.push(listener.local_addr().unwrap().port());
         let app = axum::Router::new().fallback(|| async { "ok\n" });
         servers.spawn(async move { axum::serve(listener, app).await.unwrap() });
     }
+    (servers, ports)
+}
+
+#[test]
+fn real_haproxy_with_a_bad_weight_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four real HTTP servers on 127.0.0.1.
+    let (_servers, ports) = http_servers(4);
     let front = free_port();
     let server_lines: String = ports
         .iter()
@@ -106,14 +113,7 @@ fn haproxy_logging_to_skewtail_over_syslog_gives_the_windows_of_its_file() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let servers = tokio::runtime::Runtime::new().unwrap();
-    let mut ports = Vec::new();
-    for _ in 0..3 {
-        let listener = servers.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        ports.push(listener.local_addr().unwrap().port());
-        let app = axum::Router::new().fallback(|| async { "ok\n" });
-        servers.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    }
+    let (_servers, ports) = http_servers(3);
     let (udp, tcp, front) = (free_port(), free_port(), free_port());
     // Two sidecars, one per transport, each with one-second windows closed by the idle clock.
     let sidecar = |name: &str, listen: String| {
