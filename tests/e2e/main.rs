@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 mod alerting;
+// Shared with tests/rolling_restart.rs, which uses what this binary does not.
+#[allow(dead_code)]
 mod balancers;
 mod deploy;
 mod errors;
@@ -15,6 +17,7 @@ mod hostile;
 mod inputs;
 mod lint;
 mod live;
+mod live_sidecar;
 mod nginx;
 mod operations;
 mod receivers;
