@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use balancers::{Nginx, Traffic, UPSTREAM_FORMAT, Upstreams};
-use live_sidecar::{LiveSidecar, brief};
+use live_sidecar::{LiveSidecar, brief, resolved_after};
 
 /// The operations story, compressed: four servers behind a real nginx, no weights in
 /// skewtail's config, steady load. Each server in turn is stopped (refusing connections, as a
@@ -106,11 +106,7 @@ fn real_nginx_rolling_restart_is_a_change_and_a_bad_weight_still_pages() {
         "{brief:#?}"
     );
     assert!(fired_at.duration_since(bad_reload) <= Duration::from_secs(60), "{brief:#?}");
-    let resolved = alerts
-        .iter()
-        .find(|(_, a)| a["state"] == "resolved" && a["backend"] == *culprit)
-        .unwrap_or_else(|| panic!("the skew never resolved: {brief:#?}\n{log}"));
-    assert!(resolved.0 > fixed, "{brief:#?}");
+    let resolved = resolved_after(&alerts, &culprit, fixed, &log);
     #[allow(clippy::print_stderr)]
     {
         eprintln!(

@@ -107,7 +107,7 @@ fn sample_input(
         match reader.next_line(true)? {
             Next::Line(line) => {
                 let number = line.number;
-                let bytes = match unwrapper.unwrap(line.bytes) {
+                let bytes = match unwrapper.take_off(line.bytes) {
                     Unwrapped::Line(bytes) => bytes,
                     Unwrapped::Held => continue,
                     Unwrapped::Stderr => {

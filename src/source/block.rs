@@ -75,7 +75,7 @@ impl LineBlock {
     /// Adds one physical line with its container wrapping taken off: a piece of a longer line
     /// is held by `unwrapper` until its last piece, a container's stderr only counted.
     pub fn push_unwrapped(&mut self, unwrapper: &mut Unwrapper, line: Line<'_>) {
-        match unwrapper.unwrap(line.bytes) {
+        match unwrapper.take_off(line.bytes) {
             Unwrapped::Line(bytes) => {
                 self.bytes.extend_from_slice(bytes);
                 self.lines_at.push((self.bytes.len(), line.number));

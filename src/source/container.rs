@@ -75,8 +75,8 @@ impl Unwrapper {
         self.buffer.clear();
     }
 
-    /// Unwraps one physical line.
-    pub fn unwrap<'a>(&'a mut self, line: &'a [u8]) -> Unwrapped<'a> {
+    /// Takes the wrapping off one physical line.
+    pub fn take_off<'a>(&'a mut self, line: &'a [u8]) -> Unwrapped<'a> {
         if self.wrapping == Wrapping::None {
             return Unwrapped::Line(line);
         }
@@ -264,7 +264,7 @@ mod tests {
         let mut unwrapper = Unwrapper::new(wrapping, 64);
         lines
             .iter()
-            .map(|line| match unwrapper.unwrap(line.as_bytes()) {
+            .map(|line| match unwrapper.take_off(line.as_bytes()) {
                 Unwrapped::Line(text) => String::from_utf8_lossy(text).into_owned(),
                 Unwrapped::Held => "<held>".into(),
                 Unwrapped::Stderr => "<stderr>".into(),

@@ -287,7 +287,7 @@ pub fn sample_lines(path: &Path, n: usize) -> Result<Vec<Vec<u8>>> {
     while lines.len() < n {
         match reader.next_line(true).map_err(failed)? {
             Next::Line(line) => {
-                if let Unwrapped::Line(bytes) = unwrapper.unwrap(line.bytes) {
+                if let Unwrapped::Line(bytes) = unwrapper.take_off(line.bytes) {
                     lines.push(bytes.to_vec());
                 }
             }
@@ -307,7 +307,7 @@ fn unwrapped_sample<'a>(lines: impl Iterator<Item = &'a [u8]>, n: usize) -> Vec<
         if sample.len() >= n {
             break;
         }
-        if let Unwrapped::Line(bytes) = unwrapper.unwrap(line) {
+        if let Unwrapped::Line(bytes) = unwrapper.take_off(line) {
             sample.push(bytes.to_vec());
         }
     }

@@ -284,12 +284,18 @@ fn kernel_drops(port: u16) -> Option<u64> {
 fn accept(listener: &TcpListener, sender: &BlockSender, name: &Arc<str>, max_line: usize) {
     let open = Arc::new(AtomicUsize::new(0));
     let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-    for stream in listener.incoming() {
-        if sender.is_closed() {
-            break;
+    // Accept only when a connection waits, looking up every FLUSH_EVERY: once the ingest side
+    // is gone (shutdown, or a reload that dropped this input) the port is let go at once.
+    let _ = listener.set_nonblocking(true);
+    while !sender.is_closed() {
+        let mut ready = [rustix::event::PollFd::new(listener, rustix::event::PollFlags::IN)];
+        let wait = rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+        if !matches!(rustix::event::poll(&mut ready, Some(&wait)), Ok(n) if n > 0) {
+            continue;
         }
-        let stream = match stream {
+        let stream = match listener.accept().map(|(stream, _)| stream) {
             Ok(stream) => stream,
+            Err(e) if is_timeout(&e) => continue,
             Err(error) => {
                 tracing::warn!(message = "Syslog accept failed.", input = %name, %error);
                 continue;
@@ -299,6 +305,8 @@ fn accept(listener: &TcpListener, sender: &BlockSender, name: &Arc<str>, max_lin
             tracing::warn!(message = "Too many syslog connections: one refused.", input = %name, max = MAX_CONNECTIONS);
             continue;
         }
+        // The connection itself blocks (with its read timeout), whatever the listener does.
+        let _ = stream.set_nonblocking(false);
         open.fetch_add(1, Ordering::Relaxed);
         if let (Ok(clone), Ok(mut all)) = (stream.try_clone(), streams.lock()) {
             all.push(clone);
@@ -465,5 +473,17 @@ mod tests {
         std::io::Write::write_all(&mut stream, text.as_bytes()).unwrap();
         drop(stream);
         assert_eq!(lines_of(&mut tcp, 3), ["newline", "counted", "last"]);
+    }
+
+    #[test]
+    fn a_dropped_tcp_listener_lets_its_port_go() {
+        let localhost = "127.0.0.1:0".parse().unwrap();
+        let (tcp, at) = listen(SyslogListen::Tcp(localhost), "t", 1024, || {}).unwrap();
+        drop(tcp);
+        let started = Instant::now();
+        while TcpListener::bind(at).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(5), "{at} still held after 5 s");
+            std::thread::yield_now();
+        }
     }
 }

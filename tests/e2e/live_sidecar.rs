@@ -98,3 +98,19 @@ pub fn brief(alerts: &[(Instant, Value)]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The culprit's `resolved`, which must come after `fixed` (the fix), not before it.
+pub fn resolved_after<'a>(
+    alerts: &'a [(Instant, Value)],
+    culprit: &str,
+    fixed: Instant,
+    log: &str,
+) -> &'a (Instant, Value) {
+    let brief = brief(alerts);
+    let resolved = alerts
+        .iter()
+        .find(|(_, a)| a["state"] == "resolved" && a["backend"] == culprit)
+        .unwrap_or_else(|| panic!("the skew never resolved: {brief:#?}\n{log}"));
+    assert!(resolved.0 > fixed, "{brief:#?}");
+    resolved
+}

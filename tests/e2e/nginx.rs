@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::balancers::{Nginx, Traffic, UPSTREAM_FORMAT};
-use crate::live_sidecar::{LiveSidecar, brief};
+use crate::live_sidecar::{LiveSidecar, brief, resolved_after};
 use crate::util::*;
 
 #[test]
@@ -75,11 +75,7 @@ fn real_nginx_cold_start_skew_is_reported_live_and_resolves() {
     assert!((0.2..0.3).contains(&expected), "learned the skew as normal: expected {expected}");
     assert!(fired.1["summary"].as_str().unwrap().starts_with("balancer: "), "{brief:#?}");
     // Resolved after the fix, and not before it.
-    let resolved = alerts
-        .iter()
-        .find(|(_, a)| a["state"] == "resolved" && a["backend"] == *culprit)
-        .unwrap_or_else(|| panic!("the skew never resolved: {brief:#?}\n{log}"));
-    assert!(resolved.0 > fixed, "{brief:#?}");
+    let resolved = resolved_after(&alerts, &culprit, fixed, &log);
     #[allow(clippy::print_stderr)]
     {
         eprintln!(
