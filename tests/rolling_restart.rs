@@ -1,7 +1,8 @@
-//! The real-nginx rolling restart, in a test binary of its own: nginx retrying a stopped
-//! server every 2 s, and a change recorded once the pool has been still for `change_quiet_s`,
-//! are wall-clock timings, and the e2e binary's tests running in parallel on two cores
-//! starved them (cargo runs test binaries one after another, so this one runs alone).
+//! The real-nginx rolling restart, in a test binary of its own (cargo runs test binaries one
+//! after another, so it runs alone): nginx retrying a stopped server every 2 s, and a change
+//! recorded once the pool has been still for `change_quiet_s`, are wall-clock timings.
+//! Known open problem: it still fails now and then when alone (no change recorded within the
+//! wait, the bad weight after it still paged); the cause is not found yet (issue 20).
 
 // Test helpers may unwrap; and waiting on real processes and files needs real (short, bounded) sleeps.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
