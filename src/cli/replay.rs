@@ -12,7 +12,7 @@ use crate::alert::{Notifier, NotifierOptions};
 use crate::config::{Settings, build_parser};
 use crate::parse::Parser;
 use crate::parse::no_backend_message;
-use crate::pipeline::ahead::{MAX_STREAMS, feed_streams};
+use crate::pipeline::ahead::feed_streams;
 use crate::pipeline::{OpenWindows, Pipeline};
 use crate::report::{Documents, Report, Style};
 use crate::source::decompress::Compression;
@@ -268,6 +268,9 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         }
         for set in sets {
             let has_stdin = set.iter().any(|f| f.path == Path::new("-"));
+            // Opened once the merge reaches its first line's time (so only sets that overlap
+            // in time are open together); from the start when that time is unknown.
+            let starts_ms = set.first().and_then(|f| f.first_ms);
             let files = SetFiles {
                 stdin: if has_stdin { input.stdin.take() } else { None },
                 files: set.into_iter().peekable(),
@@ -276,14 +279,13 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 parser: input.parser.clone(),
                 shrunk: shrunk.clone(),
             };
-            streams.push(Stream { input: index, files: Box::new(files), wrapping: args.wrapping });
+            streams.push(Stream {
+                input: index,
+                starts_ms,
+                files: Box::new(files),
+                wrapping: args.wrapping,
+            });
         }
-    }
-    if streams.len() > MAX_STREAMS {
-        bail!(
-            "{} rotated sets to merge, more than {MAX_STREAMS}: files are grouped into sets by directory and name (`access.log`, `access.log.1`, `access.log.2.gz` are one set); replay fewer sets at a time",
-            streams.len()
-        );
     }
     let mut progress = |bytes: u64, lines: u64| {
         feeder.bar.inc(bytes);

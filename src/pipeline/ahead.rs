@@ -22,12 +22,16 @@ use crate::source::once::{Stream, read_blocks};
 /// batches in flight grow with them.
 pub const MAX_WORKERS: usize = 16;
 
-/// Streams merged at most: each has a reader thread and batches in flight.
-pub const MAX_STREAMS: usize = 32;
+/// Streams open at once, at most: each has a reader thread and two batches (about 2 MiB) in
+/// flight. Streams are opened only when the merge reaches their first time and closed at
+/// their end, so this bounds the streams that overlap in time, never how many there are.
+pub const MAX_OPEN_STREAMS: usize = 256;
 
 /// Replays `streams`, merged by timestamp into one event-time stream, with the parsing on
-/// `workers` threads; returns the lines read. Stops early when `stop` is set; stops reading
-/// an input once it is past `--until`. `progress` gets the bytes and lines read per batch.
+/// `workers` threads; returns the lines read. A stream is opened when the merge reaches its
+/// [`Stream::starts_ms`], so only streams that overlap in time are open together. Stops early
+/// when `stop` is set; stops reading an input once it is past `--until`. `progress` gets the
+/// bytes and lines read per batch.
 #[allow(clippy::too_many_arguments)]
 pub fn feed_streams(
     pipeline: &mut Pipeline,
@@ -40,9 +44,10 @@ pub fn feed_streams(
 ) -> Result<u64, SourceError> {
     let workers = workers.clamp(1, MAX_WORKERS);
     // Per stream: one batch being read and, with a single stream, one per worker and as many
-    // waiting their turn or being windowed. Many streams share a total about that size, but
-    // each needs two: the one being windowed and the next.
-    let in_flight = ((2 * workers + 2) / streams.len().max(1)).max(2);
+    // waiting their turn or being windowed. Streams open together share a total about that
+    // size, but each needs two: the one being windowed and the next.
+    let open_at_once = streams.iter().filter(|s| s.starts_ms.is_none()).count().max(1);
+    let in_flight = ((2 * workers + 2) / open_at_once).max(2);
     let parsers: Vec<Parser> =
         streams.iter().map(|s| pipeline.inputs[s.input].parser.clone()).collect();
     let (to_parse, work) = mpsc::channel::<Batch>();
@@ -50,8 +55,15 @@ pub fn feed_streams(
     std::thread::scope(|scope| {
         let (parsed, done) = mpsc::channel::<Batch>();
         let mut heads = Vec::with_capacity(streams.len());
-        for (index, stream) in streams.into_iter().enumerate() {
+        let mut unopened = Vec::with_capacity(streams.len());
+        for stream in streams {
             let (recycle, free) = mpsc::channel::<Batch>();
+            heads.push(Head::new(stream.input, stream.starts_ms, recycle));
+            unopened.push(Some((stream, free)));
+        }
+        // Opens stream `index`: its reader thread starts filling batches.
+        let mut open = move |index: usize| {
+            let Some((stream, free)) = unopened[index].take() else { return };
             let to_parse = to_parse.clone();
             scope.spawn(move || {
                 read_blocks(
@@ -64,9 +76,12 @@ pub fn feed_streams(
                     &free,
                 );
             });
-            heads.push(Head::new(stream.input, recycle));
+        };
+        for (index, head) in heads.iter().enumerate() {
+            if head.opens_at_ms.is_none() {
+                open(index);
+            }
         }
-        drop(to_parse);
         for _ in 0..workers {
             let (work, parsed, mut parsers) = (&work, parsed.clone(), parsers.clone());
             scope.spawn(move || {
@@ -87,9 +102,10 @@ pub fn feed_streams(
             });
         }
         drop(parsed);
-        let result = merge(pipeline, &mut heads, &done, observer, stop, progress);
-        // Closing every end stops the readers (and so the workers), also when stopping early.
-        drop((done, heads));
+        let result = merge(pipeline, &mut heads, &mut open, &done, observer, stop, progress);
+        // Closing every end stops the readers (and so the workers), also when stopping early;
+        // the workers wait on `to_parse`, which `open` holds.
+        drop((done, heads, open));
         result
     })
 }
@@ -98,6 +114,8 @@ pub fn feed_streams(
 #[derive(Debug)]
 struct Head {
     input: usize,
+    /// When it is to be opened (the earliest time of its lines), while it is not open yet.
+    opens_at_ms: Option<i64>,
     current: Option<Batch>,
     /// The next request of `current`.
     at: usize,
@@ -111,9 +129,10 @@ struct Head {
 }
 
 impl Head {
-    fn new(input: usize, recycle: mpsc::Sender<Batch>) -> Self {
+    fn new(input: usize, opens_at_ms: Option<i64>, recycle: mpsc::Sender<Batch>) -> Self {
         Head {
             input,
+            opens_at_ms,
             current: None,
             at: 0,
             waiting: BTreeMap::new(),
@@ -124,14 +143,23 @@ impl Head {
         }
     }
 
-    /// The event time of its next request, if it has one at hand.
+    /// The event time of its next request, if it has one at hand; for a stream not open yet,
+    /// the time it opens at.
     fn next_ms(&self) -> Option<i64> {
-        self.current.as_ref().and_then(|b| b.requests.get(self.at)).map(|r| r.timestamp_ms)
+        self.opens_at_ms.or_else(|| {
+            self.current.as_ref().and_then(|b| b.requests.get(self.at)).map(|r| r.timestamp_ms)
+        })
     }
 
-    /// Whether it needs its next batch: the current one is used up and more will come.
+    /// Whether it needs its next batch: it is open, its current batch is used up and more
+    /// will come.
     fn needs_batch(&self) -> bool {
-        !self.ended && self.next_ms().is_none()
+        !self.ended && self.opens_at_ms.is_none() && self.next_ms().is_none()
+    }
+
+    /// Whether its reader is at work: opened and not at its end.
+    fn is_open(&self) -> bool {
+        !self.ended && self.opens_at_ms.is_none()
     }
 }
 
@@ -141,6 +169,7 @@ impl Head {
 fn merge(
     pipeline: &mut Pipeline,
     heads: &mut [Head],
+    open: &mut dyn FnMut(usize),
     done: &mpsc::Receiver<Batch>,
     observer: &mut impl Observer,
     stop: &AtomicBool,
@@ -199,6 +228,21 @@ fn merge(
             }
         }
         let index = best.1;
+        if heads[index].opens_at_ms.is_some() {
+            // The merge has reached a stream's first time: it opens, and the others wait
+            // for its first lines.
+            let open_now = heads.iter().filter(|h| h.is_open()).count();
+            if open_now >= MAX_OPEN_STREAMS {
+                return Err(SourceError::TooManyOverlapping {
+                    streams: open_now + 1,
+                    limit: MAX_OPEN_STREAMS,
+                    at_ms: best.0,
+                });
+            }
+            heads[index].opens_at_ms = None;
+            open(index);
+            continue;
+        }
         let Head { input, current, at, slots, .. } = &mut heads[index];
         let (input, Some(batch)) = (*input, current.as_ref()) else { continue };
         while let Some(request) = batch.requests.get(*at) {

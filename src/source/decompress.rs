@@ -27,6 +27,16 @@ impl Compression {
         }
     }
 
+    /// The compression a file's name suggests (`.gz`, `.zst`), for a file not opened yet;
+    /// reading goes by the magic bytes all the same.
+    pub fn from_name(path: &std::path::Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("gz") => Compression::Gzip,
+            Some("zst") => Compression::Zstd,
+            _ => Compression::Plain,
+        }
+    }
+
     /// Its name, for messages.
     pub fn name(self) -> &'static str {
         match self {

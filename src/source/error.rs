@@ -50,6 +50,19 @@ pub enum SourceError {
         /// Where it is wrong.
         source: glob::PatternError,
     },
+    /// More streams overlap in time than may be open at once.
+    #[error(
+        "{streams} streams overlap in time at {}, more than the {limit} that may be open at once; replay fewer logs together (each rotated set, cloud balancer node or export shard is a stream)",
+        crate::parse::time::format_rfc3339(*at_ms)
+    )]
+    TooManyOverlapping {
+        /// Streams that would be open.
+        streams: usize,
+        /// The most that may be.
+        limit: usize,
+        /// Where in the logs' time, Unix ms.
+        at_ms: i64,
+    },
     /// A glob pattern that matches no file.
     #[error("{pattern}: no file matches")]
     NoMatch {

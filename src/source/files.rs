@@ -23,6 +23,16 @@ pub struct ReplayFile {
     pub first_ms: Option<i64>,
     /// How it is compressed.
     pub compression: Compression,
+    /// What its name says of its interval and stream (cloud balancers, log exports).
+    pub named: Option<NamedSpan>,
+}
+
+impl ReplayFile {
+    /// A file known only by its path.
+    pub fn at(path: PathBuf) -> Self {
+        let named = NamedSpan::read(&path);
+        ReplayFile { path, first_ms: None, compression: Compression::Plain, named }
+    }
 }
 
 /// Whether an argument is a glob pattern rather than a path.
@@ -143,21 +153,38 @@ fn first_of(reader: impl Read, parser: &mut Parser) -> Option<i64> {
 }
 
 /// Files in time order: by first timestamp, then oldest rotation first, then name. Standard
-/// input stays first (it cannot be looked at twice).
+/// input stays first (it cannot be looked at twice). A file whose name gives its interval is
+/// not opened: it begins where its name says, or where the one before it in its stream ended;
+/// only a stream's first file without a named start is opened for its first timestamp.
 pub fn in_time_order(paths: Vec<PathBuf>, parser: &Parser) -> Result<Vec<ReplayFile>> {
     let mut parser = parser.clone();
-    let mut files = Vec::with_capacity(paths.len());
-    for path in paths {
-        if path == Path::new("-") {
-            files.push(ReplayFile {
-                path,
-                first_ms: Some(i64::MIN),
-                compression: Compression::Plain,
-            });
+    let mut files: Vec<ReplayFile> = paths.into_iter().map(ReplayFile::at).collect();
+    // Named files in the order of their ends, so that each learns where the one before it in
+    // its stream ended; the others keep their place (the sort is stable).
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by_key(|&i| files[i].named.as_ref().map(|n| n.end_ms));
+    let mut stream_ends: std::collections::HashMap<String, i64> = Default::default();
+    for index in order {
+        let file = &mut files[index];
+        if file.path == Path::new("-") {
+            file.first_ms = Some(i64::MIN);
             continue;
         }
-        let (first_ms, compression) = first_timestamp(&path, &mut parser)?;
-        files.push(ReplayFile { path, first_ms, compression });
+        let named_start = file.named.as_ref().and_then(|named| {
+            let start = named.start_ms.or_else(|| stream_ends.get(&named.stream).copied());
+            stream_ends.insert(named.stream.clone(), named.end_ms);
+            start
+        });
+        if let Some(start) = named_start {
+            file.first_ms = Some(start);
+            file.compression = Compression::from_name(&file.path);
+            continue;
+        }
+        let (first_ms, compression) = first_timestamp(&file.path, &mut parser)?;
+        // A named file whose first lines hold no time: no later than its interval allows.
+        file.first_ms =
+            first_ms.or(file.named.as_ref().map(|n| n.end_ms - NamedSpan::LONGEST_INTERVAL_MS));
+        file.compression = compression;
     }
     files.sort_by(|a, b| {
         let key = |f: &ReplayFile| {
@@ -229,6 +256,97 @@ impl CloudLogName {
     }
 }
 
+/// What a file's name says of its lines' times: cloud balancers and log exports name each
+/// file's interval and the stream it continues (a balancer's node, an export's shard), so a
+/// tree of them is put in order, and cut by `--since`/`--until`, without opening a file.
+///
+/// - AWS ALB, NLB and Classic ELB ([`CloudLogName`]): the end of a 5 (or 60) minute interval;
+///   the stream is the balancer's node.
+/// - Google Cloud Logging exports to Cloud Storage: `<log>/YYYY/MM/DD/HH:MM:SS_HH:MM:SS_S<n>.json`,
+///   the hour's interval; the stream is the log and the shard.
+/// - Azure Monitor diagnostic logs in a storage account: `<resourceId path>/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json`;
+///   the stream is the resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSpan {
+    /// The stream the file continues: a stream's files follow one another in time.
+    pub stream: String,
+    /// When its interval begins, when the name says so.
+    pub start_ms: Option<i64>,
+    /// When its interval ends, Unix ms.
+    pub end_ms: i64,
+}
+
+impl NamedSpan {
+    /// The longest interval a named file covers (a Classic ELB's 60 minutes): how early the
+    /// lines of a file named only by its end may begin.
+    pub const LONGEST_INTERVAL_MS: i64 = 60 * 60 * 1000;
+
+    /// Reads a path; `None` when its name says nothing of its times.
+    pub fn read(path: &Path) -> Option<Self> {
+        if let Some(cloud) = CloudLogName::read(path) {
+            let end = format!(
+                "{}-{}-{}T{}:{}:00Z",
+                &cloud.end[..4],
+                &cloud.end[4..6],
+                &cloud.end[6..8],
+                &cloud.end[9..11],
+                &cloud.end[11..13]
+            );
+            let end_ms = crate::parse::time::parse_iso8601(end.as_bytes())?;
+            let stream = format!("{} {}", cloud.balancer, cloud.node);
+            return Some(NamedSpan { stream, start_ms: None, end_ms });
+        }
+        Self::gcp(path).or_else(|| Self::azure(path))
+    }
+
+    /// `<log>/YYYY/MM/DD/HH:MM:SS_HH:MM:SS_S<n>.json`.
+    fn gcp(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?.strip_suffix(".json")?;
+        let (times, shard) = name.rsplit_once('_')?;
+        let (start, end) = times.split_once('_')?;
+        let is_clock = |t: &str| t.len() == 8 && t.as_bytes()[2] == b':' && t.as_bytes()[5] == b':';
+        if !shard.starts_with('S') || !is_clock(start) || !is_clock(end) {
+            return None;
+        }
+        let day = path.parent()?;
+        let month = day.parent()?;
+        let year = month.parent()?;
+        let part = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_string);
+        let (y, m, d) = (part(year)?, part(month)?, part(day)?);
+        let date = format!("{y}-{m}-{d}");
+        let at =
+            |clock: &str| crate::parse::time::parse_iso8601(format!("{date}T{clock}Z").as_bytes());
+        let start_ms = at(start)?;
+        // `HH:59:59` ends the hour: the interval is up to the next second.
+        let end_ms = at(end)? + 1000;
+        let log = year.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        Some(NamedSpan { stream: format!("{log} {shard}"), start_ms: Some(start_ms), end_ms })
+    }
+
+    /// `<resource>/y=YYYY/m=MM/d=DD/h=HH/m=MM/PT1H.json`.
+    fn azure(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?;
+        if name != "PT1H.json" {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let mut dir = path.parent()?;
+        for key in ["m=", "h=", "d=", "m=", "y="] {
+            let value = dir.file_name()?.to_str()?.strip_prefix(key)?;
+            parts.push(value.to_string());
+            dir = dir.parent()?;
+        }
+        let [minute, hour, day, month, year] = <[String; 5]>::try_from(parts).ok()?;
+        let start = format!("{year}-{month}-{day}T{hour}:{minute}:00Z");
+        let start_ms = crate::parse::time::parse_iso8601(start.as_bytes())?;
+        Some(NamedSpan {
+            stream: dir.display().to_string(),
+            start_ms: Some(start_ms),
+            end_ms: start_ms + 60 * 60 * 1000,
+        })
+    }
+}
+
 /// Files in time order grouped into rotated sets (same directory and [`set_name`]; for a
 /// cloud balancer, the same node of the same balancer wherever its files are), each still
 /// in time order; sets in order of their first file. The files of a set follow one another
@@ -239,8 +357,8 @@ pub fn rotated_sets(files: Vec<ReplayFile>) -> Vec<Vec<ReplayFile>> {
     type Key = (Option<PathBuf>, String);
     let mut sets: Vec<(Key, Vec<ReplayFile>)> = Vec::new();
     for file in files {
-        let key = match CloudLogName::read(&file.path) {
-            Some(cloud) => (None, format!("{} {}", cloud.balancer, cloud.node)),
+        let key = match &file.named {
+            Some(named) => (None, named.stream.clone()),
             None => (file.path.parent().map(Path::to_path_buf), set_name(&file.path)),
         };
         match sets.iter_mut().find(|(k, _)| *k == key) {
@@ -267,11 +385,7 @@ mod tests {
 
     #[test]
     fn files_are_grouped_into_rotated_sets_by_directory_and_name() {
-        let file = |path: &str| ReplayFile {
-            path: PathBuf::from(path),
-            first_ms: None,
-            compression: Compression::Plain,
-        };
+        let file = |path: &str| ReplayFile::at(PathBuf::from(path));
         let files = vec![
             file("lb1/access.log.2.gz"),
             file("lb2/access.log.1"),
@@ -350,12 +464,10 @@ mod tests {
         for other in ["access.log", "123_elasticloadbalancing_x.log", "access.log.2.gz"] {
             assert_eq!(CloudLogName::read(Path::new(other)), None, "{other}");
         }
-        let file = |day: u32, hhmm: &str, node: &str| ReplayFile {
-            path: PathBuf::from(format!(
+        let file = |day: u32, hhmm: &str, node: &str| {
+            ReplayFile::at(PathBuf::from(format!(
                 "AWSLogs/1/elasticloadbalancing/us-east-2/2023/11/{day}/1_elasticloadbalancing_us-east-2_app.a.b_202311{day}T{hhmm}Z_{node}_x.log.gz"
-            )),
-            first_ms: None,
-            compression: Compression::Gzip,
+            )))
         };
         let sets = rotated_sets(vec![
             file(15, "2355", "10.0.0.1"),
@@ -365,6 +477,53 @@ mod tests {
         ]);
         assert_eq!(sets.len(), 2, "one stream per node: {sets:?}");
         assert!(sets.iter().all(|set| set.len() == 2));
+    }
+
+    #[test]
+    fn export_names_give_their_interval_and_stream() {
+        let at = |t: &str| crate::parse::time::parse_iso8601(t.as_bytes()).unwrap();
+        let alb = NamedSpan::read(Path::new(
+            "1_elasticloadbalancing_us-east-2_app.a.b_20231115T1405Z_10.0.0.1_x.log.gz",
+        ))
+        .unwrap();
+        assert_eq!((alb.start_ms, alb.end_ms), (None, at("2023-11-15T14:05:00Z")));
+        assert_eq!(alb.stream, "app.a.b 10.0.0.1");
+        let gcp =
+            NamedSpan::read(Path::new("bucket/requests/2023/11/15/14:00:00_14:59:59_S1.json"))
+                .unwrap();
+        assert_eq!(gcp.start_ms, Some(at("2023-11-15T14:00:00Z")));
+        assert_eq!(gcp.end_ms, at("2023-11-15T15:00:00Z"));
+        assert_eq!(gcp.stream, "bucket/requests S1");
+        let azure = NamedSpan::read(Path::new(
+            "insights-logs-applicationgatewayaccesslog/resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/R/PROVIDERS/MICROSOFT.NETWORK/APPLICATIONGATEWAYS/GW/y=2023/m=11/d=15/h=14/m=00/PT1H.json",
+        ))
+        .unwrap();
+        assert_eq!(azure.start_ms, Some(at("2023-11-15T14:00:00Z")));
+        assert_eq!(azure.end_ms, at("2023-11-15T15:00:00Z"));
+        assert!(azure.stream.ends_with("APPLICATIONGATEWAYS/GW"), "{}", azure.stream);
+        for other in ["access.log", "2023/11/15/notes.json", "a/PT1H.json", "x/14:00:00_S1.json"] {
+            assert_eq!(NamedSpan::read(Path::new(other)), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn named_files_are_ordered_without_being_opened_but_a_streams_first() {
+        // Neither exists: only the first of each stream would be opened, and it is named
+        // with its start, so nothing is.
+        let files = vec![
+            PathBuf::from("logs/2023/11/15/15:00:00_15:59:59_S0.json"),
+            PathBuf::from("logs/2023/11/15/14:00:00_14:59:59_S0.json"),
+            PathBuf::from("logs/2023/11/15/14:00:00_14:59:59_S1.json"),
+        ];
+        let patterns = crate::parse::PatternSet::builtin();
+        let parser =
+            crate::config::build_parser(&patterns, Some("upstream"), None, &[], None).unwrap().0;
+        let ordered = in_time_order(files, &parser).unwrap();
+        let sets = rotated_sets(ordered);
+        assert_eq!(sets.len(), 2);
+        assert_eq!(sets[0].len(), 2);
+        assert!(sets[0][0].path.ends_with("14:00:00_14:59:59_S0.json"));
+        assert!(sets[0][0].first_ms < sets[0][1].first_ms);
     }
 
     #[test]

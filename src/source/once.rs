@@ -37,10 +37,15 @@ impl std::fmt::Debug for Opened {
 }
 
 /// Files read one after another into pipeline input `input`: a rotated set, in time order.
-/// Streams are merged by timestamp; each is opened and read on a reader thread of its own.
+/// Streams are merged by timestamp; each is opened and read on a reader thread of its own,
+/// once the merge reaches [`Stream::starts_ms`].
 pub struct Stream {
     /// The pipeline input its requests go to.
     pub input: usize,
+    /// The earliest time its lines may hold, when known: the stream is opened only once the
+    /// merge gets there, so that streams which do not overlap in time are never open
+    /// together. `None`: opened at once.
+    pub starts_ms: Option<i64>,
     /// Its files, opened in turn on the reader thread; an error ends the replay.
     pub files: Box<dyn Iterator<Item = Result<Opened>> + Send>,
     /// The container wrapping to take off its lines.
@@ -52,7 +57,12 @@ impl Stream {
     pub fn of_reader(input: usize, name: &str, reader: Box<dyn Read + Send>) -> Self {
         let opened =
             Opened { name: name.into(), reader, finished: Box::new(|_, _| {}), streaming: false };
-        Stream { input, files: Box::new(std::iter::once(Ok(opened))), wrapping: Wrapping::Auto }
+        Stream {
+            input,
+            starts_ms: None,
+            files: Box::new(std::iter::once(Ok(opened))),
+            wrapping: Wrapping::Auto,
+        }
     }
 }
 
@@ -168,11 +178,13 @@ pub fn stdin_head(stdin: io::Stdin) -> Result<(AnyReader, Vec<Vec<u8>>)> {
     Ok((Box::new(io::Cursor::new(head).chain(reader)), lines))
 }
 
-/// Whether a whole file lies outside `range`: it starts after its end, or the next file
-/// (which begins where this one ends) starts before its beginning.
+/// Whether a whole file lies outside `range`: it starts after its end, or it ends (as its name
+/// says, or where the next file begins) before its beginning.
 fn outside(file: &ReplayFile, next_first: Option<i64>, range: TimeRange, margin_ms: i64) -> bool {
     let starts_after = matches!((file.first_ms, range.until_ms), (Some(first), Some(until)) if first > until + margin_ms);
-    let ends_before = matches!((next_first, range.since_ms), (Some(next), Some(since)) if next < since - margin_ms);
+    let ends_ms = file.named.as_ref().map(|n| n.end_ms).or(next_first);
+    let ends_before =
+        matches!((ends_ms, range.since_ms), (Some(end), Some(since)) if end < since - margin_ms);
     starts_after || ends_before
 }
 
@@ -233,7 +245,11 @@ impl SetFiles {
             return Ok(Opened { name, reader, finished: Box::new(empty_warning), streaming: true });
         }
         let mut opened = super::open_for_replay(&path)?;
-        if file.compression != Compression::Plain {
+        // By its magic bytes: a file known only by its name was not looked into yet.
+        let mut magic = [0u8; 4];
+        let n = opened.read(&mut magic).map_err(failed)?;
+        opened.rewind().map_err(failed)?;
+        if Compression::sniff(&magic[..n]) != Compression::Plain {
             // Decompression on a thread of its own.
             let reader = Box::new(ThreadedReader::spawn(decompressed(opened).map_err(failed)?.0));
             return Ok(Opened {
