@@ -17,7 +17,8 @@ use crate::pipeline::{OpenWindows, Pipeline};
 use crate::report::{Documents, Report, Style};
 use crate::source::decompress::Compression;
 use crate::source::files::{ReplayFile, expand, in_time_order, rotated_sets};
-use crate::source::once::{AnyReader, SetFiles, Stream, display_name, stdin_head};
+use crate::source::objects::{ObjectTree, Place, is_object_url};
+use crate::source::once::{AnyReader, SetFiles, Stream, display_name, sample_lines_in, stdin_head};
 use crate::source::range::{TimeRange, parse_time};
 use crate::synth::Scenario;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -35,6 +36,8 @@ struct ReplayInput {
     /// Standard input, when its first lines were read to recognise its format (they are put
     /// back in front).
     stdin: Option<AnyReader>,
+    /// Where its files are.
+    place: Place,
 }
 
 fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<ReplayInput>> {
@@ -61,6 +64,7 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                 }
                 let files = in_time_order(
                     expand(std::slice::from_ref(&input.path), args.max_depth)?,
+                    &Place::Disk,
                     &input.parser,
                 )?;
                 Ok(ReplayInput {
@@ -70,11 +74,15 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                     pool: input.pool.clone(),
                     files,
                     stdin: None,
+                    place: Place::Disk,
                 })
             })
             .collect();
     }
-    let paths = expand(&args.files, args.max_depth)?;
+    let (paths, place) = match object_tree(&args.files)? {
+        Some((tree, names)) => (names, Place::Objects(Arc::new(tree))),
+        None => (expand(&args.files, args.max_depth)?, Place::Disk),
+    };
     let name = display_name(&paths[0]);
     let first_input = settings.inputs.first();
     let mut stdin = None;
@@ -97,6 +105,17 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
                         &[],
                     )?
                 }
+                // An object's first lines, through the store.
+                (Some("auto"), Some(path)) if matches!(place, Place::Objects(_)) => {
+                    let lines = sample_lines_in(&place, path, crate::parse::AUTO_SAMPLE_LINES)?;
+                    let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+                    let source = path.display().to_string();
+                    crate::parse::recognise(
+                        &settings.patterns,
+                        crate::parse::Sample { source: &source, lines: &lines },
+                        &[],
+                    )?
+                }
                 _ => build_parser(
                     &settings.patterns,
                     format,
@@ -112,8 +131,25 @@ fn replay_inputs(args: &ReplayArgs, settings: &Settings) -> anyhow::Result<Vec<R
         .clone()
         .or_else(|| first_input.map(|i| i.pool.clone()))
         .unwrap_or_else(|| name.clone());
-    let files = in_time_order(paths, &parser)?;
-    Ok(vec![ReplayInput { name, parser, format: format_name, pool, files, stdin }])
+    let files = in_time_order(paths, &place, &parser)?;
+    Ok(vec![ReplayInput { name, parser, format: format_name, pool, files, stdin, place }])
+}
+
+/// The objects of the object storage URL among `arguments`, listed, when there is one: it is
+/// replayed alone (one tree, with its own credentials).
+fn object_tree(arguments: &[PathBuf]) -> anyhow::Result<Option<(ObjectTree, Vec<PathBuf>)>> {
+    let Some(url) = arguments.iter().filter_map(|a| a.to_str()).find(|a| is_object_url(a)) else {
+        return Ok(None);
+    };
+    if arguments.len() > 1 {
+        bail!(
+            "{url}: an object storage URL is replayed alone; give one URL (its prefix is read recursively), or copy the objects and replay them as files"
+        );
+    }
+    let mut tree = ObjectTree::connect(url)?;
+    let names = tree.list()?;
+    tracing::info!(message = "Objects listed.", url, objects = names.len());
+    Ok(Some((tree, names)))
 }
 
 /// `--since`/`--until` as a range.
@@ -250,8 +286,10 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         .iter()
         .flat_map(|i| &i.files)
         .map(|f| {
-            (f.compression == Compression::Plain && f.path != Path::new("-"))
-                .then(|| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
+            (f.compression == Compression::Plain
+                && f.path != Path::new("-")
+                && !is_object_url(&f.path.to_string_lossy()))
+            .then(|| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
         })
         .sum();
     let feeder =
@@ -278,6 +316,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 margin_ms,
                 parser: input.parser.clone(),
                 shrunk: shrunk.clone(),
+                place: input.place.clone(),
             };
             streams.push(Stream {
                 input: index,

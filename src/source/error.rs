@@ -50,6 +50,28 @@ pub enum SourceError {
         /// Where it is wrong.
         source: glob::PatternError,
     },
+    /// Object storage refused or failed a request.
+    #[error(
+        "{url}: {doing}; check the URL, the credentials in the environment (AWS_*, GOOGLE_*, AZURE_*) and the network"
+    )]
+    Object {
+        /// The object or the tree's URL.
+        url: String,
+        /// What was being done.
+        doing: &'static str,
+        /// The store's error (boxed: it is large, and a block of lines carries a source error).
+        source: Box<object_store::Error>,
+    },
+    /// An object storage URL that is not one.
+    #[error(
+        "{url}: not an object storage URL ({reason}); write it as s3://bucket/prefix/, gs://bucket/prefix/ or az://container/prefix/"
+    )]
+    BadObjectUrl {
+        /// The URL given.
+        url: String,
+        /// Why it is not one.
+        reason: String,
+    },
     /// More streams overlap in time than may be open at once.
     #[error(
         "{streams} streams overlap in time at {}, more than the {limit} that may be open at once; replay fewer logs together (each rotated set, cloud balancer node or export shard is a stream)",

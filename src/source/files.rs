@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::decompress::{Compression, decompressed};
 use super::error::{Result, SourceError};
-use super::{LineReader, Next, open_for_replay};
+use super::objects::Place;
+use super::{LineReader, Next};
 use crate::parse::Parser;
 
 /// Lines looked at for a file's first timestamp.
@@ -129,8 +130,12 @@ fn rotation_parts(path: &Path) -> (String, u32) {
 }
 
 /// The first timestamp among a file's first lines, and its compression.
-pub fn first_timestamp(path: &Path, parser: &mut Parser) -> Result<(Option<i64>, Compression)> {
-    let file = open_for_replay(path)?;
+pub fn first_timestamp(
+    place: &Place,
+    path: &Path,
+    parser: &mut Parser,
+) -> Result<(Option<i64>, Compression)> {
+    let file = place.open(path, true)?;
     let (reader, compression) =
         decompressed(file).map_err(|error| SourceError::reading(path, error))?;
     Ok((first_of(reader, parser), compression))
@@ -156,7 +161,11 @@ fn first_of(reader: impl Read, parser: &mut Parser) -> Option<i64> {
 /// input stays first (it cannot be looked at twice). A file whose name gives its interval is
 /// not opened: it begins where its name says, or where the one before it in its stream ended;
 /// only a stream's first file without a named start is opened for its first timestamp.
-pub fn in_time_order(paths: Vec<PathBuf>, parser: &Parser) -> Result<Vec<ReplayFile>> {
+pub fn in_time_order(
+    paths: Vec<PathBuf>,
+    place: &Place,
+    parser: &Parser,
+) -> Result<Vec<ReplayFile>> {
     let mut parser = parser.clone();
     let mut files: Vec<ReplayFile> = paths.into_iter().map(ReplayFile::at).collect();
     // Named files in the order of their ends, so that each learns where the one before it in
@@ -180,7 +189,7 @@ pub fn in_time_order(paths: Vec<PathBuf>, parser: &Parser) -> Result<Vec<ReplayF
             file.compression = Compression::from_name(&file.path);
             continue;
         }
-        let (first_ms, compression) = first_timestamp(&file.path, &mut parser)?;
+        let (first_ms, compression) = first_timestamp(place, &file.path, &mut parser)?;
         // A named file whose first lines hold no time: no later than its interval allows.
         file.first_ms =
             first_ms.or(file.named.as_ref().map(|n| n.end_ms - NamedSpan::LONGEST_INTERVAL_MS));
@@ -435,7 +444,7 @@ mod tests {
             crate::config::build_parser(&patterns, Some("upstream"), None, &[], None).unwrap().0;
         let expanded = expand(&[dir.path().to_path_buf()], DEFAULT_MAX_DEPTH).unwrap();
         assert_eq!(expanded.len(), 3);
-        let ordered = in_time_order(expanded, &parser).unwrap();
+        let ordered = in_time_order(expanded, &Place::Disk, &parser).unwrap();
         let names: Vec<String> = ordered
             .iter()
             .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
@@ -518,7 +527,7 @@ mod tests {
         let patterns = crate::parse::PatternSet::builtin();
         let parser =
             crate::config::build_parser(&patterns, Some("upstream"), None, &[], None).unwrap().0;
-        let ordered = in_time_order(files, &parser).unwrap();
+        let ordered = in_time_order(files, &Place::Disk, &parser).unwrap();
         let sets = rotated_sets(ordered);
         assert_eq!(sets.len(), 2);
         assert_eq!(sets[0].len(), 2);

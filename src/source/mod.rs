@@ -15,6 +15,7 @@ pub mod container;
 pub mod decompress;
 pub mod error;
 pub mod files;
+pub mod objects;
 pub mod once;
 pub mod piped;
 pub mod range;

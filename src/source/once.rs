@@ -14,6 +14,7 @@ use super::container::{Unwrapped, Unwrapper, Wrapping};
 use super::decompress::{Compression, ThreadedReader, decompressed};
 use super::error::{Result, SourceError};
 use super::files::ReplayFile;
+use super::objects::Place;
 use super::range::{TimeRange, start_offset};
 use super::{LineReader, Next};
 use crate::parse::{AUTO_SAMPLE_LINES, Parser};
@@ -205,6 +206,8 @@ pub struct SetFiles {
     pub parser: Parser,
     /// Files that shrank while they were read, in words.
     pub shrunk: Arc<Mutex<Vec<String>>>,
+    /// Where the files are.
+    pub place: Place,
 }
 
 impl Iterator for SetFiles {
@@ -243,6 +246,16 @@ impl SetFiles {
             };
             let reader = Box::new(ThreadedReader::spawn(reader));
             return Ok(Opened { name, reader, finished: Box::new(empty_warning), streaming: true });
+        }
+        if let Place::Objects(_) = &self.place {
+            let stored = self.place.open(&path, false)?;
+            let reader = Box::new(ThreadedReader::spawn(decompressed(stored).map_err(failed)?.0));
+            return Ok(Opened {
+                name,
+                reader,
+                finished: Box::new(empty_warning),
+                streaming: false,
+            });
         }
         let mut opened = super::open_for_replay(&path)?;
         // By its magic bytes: a file known only by its name was not looked into yet.
@@ -294,14 +307,25 @@ impl SetFiles {
 
 /// Reads up to `n` lines from the start of a file (decompressed), for format recognition.
 pub fn sample_lines(path: &Path, n: usize) -> Result<Vec<Vec<u8>>> {
+    sample_lines_in(&Place::Disk, path, n)
+}
+
+/// [`sample_lines`] of a file wherever it is.
+pub fn sample_lines_in(place: &Place, path: &Path, n: usize) -> Result<Vec<Vec<u8>>> {
     let failed = |error| SourceError::reading(path, error);
-    let file = super::open_for_replay(path)?;
+    let file = place.open(path, true)?;
     let (file, _) = decompressed(file).map_err(failed)?;
     let mut reader = LineReader::new(file, super::DEFAULT_MAX_LINE_BYTES);
     let mut unwrapper = Unwrapper::new(Wrapping::Auto, super::DEFAULT_MAX_LINE_BYTES);
     let mut lines = Vec::new();
     while lines.len() < n {
-        match reader.next_line(true).map_err(failed)? {
+        // A head cut from a compressed object ends in the middle of its stream: what came
+        // before is the sample.
+        let next = match reader.next_line(true) {
+            Err(_) if !lines.is_empty() => break,
+            next => next.map_err(failed)?,
+        };
+        match next {
             Next::Line(line) => {
                 if let Unwrapped::Line(bytes) = unwrapper.take_off(line.bytes) {
                     lines.push(bytes.to_vec());

@@ -283,7 +283,7 @@ fn run_refuses_a_fifo_once() {
 /// An AWS ALB log tree as S3 holds it, from the lines of `whole`: `nodes` nodes (a line's
 /// node by its place), one gzip file per node every 5 minutes, in dated directories. Returns
 /// the tree's top directory and the files' names by (interval end, node).
-fn alb_tree(dir: &Path, whole: &Path, nodes: usize) -> (std::path::PathBuf, Vec<String>) {
+pub fn alb_tree(dir: &Path, whole: &Path, nodes: usize) -> (std::path::PathBuf, Vec<String>) {
     use std::io::Write;
     let text = std::fs::read_to_string(whole).unwrap();
     let mut files: std::collections::BTreeMap<(String, String), Vec<&str>> = Default::default();

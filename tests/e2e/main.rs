@@ -19,6 +19,7 @@ mod lint;
 mod live;
 mod live_sidecar;
 mod nginx;
+mod objects;
 mod operations;
 mod receivers;
 mod rehearsal;
