@@ -495,12 +495,17 @@ impl Settings {
                 _ => PathBuf::from("-"),
             };
             let has_lines_to_look_at = !stdin && syslog.is_none();
+            // A glob's lines are looked at in its first match (none yet: the path as is, so
+            // `auto` says there is nothing to recognise the format from).
+            let sample = has_lines_to_look_at.then(|| {
+                crate::source::tailer::candidates(&path).into_iter().next().unwrap_or(path.clone())
+            });
             let (parser, format_name) = build_parser(
                 &patterns,
                 input.format.as_ref().map(|f| f.get_ref().as_str()),
                 input.log_format.as_ref().map(|f| f.get_ref().as_str()),
                 &input.custom_variables,
-                has_lines_to_look_at.then_some(path.as_path()),
+                sample.as_deref(),
             )
             .map_err(|error| {
                 let span = if input.log_format.is_some() { log_format_span } else { span };
@@ -513,6 +518,18 @@ impl Settings {
                 _ => "syslog".to_string(),
             });
             let pool = input.pool.clone().unwrap_or_else(|| name.clone());
+            let mut rest = pool.clone();
+            for placeholder in crate::source::container::POOL_PLACEHOLDERS {
+                rest = rest.replace(placeholder, "");
+            }
+            if rest.contains(['{', '}']) {
+                return Err(at(
+                    text.find(&format!("\"{pool}\"")).unwrap_or_else(|| key_offset("pool")),
+                    format!(
+                        "pool `{pool}`: a pool filled from each file's path takes only {{namespace}}, {{pod}} and {{container}} (from /var/log/containers and /var/log/pods paths), e.g. pool = \"{{namespace}}/{{container}}\""
+                    ),
+                ));
+            }
             if let Some(other) = pools_seen.insert(pool.clone(), name.clone()) {
                 return Err(at(
                     source_span,
@@ -683,6 +700,11 @@ type = "stdout"
                 "[[input]]\npath = \"a.log\"\npool = \"p\"\n[[input]]\npath = \"b.log\"\npool = \"p\"\n",
                 ":5:",
                 "both feed pool `p`",
+            ),
+            (
+                "[[input]]\npath = \"a.log\"\n\npool = \"{namespace}/{containr}\"\n",
+                ":4:",
+                "takes only {namespace}, {pod} and {container}",
             ),
         ];
         for (text, line, message) in cases {

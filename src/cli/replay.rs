@@ -317,6 +317,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 parser: input.parser.clone(),
                 shrunk: shrunk.clone(),
                 place: input.place.clone(),
+                pool: input.pool.clone(),
             };
             streams.push(Stream {
                 input: index,

@@ -1,14 +1,15 @@
 //! Following: one input's tailer and its place in the pipeline, the events it logs, the
 //! inotify watches that wake the loop, and reading a turn's worth of lines.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::pipeline::{Batch, Observer, Pipeline};
 use crate::source::Next;
-use crate::source::container::Unwrapper;
+use crate::source::container::{Unwrapper, is_pool_template, pool_of_file};
 use crate::source::piped::{Piped, PipedLines};
 
 use super::Wake;
@@ -29,8 +30,13 @@ pub(super) struct Followed {
     pub last_line: Instant,
     /// The lines read this turn, parsed together.
     pub batch: Batch,
-    /// Takes a container runtime's wrapping off its lines.
+    /// Takes a container runtime's wrapping off the lines of the file being read.
     pub unwrapper: Unwrapper,
+    /// The unwrappers of files left in the middle of a line in pieces (its last piece not
+    /// written yet), by path: each file's pieces are joined with its own.
+    pub parked: HashMap<PathBuf, Unwrapper>,
+    /// The input's pool: a name, or a template filled from each file's path.
+    pub pool: String,
     /// Standard input, when the input's path is `-` (its tailer then follows nothing).
     pub piped: Option<PipedLines>,
     /// Standard input ended.
@@ -41,7 +47,13 @@ pub(super) struct Followed {
 
 impl Followed {
     /// Input `index` of the pipeline, named `name`, read by `tailer`.
-    pub fn new(index: usize, name: &str, tailer: Tailer, unwrapper: Unwrapper) -> Self {
+    pub fn new(
+        index: usize,
+        name: &str,
+        pool: &str,
+        tailer: Tailer,
+        unwrapper: Unwrapper,
+    ) -> Self {
         Followed {
             index,
             name: name.to_string(),
@@ -49,6 +61,8 @@ impl Followed {
             last_line: Instant::now(),
             batch: Batch::for_input(name),
             unwrapper,
+            parked: HashMap::new(),
+            pool: pool.to_string(),
             piped: None,
             ended: false,
             dropped_logged: 0,
@@ -141,12 +155,25 @@ pub(super) fn read_input(
     }
     let mut n_read = 0;
     let mut file = 0;
+    let mut reading = None;
+    let pool_per_file = is_pool_template(&input.pool);
     while file < input.tailer.n_files() && n_read < LINES_PER_TURN {
         if shutdown.load(Ordering::Relaxed) {
             break;
         }
         if input.batch.block().is_full() {
             pipeline.push_batch(input.index, &mut input.batch, output);
+        }
+        if reading != Some(file) {
+            switch_file(input, reading, file);
+            // A pool filled from each file's path: a batch holds the lines of one file.
+            if pool_per_file {
+                pipeline.push_batch(input.index, &mut input.batch, output);
+                let path = input.tailer.path_of(file);
+                input.batch.block().pool =
+                    path.and_then(|p| pool_of_file(&input.pool, p)).map(Into::into);
+            }
+            reading = Some(file);
         }
         match input.tailer.next_line_from(file, Instant::now()) {
             Ok(Next::Line(line)) => {
@@ -164,10 +191,44 @@ pub(super) fn read_input(
             }
         }
     }
+    if let Some(last) = reading {
+        park(input, last);
+    }
+    if !input.parked.is_empty() {
+        let tailer = &input.tailer;
+        let followed = |path: &PathBuf| (0..tailer.n_files()).any(|i| tailer.path_of(i) == Some(path));
+        input.parked.retain(|path, _| followed(path));
+    }
     // Everything read this turn is in the pipeline before the turn ends (and before any
     // checkpoint), so offsets and counts stay together.
     pipeline.push_batch(input.index, &mut input.batch, output);
     n_read
+}
+
+/// Reading moves from file `from` to file `to`: the unwrapper of `from` is parked if it holds
+/// pieces of a line, and `to`'s own is taken up (a fresh one when it had none).
+fn switch_file(input: &mut Followed, from: Option<usize>, to: usize) {
+    if let Some(from) = from {
+        park(input, from);
+    }
+    if let Some(parked) = input.tailer.path_of(to).and_then(|path| input.parked.remove(path)) {
+        input.unwrapper = parked;
+    }
+}
+
+/// Parks file `index`'s unwrapper when it holds pieces of a line; otherwise it is reset and
+/// kept for the next file.
+fn park(input: &mut Followed, index: usize) {
+    if input.unwrapper.is_joining()
+        && let Some(path) = input.tailer.path_of(index)
+    {
+        let mut fresh = input.unwrapper.clone();
+        fresh.reset();
+        let parked = std::mem::replace(&mut input.unwrapper, fresh);
+        input.parked.insert(path.to_path_buf(), parked);
+    } else {
+        input.unwrapper.reset();
+    }
 }
 
 /// Reads up to [`LINES_PER_TURN`] lines of standard input, the blocks its thread has ready;

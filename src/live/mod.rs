@@ -250,13 +250,13 @@ fn build_pipeline(
             .position(|f| f.name == input.name && f.tailer.pattern() == input.path.as_path());
         let followed_input = match kept {
             // Read on where it was, a line in pieces and standard input's reader included.
-            Some(at) => Followed { index, ..previous.swap_remove(at) },
+            Some(at) => Followed { index, pool: input.pool.clone(), ..previous.swap_remove(at) },
             None => {
                 let start_at_end = input.start_at == crate::config::StartAt::End;
                 let max_line = settings.max_line_bytes;
                 let tailer = Tailer::new(input.path.clone(), start_at_end, max_line);
                 let unwrapper = Unwrapper::new(input.wrapping, max_line);
-                let mut followed = Followed::new(index, &input.name, tailer, unwrapper);
+                let mut followed = Followed::new(index, &input.name, &input.pool, tailer, unwrapper);
                 followed.piped = listeners.remove(&input.name);
                 if input.path == Path::new("-") {
                     let wake = wake.clone();

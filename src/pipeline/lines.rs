@@ -277,12 +277,15 @@ pub(super) struct SlotCache {
     backends: Vec<Option<(u32, Slot)>>,
     /// The windower's forgotten count when filled: forgetting frees slots for reuse.
     forgotten: u64,
+    /// The pool index of the batch's file, when its pool is filled from its path.
+    file_pool: Option<u32>,
 }
 
 impl SlotCache {
     pub(super) fn clear(&mut self) {
         self.pools.clear();
         self.backends.clear();
+        self.file_pool = None;
     }
 }
 
@@ -339,9 +342,12 @@ impl Pipeline {
             slots.pools.resize(n_names, None);
             slots.backends.resize(n_names, None);
         }
-        let pool = match request.pool {
-            None => self.inputs[input].default_pool,
-            Some(name) => {
+        let pool = match (request.pool, &batch.block.pool) {
+            (None, None) => self.inputs[input].default_pool,
+            (None, Some(file_pool)) => {
+                *slots.file_pool.get_or_insert_with(|| windower.pool(file_pool.as_bytes()))
+            }
+            (Some(name), _) => {
                 *slots.pools[compact.pool as usize].get_or_insert_with(|| windower.pool(name))
             }
         };

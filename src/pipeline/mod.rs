@@ -208,6 +208,9 @@ impl Pipeline {
     pub fn add_input(&mut self, name: &str, parser: Parser, pool: &str) -> usize {
         let config = self.window_config();
         let mut windower = Windower::new(config);
+        // A pool filled per file from its path (`{namespace}/{container}`): a file whose path
+        // names no pod goes to the input's own name.
+        let pool = if crate::source::container::is_pool_template(pool) { name } else { pool };
         let default_pool = windower.pool(pool.as_bytes());
         self.inputs.push(InputState {
             name: name.into(),

@@ -25,6 +25,9 @@ pub struct LineBlock {
     pub seq: u64,
     /// The file its lines come from.
     pub file: Arc<str>,
+    /// The pool of that file's lines that name none, when the input's pool is filled per
+    /// file from its path (`{namespace}/{container}`); `None`: the input's own.
+    pub pool: Option<Arc<str>>,
     /// Bytes of the file read into it.
     pub bytes_read: u64,
     /// Whether it is the stream's last.

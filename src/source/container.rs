@@ -68,6 +68,11 @@ impl Unwrapper {
         Unwrapper { wrapping, max_line, buffer: Vec::new(), joining: false, joined_len: 0 }
     }
 
+    /// Whether it holds pieces of a line whose last piece has not come yet.
+    pub fn is_joining(&self) -> bool {
+        self.joining
+    }
+
     /// Forgets a line in pieces (a new file starts).
     pub fn reset(&mut self) {
         self.joining = false;
@@ -256,6 +261,81 @@ fn unicode_escape(text: &[u8]) -> Option<(char, usize)> {
     Some((char::from_u32(first).unwrap_or('\u{FFFD}'), 6))
 }
 
+/// What a kubelet's log path says of the container that wrote it:
+/// `/var/log/containers/<pod>_<namespace>_<container>-<id>.log` (the symlinks) and
+/// `/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log` (their targets, and
+/// their rotations `0.log.20231115-143000`, `.gz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPath {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// The container in it.
+    pub container: String,
+}
+
+/// The placeholders a pool name may hold, filled from each file's [`PodPath`].
+pub const POOL_PLACEHOLDERS: [&str; 3] = ["{namespace}", "{pod}", "{container}"];
+
+impl PodPath {
+    /// Reads a path; `None` when it is not a kubelet's container log.
+    pub fn read(path: &std::path::Path) -> Option<Self> {
+        let parts: Vec<&str> =
+            path.iter().map(|p| p.to_str()).collect::<Option<Vec<&str>>>()?;
+        let n = parts.len();
+        // /var/log/pods/<namespace>_<pod>_<uid>/<container>/<file>
+        if n >= 4 && parts[n - 4] == "pods" {
+            let mut pod_dir = parts[n - 3].splitn(3, '_');
+            let (namespace, pod) = (pod_dir.next()?, pod_dir.next()?);
+            pod_dir.next()?;
+            return Some(PodPath {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+                container: parts[n - 2].to_string(),
+            });
+        }
+        // /var/log/containers/<pod>_<namespace>_<container>-<64 hex>.log
+        if n >= 2 && parts[n - 2] == "containers" {
+            let name = parts[n - 1].strip_suffix(".log")?;
+            let mut fields = name.splitn(3, '_');
+            let (pod, namespace, rest) = (fields.next()?, fields.next()?, fields.next()?);
+            let (container, id) = rest.rsplit_once('-')?;
+            if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            return Some(PodPath {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+                container: container.to_string(),
+            });
+        }
+        None
+    }
+
+    /// `template` with its placeholders filled.
+    pub fn fill(&self, template: &str) -> String {
+        template
+            .replace("{namespace}", &self.namespace)
+            .replace("{pod}", &self.pod)
+            .replace("{container}", &self.container)
+    }
+}
+
+/// Whether a pool name is filled per file from its [`PodPath`].
+pub fn is_pool_template(pool: &str) -> bool {
+    POOL_PLACEHOLDERS.iter().any(|p| pool.contains(p))
+}
+
+/// The pool of the file at `path` for an input whose pool is `template`: filled from its
+/// path, or `None` when the template has no placeholder or the path says nothing of a pod.
+pub fn pool_of_file(template: &str, path: &std::path::Path) -> Option<String> {
+    if !is_pool_template(template) {
+        return None;
+    }
+    PodPath::read(path).map(|pod| pod.fill(template))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +414,32 @@ mod tests {
     fn garbage_is_passed_on_as_it_is() {
         for line in ["2023-11-15T14:30:00Z stdout", r#"{"log":"unterminated"#, r#"{"log":"\x"}"#] {
             assert_eq!(all(Wrapping::Auto, &[line]), [line]);
+        }
+    }
+
+    #[test]
+    fn kubelet_paths_name_their_pod() {
+        use std::path::Path;
+        let id = "0123456789abcdef".repeat(4);
+        let link = format!(
+            "/var/log/containers/ingress-nginx-controller-7d9f_ingress-nginx_controller-{id}.log"
+        );
+        let expected = PodPath {
+            namespace: "ingress-nginx".into(),
+            pod: "ingress-nginx-controller-7d9f".into(),
+            container: "controller".into(),
+        };
+        assert_eq!(PodPath::read(Path::new(&link)), Some(expected.clone()));
+        let target = "/var/log/pods/ingress-nginx_ingress-nginx-controller-7d9f_5b1c-77/controller/0.log.20231115-143000.gz";
+        assert_eq!(PodPath::read(Path::new(target)), Some(expected.clone()));
+        assert_eq!(expected.fill("{namespace}/{container}"), "ingress-nginx/controller");
+        assert_eq!(
+            pool_of_file("{namespace}/{pod}", Path::new(&link)).as_deref(),
+            Some("ingress-nginx/ingress-nginx-controller-7d9f")
+        );
+        assert_eq!(pool_of_file("api", Path::new(&link)), None);
+        for other in ["/var/log/nginx/access.log", "/var/log/containers/x.log", "/pods/a/b"] {
+            assert_eq!(PodPath::read(Path::new(other)), None, "{other}");
         }
     }
 }

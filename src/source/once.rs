@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
 use super::block::LineBlock;
-use super::container::{Unwrapped, Unwrapper, Wrapping};
+use super::container::{Unwrapped, Unwrapper, Wrapping, pool_of_file};
 use super::decompress::{Compression, ThreadedReader, decompressed};
 use super::error::{Result, SourceError};
 use super::files::ReplayFile;
@@ -29,6 +29,8 @@ pub struct Opened {
     pub finished: Box<dyn FnOnce(u64, u64) + Send>,
     /// A pipe (standard input): its lines go on as they come, not once a block is full.
     pub streaming: bool,
+    /// The pool of its lines that name none, when filled from its path.
+    pub pool: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Opened {
@@ -57,7 +59,13 @@ impl Stream {
     /// A stream of one reader already open (the demo, tests).
     pub fn of_reader(input: usize, name: &str, reader: Box<dyn Read + Send>) -> Self {
         let opened =
-            Opened { name: name.into(), reader, finished: Box::new(|_, _| {}), streaming: false };
+            Opened {
+            name: name.into(),
+            reader,
+            finished: Box::new(|_, _| {}),
+            streaming: false,
+            pool: None,
+        };
         Stream {
             input,
             starts_ms: None,
@@ -123,6 +131,7 @@ pub fn read_blocks<B: AsMut<LineBlock> + Default>(
             let Some(mut batch) = next_batch() else { return };
             let block = batch.as_mut();
             block.file = opened.name.clone();
+            block.pool = opened.pool.clone();
             let ended = block.fill(&mut lines, &mut unwrapper, opened.streaming);
             n_lines += block.lines();
             block.bytes_read = lines.offset() - offset;
@@ -208,6 +217,8 @@ pub struct SetFiles {
     pub shrunk: Arc<Mutex<Vec<String>>>,
     /// Where the files are.
     pub place: Place,
+    /// The input's pool: a name, or a template filled from each file's path.
+    pub pool: String,
 }
 
 impl Iterator for SetFiles {
@@ -231,6 +242,7 @@ impl SetFiles {
         let path = file.path.clone();
         let failed = |error| SourceError::reading(&file.path, error);
         let name: Arc<str> = display_name(&path).into();
+        let pool: Option<Arc<str>> = pool_of_file(&self.pool, &path).map(Into::into);
         let empty_warning = {
             let path = path.clone();
             move |lines: u64, bytes: u64| {
@@ -245,7 +257,13 @@ impl SetFiles {
                 None => decompressed(io::stdin()).map_err(failed)?.0,
             };
             let reader = Box::new(ThreadedReader::spawn(reader));
-            return Ok(Opened { name, reader, finished: Box::new(empty_warning), streaming: true });
+            return Ok(Opened {
+                name,
+                reader,
+                finished: Box::new(empty_warning),
+                streaming: true,
+                pool: None,
+            });
         }
         if let Place::Objects(_) = &self.place {
             let stored = self.place.open(&path, false)?;
@@ -255,6 +273,7 @@ impl SetFiles {
                 reader,
                 finished: Box::new(empty_warning),
                 streaming: false,
+                pool,
             });
         }
         let mut opened = super::open_for_replay(&path)?;
@@ -270,6 +289,7 @@ impl SetFiles {
                 reader,
                 finished: Box::new(empty_warning),
                 streaming: false,
+                pool,
             });
         }
         let size = opened.metadata().map_err(failed)?.len();
@@ -301,6 +321,7 @@ impl SetFiles {
             reader: Box::new(opened),
             finished: Box::new(finished),
             streaming: false,
+            pool,
         })
     }
 }

@@ -551,6 +551,11 @@ impl Tailer {
         self.files.len()
     }
 
+    /// The path file `index` was found at.
+    pub fn path_of(&self, index: usize) -> Option<&Path> {
+        self.files.get(index).map(|tailed| tailed.path.as_path())
+    }
+
     /// The next complete line of file `index`, or [`Next::End`] when it has none yet.
     pub fn next_line_from(&mut self, index: usize, now: Instant) -> io::Result<Next<'_>> {
         let Some(tailed) = self.files.get_mut(index) else { return Ok(Next::End) };

@@ -103,23 +103,42 @@ fn container_wrapped_ingress_lines_read_as_the_bare_log() {
     }
 }
 
-/// `run` takes the wrapping off too (the sidecar in-process, on a CRI file).
+/// `run` takes the wrapping off too (the sidecar in-process, on CRI files): two pods' files
+/// under `/var/log/pods`, their pool filled from the path (`{namespace}/{container}`). One
+/// file stops in the middle of a line in pieces while the other is read: the pieces are
+/// joined with their own file's, never with another's, when the rest comes.
 #[test]
 fn the_sidecar_reads_cri_files() {
     let dir = tempfile::tempdir().unwrap();
     let scenario =
-        Scenario { style: LogStyle::IngressNginx, duration_s: 10 * 60, ..skew_scenario() };
+        Scenario { style: LogStyle::NginxUpstream, duration_s: 10 * 60, ..skew_scenario() };
     let (bare, n_lines) = write_log(dir.path(), "bare.log", &scenario);
-    let (wrapped, n_stderr) = wrap(&std::fs::read_to_string(&bare).unwrap(), 5, 20, cri);
-    std::fs::write(dir.path().join("api.log"), wrapped).unwrap();
+    let raw = std::fs::read_to_string(&bare).unwrap();
+    let lines: Vec<&str> = raw.lines().collect();
+    let (first_half, second_half) = lines.split_at(lines.len() / 2);
+    let (wrapped_a, stderr_a) = wrap(&(first_half.join("\n") + "\n"), 5, 20, cri);
+    let (wrapped_b, stderr_b) = wrap(&(second_half.join("\n") + "\n"), 5, 20, cri);
+    let n_stderr = stderr_a + stderr_b;
+    let pod = |namespace: &str, name: &str| {
+        let dir = dir.path().join(format!("pods/{namespace}_{name}_0c1d-77/controller"));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("0.log")
+    };
+    let (file_a, file_b) = (pod("team-a", "ingress-7d9f"), pod("team-b", "ingress-5c2e"));
+    // A's last line is held back after its first piece.
+    let last_line = first_half.last().unwrap();
+    let cut = wrapped_a.len() - cri("stdout", last_line, true).len();
+    let (held, rest) = (&wrapped_a[..cut], &last_line[..20]);
+    std::fs::write(&file_a, format!("{held}{}", cri("stdout", rest, false))).unwrap();
+    std::fs::write(&file_b, &wrapped_b).unwrap();
     let config = dir.path().join("skewtail.toml");
     std::fs::write(
         &config,
-        "[[input]]\npath = \"api.log\"\nformat = \"auto\"\npool = \"api\"\nstart_at = \"beginning\"\n",
+        "[[input]]\npath = \"pods/*/controller/*.log\"\nformat = \"auto\"\npool = \"{namespace}/{container}\"\nstart_at = \"beginning\"\n",
     )
     .unwrap();
     let settings = skewtail::config::Settings::load(&config).unwrap();
-    assert_eq!(settings.inputs[0].format_name, "ingress_nginx", "recognised through the wrapping");
+    assert_eq!(settings.inputs[0].format_name, "upstream", "recognised through the wrapping");
     let options = skewtail::live::RunOptions {
         config,
         json: false,
@@ -133,17 +152,52 @@ fn the_sidecar_reads_cri_files() {
         })
     });
     let state = dir.path().join("state/state.json");
-    // Read to the end once the snapshot says so; bounded either way.
-    wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&state)
-            .is_ok_and(|s| s.contains(&format!("\"lines\":{}", n_lines + n_stderr)))
-    });
+    let lines_in_state = |n: u64| {
+        let state = state.clone();
+        move || std::fs::read_to_string(&state).is_ok_and(|s| s.contains(&format!("\"lines\":{n}")))
+    };
+    // Everything but A's last line (held in pieces), then its last piece.
+    let before = n_lines + n_stderr - 1;
+    assert!(wait_until(Duration::from_secs(20), lines_in_state(before)), "not read: {before}");
+    let mut file = std::fs::OpenOptions::new().append(true).open(&file_a).unwrap();
+    std::io::Write::write_all(&mut file, cri("stdout", &last_line[20..], true).as_bytes()).unwrap();
+    wait_until(Duration::from_secs(20), lines_in_state(n_lines + n_stderr));
     stop_tx.send(()).unwrap();
     let totals = sidecar.join().unwrap().unwrap();
     assert_eq!(totals.lines, n_lines + n_stderr, "{totals:?}");
     assert_eq!(totals.parsed, n_lines, "{totals:?}");
     assert_eq!(totals.other, n_stderr, "{totals:?}");
     assert_eq!(totals.unparsed, 0, "{totals:?}");
+    let saved = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap();
+    for pool in ["team-a/controller", "team-b/controller"] {
+        assert!(saved.contains(&format!("\"{pool}\"")), "no pool {pool} in the state");
+    }
+}
+
+/// A replay of a kubelet's pod log tree: each pod's pool from its path (for lines that name
+/// none: nginx's `upstream` format here; ingress-nginx's name their upstream).
+#[test]
+fn a_pod_log_tree_replays_with_the_pool_from_each_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario =
+        Scenario { style: LogStyle::NginxUpstream, duration_s: 10 * 60, ..skew_scenario() };
+    let (bare, n_lines) = write_log(dir.path(), "bare.log", &scenario);
+    let raw = std::fs::read_to_string(&bare).unwrap();
+    for (i, namespace) in ["team-a", "team-b"].into_iter().enumerate() {
+        let pod = dir.path().join(format!("pods/{namespace}_ingress-{i}_0c1d-77/controller"));
+        std::fs::create_dir_all(&pod).unwrap();
+        std::fs::write(pod.join("0.log"), wrap(&raw, 5, 20, cri).0).unwrap();
+    }
+    let output = skewtail()
+        .args(["replay", "--json", "--pool", "{namespace}/{container}"])
+        .arg(dir.path().join("pods"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = summary(&ndjson(&output)).clone();
+    assert_eq!(summary["parsed"], 2 * n_lines, "{summary}");
+    let pools: Vec<&String> = summary["backends"].as_object().unwrap().keys().collect();
+    assert_eq!(pools, ["team-a/controller", "team-b/controller"], "{summary}");
 }
 
 /// Feeds `log` to `command`'s standard input: the first 25 of its 40 minutes (the skew is
