@@ -47,13 +47,7 @@ pub(super) struct Followed {
 
 impl Followed {
     /// Input `index` of the pipeline, named `name`, read by `tailer`.
-    pub fn new(
-        index: usize,
-        name: &str,
-        pool: &str,
-        tailer: Tailer,
-        unwrapper: Unwrapper,
-    ) -> Self {
+    pub fn new(index: usize, name: &str, pool: &str, tailer: Tailer, unwrapper: Unwrapper) -> Self {
         Followed {
             index,
             name: name.to_string(),
@@ -196,7 +190,8 @@ pub(super) fn read_input(
     }
     if !input.parked.is_empty() {
         let tailer = &input.tailer;
-        let followed = |path: &PathBuf| (0..tailer.n_files()).any(|i| tailer.path_of(i) == Some(path));
+        let followed =
+            |path: &PathBuf| (0..tailer.n_files()).any(|i| tailer.path_of(i) == Some(path));
         input.parked.retain(|path, _| followed(path));
     }
     // Everything read this turn is in the pipeline before the turn ends (and before any

@@ -256,7 +256,8 @@ fn build_pipeline(
                 let max_line = settings.max_line_bytes;
                 let tailer = Tailer::new(input.path.clone(), start_at_end, max_line);
                 let unwrapper = Unwrapper::new(input.wrapping, max_line);
-                let mut followed = Followed::new(index, &input.name, &input.pool, tailer, unwrapper);
+                let mut followed =
+                    Followed::new(index, &input.name, &input.pool, tailer, unwrapper);
                 followed.piped = listeners.remove(&input.name);
                 if input.path == Path::new("-") {
                     let wake = wake.clone();

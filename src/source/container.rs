@@ -281,8 +281,7 @@ pub const POOL_PLACEHOLDERS: [&str; 3] = ["{namespace}", "{pod}", "{container}"]
 impl PodPath {
     /// Reads a path; `None` when it is not a kubelet's container log.
     pub fn read(path: &std::path::Path) -> Option<Self> {
-        let parts: Vec<&str> =
-            path.iter().map(|p| p.to_str()).collect::<Option<Vec<&str>>>()?;
+        let parts: Vec<&str> = path.iter().map(|p| p.to_str()).collect::<Option<Vec<&str>>>()?;
         let n = parts.len();
         // /var/log/pods/<namespace>_<pod>_<uid>/<container>/<file>
         if n >= 4 && parts[n - 4] == "pods" {

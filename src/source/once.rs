@@ -58,8 +58,7 @@ pub struct Stream {
 impl Stream {
     /// A stream of one reader already open (the demo, tests).
     pub fn of_reader(input: usize, name: &str, reader: Box<dyn Read + Send>) -> Self {
-        let opened =
-            Opened {
+        let opened = Opened {
             name: name.into(),
             reader,
             finished: Box::new(|_, _| {}),
