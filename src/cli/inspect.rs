@@ -159,7 +159,7 @@ pub(super) fn patterns_test(args: &PatternsTestArgs) -> anyhow::Result<Outcome> 
         match parser.parse(line) {
             Ok(record) => fill.add(&record),
             Err(error) if error.kind == crate::parse::ParseErrorKind::NotARequest => n_other += 1,
-            Err(error) => unmatched.push((index + 1, parser.explain(&error), *line)),
+            Err(error) => unmatched.push((index + 1, parser.explain(&error), *line, error)),
         }
     }
     let total = samples.len();
@@ -181,12 +181,20 @@ pub(super) fn patterns_test(args: &PatternsTestArgs) -> anyhow::Result<Outcome> 
     }
     if !unmatched.is_empty() {
         writeln!(out, "first unmatched lines:")?;
-        for (number, why, line) in unmatched.iter().take(5) {
-            writeln!(
-                out,
-                "  line {number}: {why}\n    {}",
-                line[..line.len().min(160)].escape_ascii()
-            )?;
+        for (number, why, line, error) in unmatched.iter().take(5) {
+            let shown = |bytes: &[u8]| bytes[..bytes.len().min(160)].escape_ascii().to_string();
+            if error.kind == crate::parse::ParseErrorKind::GoesOn {
+                // Where the format ends in the line, and what comes after it.
+                let (fits, rest) = line.split_at((error.column as usize).min(line.len()));
+                writeln!(
+                    out,
+                    "  line {number}: {why}\n    the format:  {}\n    the line goes on: {}",
+                    shown(fits),
+                    shown(rest)
+                )?;
+            } else {
+                writeln!(out, "  line {number}: {why}\n    {}", shown(line))?;
+            }
         }
     }
     if let Some(better) =

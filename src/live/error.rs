@@ -56,6 +56,14 @@ pub enum LiveError {
         /// The error from the system.
         source: std::io::Error,
     },
+    /// Standard input's reader thread could not start.
+    #[error("input `{input}`: cannot start reading standard input")]
+    Stdin {
+        /// The input's name.
+        input: String,
+        /// The error from the system.
+        source: std::io::Error,
+    },
     /// The async runtime for delivery and the endpoint could not start.
     #[error("cannot start the async runtime for alert delivery")]
     Runtime(#[source] std::io::Error),

@@ -201,7 +201,8 @@ fn start_notifier(
 
 /// Binds the syslog inputs of `settings` that `previous` does not already serve (a reload
 /// keeps an input's listener), so that a port in use refuses the config before anything
-/// changes; returns them by input name.
+/// changes, and starts reading standard input for a `path = "-"` input; returns them by
+/// input name.
 fn bind_listeners(
     settings: &Settings,
     previous: &[Followed],
@@ -209,7 +210,6 @@ fn bind_listeners(
 ) -> Result<BTreeMap<String, PipedLines>, LiveError> {
     let mut bound = BTreeMap::new();
     for input in &settings.inputs {
-        let Some(listen) = input.syslog else { continue };
         let kept =
             previous.iter().any(|f| f.name == input.name && f.tailer.pattern() == input.path);
         if kept {
@@ -219,6 +219,15 @@ fn bind_listeners(
         let woken = move || {
             let _ = wake.send(Wake::Files);
         };
+        if input.path == Path::new("-") {
+            let max_line = settings.max_line_bytes;
+            let stdin = std::io::stdin();
+            let piped = PipedLines::spawn(stdin, &input.name, input.wrapping, max_line, woken)
+                .map_err(|source| LiveError::Stdin { input: input.name.clone(), source })?;
+            bound.insert(input.name.clone(), piped);
+            continue;
+        }
+        let Some(listen) = input.syslog else { continue };
         let (piped, at) =
             crate::source::syslog::listen(listen, &input.name, settings.max_line_bytes, woken)
                 .map_err(|source| LiveError::Syslog {
@@ -234,12 +243,11 @@ fn bind_listeners(
 
 /// A pipeline for `settings` with its inputs, and each input followed (reusing `previous`
 /// tailers of inputs with the same name and path, so a reload reads on where it was; syslog
-/// inputs from `listeners`).
+/// and standard input from `listeners`).
 fn build_pipeline(
     settings: &Settings,
     mut previous: Vec<Followed>,
     mut listeners: BTreeMap<String, PipedLines>,
-    wake: &mpsc::Sender<Wake>,
 ) -> (Pipeline, Vec<Followed>) {
     let mut pipeline = Pipeline::new(settings.build_detector());
     let mut followed = Vec::new();
@@ -259,20 +267,6 @@ fn build_pipeline(
                 let mut followed =
                     Followed::new(index, &input.name, &input.pool, tailer, unwrapper);
                 followed.piped = listeners.remove(&input.name);
-                if input.path == Path::new("-") {
-                    let wake = wake.clone();
-                    let woken = move || {
-                        let _ = wake.send(Wake::Files);
-                    };
-                    let stdin = std::io::stdin();
-                    followed.piped = Some(PipedLines::spawn(
-                        stdin,
-                        &input.name,
-                        input.wrapping,
-                        max_line,
-                        woken,
-                    ));
-                }
                 followed
             }
         };
@@ -345,7 +339,7 @@ pub fn run(
     listen_for_control(&runtime, shutdown, &signals, &wake_tx);
 
     let listeners = bind_listeners(&settings, &[], &wake_tx)?;
-    let (pipeline, followed) = build_pipeline(&settings, Vec::new(), listeners, &wake_tx);
+    let (pipeline, followed) = build_pipeline(&settings, Vec::new(), listeners);
     let mut sidecar = Sidecar {
         settings,
         options: options.clone(),

@@ -58,7 +58,7 @@ impl Sidecar {
             tracing::warn!(message = "[server] changed; it takes effect at the next restart.");
         }
         let previous = std::mem::take(&mut self.followed);
-        let (mut pipeline, followed) = build_pipeline(&settings, previous, listeners, &self.wake);
+        let (mut pipeline, followed) = build_pipeline(&settings, previous, listeners);
         for note in pipeline.restore(state) {
             tracing::warn!(message = "Part of the state was not carried over.", %note);
         }

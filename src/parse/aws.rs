@@ -240,6 +240,7 @@ impl AwsLog {
             ParseErrorKind::BadNumber => {
                 format!("column {column}: `{field}` is not a number or `-`")
             }
+            ParseErrorKind::GoesOn => format!("column {column}: the line goes on past `{field}`"),
             ParseErrorKind::LiteralMismatch | ParseErrorKind::NoTimestamp => match self.kind {
                 AwsKind::Alb => format!(
                     "column {column}: expected `{field}`; an ALB line starts with http, https, h2, grpcs, ws or wss"

@@ -281,6 +281,7 @@ impl HaproxyLog {
                 format!("column {column}: the line ends before {field}")
             }
             ParseErrorKind::LiteralMismatch => format!("column {column}: expected {field}"),
+            ParseErrorKind::GoesOn => format!("column {column}: the line goes on past {field}"),
         }
     }
 }

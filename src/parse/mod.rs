@@ -103,6 +103,10 @@ pub enum ParseErrorKind {
     /// A valid line that is not a request (HAProxy's `Connect from`, an SSL handshake error):
     /// counted as `other`, not as unparsed.
     NotARequest,
+    /// The format ended before the line did: its last field, which takes the rest of the
+    /// line, holds text a value of its kind cannot (an address with spaces or quotes). A
+    /// format pasted too short fits only in part.
+    GoesOn,
 }
 
 /// A compiled line parser for one input. An enum rather than a trait object so the per-line

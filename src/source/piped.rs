@@ -136,43 +136,41 @@ pub enum Piped {
 
 impl PipedLines {
     /// Starts reading `reader` (standard input), decompressed if it is, lines taken out of
-    /// their container wrapping, and calls `woken` whenever a block is ready.
+    /// their container wrapping, and calls `woken` whenever a block is ready. Fails when its
+    /// reader thread cannot start.
     pub fn spawn(
         reader: impl Read + Send + 'static,
         name: &str,
         wrapping: Wrapping,
         max_line: usize,
         woken: impl Fn() + Send + Sync + 'static,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let (sender, piped) = channel(woken);
         let name: Arc<str> = name.into();
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || {
-                let reader = match decompressed(reader) {
-                    Ok((reader, _)) => reader,
-                    Err(error) => {
-                        let mut block = sender.block();
-                        block.error = Some(super::error::SourceError::reading("-", error));
-                        block.last = true;
-                        sender.send(block);
-                        return;
-                    }
-                };
-                let mut lines = LineReader::new(reader, max_line);
-                let mut unwrapper = Unwrapper::new(wrapping, max_line);
-                loop {
+        std::thread::Builder::new().name("stdin".into()).spawn(move || {
+            let reader = match decompressed(reader) {
+                Ok((reader, _)) => reader,
+                Err(error) => {
                     let mut block = sender.block();
-                    block.file = name.clone();
-                    let ended = block.fill(&mut lines, &mut unwrapper, true);
-                    block.last = ended;
-                    if !sender.send(block) || ended {
-                        return;
-                    }
+                    block.error = Some(super::error::SourceError::reading("-", error));
+                    block.last = true;
+                    sender.send(block);
+                    return;
                 }
-            })
-            .unwrap_or_else(|error| unreachable!("cannot start the stdin thread: {error}"));
-        piped
+            };
+            let mut lines = LineReader::new(reader, max_line);
+            let mut unwrapper = Unwrapper::new(wrapping, max_line);
+            loop {
+                let mut block = sender.block();
+                block.file = name.clone();
+                let ended = block.fill(&mut lines, &mut unwrapper, true);
+                block.last = ended;
+                if !sender.send(block) || ended {
+                    return;
+                }
+            }
+        })?;
+        Ok(piped)
     }
 
     /// The next block of lines, without waiting.
@@ -222,7 +220,8 @@ mod tests {
         let (woke_tx, woke) = mpsc::channel();
         let mut piped = PipedLines::spawn(reader, "-", Wrapping::Auto, 1024, move || {
             let _ = woke_tx.send(());
-        });
+        })
+        .unwrap();
         let next_lines = |piped: &mut PipedLines| -> Option<Vec<String>> {
             loop {
                 match piped.next_block() {

@@ -454,3 +454,25 @@ fn streams_that_follow_one_another_are_not_open_together() {
     assert_eq!(got["backends"], expected["backends"]);
     assert_eq!(alerts, expected_alerts);
 }
+
+/// A pasted `log_format` that stops at `$upstream_addr` while the lines go on is no fit:
+/// `patterns test` shows where the format ends in the line and what comes after.
+#[test]
+fn a_format_pasted_too_short_shows_where_the_line_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &log,
+        "10.1.2.3 - - [24/Feb/2015:23:13:42 +0000] \"GET / HTTP/1.1\" 200 10.0.0.1:80 1234 \"-\" \"curl/8.4.0\" 85\n",
+    )
+    .unwrap();
+    let short = r#"$remote_addr - $remote_user [$time_local] "$request" $status $upstream_addr"#;
+    let output =
+        skewtail().args(["patterns", "test", "--log-format", short]).arg(&log).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("0 of 1 line(s) parsed"), "{text}");
+    assert!(text.contains("goes on past the end of the format"), "{text}");
+    assert!(text.contains(r#"the line goes on:  1234 \"-\" \"curl/8.4.0\" 85"#), "{text}");
+    let replay = skewtail().args(["replay", "--log-format", short]).arg(&log).output().unwrap();
+    assert_eq!(replay.status.code(), Some(2), "no backend `1234 \"-\" ...` is made up");
+}

@@ -472,3 +472,26 @@ fn field_maps_feed_record_fields() {
         "{error}"
     );
 }
+
+#[test]
+fn a_format_cut_short_fits_only_in_part() {
+    // The pasted format stops at `$upstream_addr`; the lines go on.
+    let mut format =
+        compile(r#"$remote_addr - $remote_user [$time_local] "$request" $status $upstream_addr"#);
+    let cut = br#"10.1.2.3 - - [24/Feb/2015:23:13:42 +0000] "GET / HTTP/1.1" 200 10.0.0.1:80 1234 "-" "curl/8.4.0" 85"#;
+    let error = format.parse(cut).unwrap_err();
+    assert_eq!(error.kind, ParseErrorKind::GoesOn);
+    // At the space after the address: where the format's text stops fitting.
+    assert_eq!(&cut[error.column as usize..][..5], b" 1234");
+    let explained = format.explain(&error);
+    assert!(explained.contains("goes on past the end of the format"), "{explained}");
+    assert!(explained.contains("$upstream_addr"), "{explained}");
+    // Where it does end there, retries included, the line fits.
+    for fits in [
+        &br#"10.1.2.3 - - [24/Feb/2015:23:13:42 +0000] "GET / HTTP/1.1" 200 10.0.0.1:80"#[..],
+        br#"10.1.2.3 - - [24/Feb/2015:23:13:42 +0000] "GET / HTTP/1.1" 502 10.0.0.1:80, 10.0.0.2:80 : 10.0.0.3:80"#,
+    ] {
+        let record = format.parse(fits).unwrap();
+        assert!(record.backend.is_some());
+    }
+}

@@ -243,6 +243,27 @@ impl Field {
 }
 
 /// HAProxy's pseudo-servers: the request was answered without reaching a server.
+impl Field {
+    /// Where a value of this field that runs to the end of the line goes past what the field
+    /// can hold: a name (backend, pool) holds no quote and no space but those of a list of
+    /// attempts (`a, b : c`). `None`: it can hold it all (other fields are checked by their
+    /// own parsing).
+    pub(super) fn overrun(self, value: &[u8]) -> Option<usize> {
+        if !matches!(self, Field::Backend | Field::BackendServer | Field::Pool) {
+            return None;
+        }
+        let list = self.is_list();
+        value.iter().enumerate().find_map(|(at, &byte)| {
+            let in_list_separator = list
+                && byte == b' '
+                && (value[..at].ends_with(b",")
+                    || value[at..].starts_with(b" : ")
+                    || value[..at].ends_with(b" :"));
+            (byte == b'"' || (byte == b' ' && !in_list_separator)).then_some(at)
+        })
+    }
+}
+
 fn is_pseudo_server(server: &[u8]) -> bool {
     server.starts_with(b"<")
 }

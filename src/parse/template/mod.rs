@@ -274,6 +274,11 @@ impl Template {
                 kind,
             };
             let (end, next) = if step.terminator.text.is_empty() {
+                // The last field takes the rest of the line: only as far as a value of its
+                // kind can go (a format cut short must not pass for a fit).
+                if let Some(at) = step.field.overrun(&line[pos..]) {
+                    return Err(error(ParseErrorKind::GoesOn, pos + at));
+                }
                 (line.len(), line.len())
             } else {
                 match find_value_end(&line[pos..], &step.terminator, step.is_list) {
@@ -335,6 +340,10 @@ impl Template {
             }
             ParseErrorKind::NoTimestamp => format!("column {column}: the line has no timestamp"),
             ParseErrorKind::NotARequest => format!("column {column}: not a request line"),
+            ParseErrorKind::GoesOn => format!(
+                "column {column}: the line goes on past the end of the format ({} cannot hold the rest); is the format shorter than the lines?",
+                describe(segment)
+            ),
         }
     }
 }
