@@ -157,9 +157,9 @@ impl Head {
         !self.ended && self.opens_at_ms.is_none() && self.next_ms().is_none()
     }
 
-    /// Whether its reader is at work: opened and not at its end.
+    /// Whether it holds memory: opened, and its reader at work or its lines not all merged.
     fn is_open(&self) -> bool {
-        !self.ended && self.opens_at_ms.is_none()
+        self.opens_at_ms.is_none() && (!self.ended || self.next_ms().is_some())
     }
 }
 

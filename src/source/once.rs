@@ -236,7 +236,31 @@ impl Iterator for SetFiles {
     }
 }
 
+/// A file as stored: plain on disk (entered at `--since` by binary search), or to be read
+/// whole (compressed, or an object).
+enum Stored {
+    Plain(std::fs::File),
+    Whole(AnyReader),
+}
+
 impl SetFiles {
+    /// Opens `path` where it is stored and tells, by its magic bytes (a file known only by
+    /// its name was not looked into yet), how it is to be read.
+    fn stored(&self, path: &Path) -> Result<Stored> {
+        if let Place::Objects(_) = &self.place {
+            return Ok(Stored::Whole(self.place.open(path, false)?));
+        }
+        let failed = |error| SourceError::reading(path, error);
+        let mut opened = super::open_for_replay(path)?;
+        let mut magic = [0u8; 4];
+        let n = opened.read(&mut magic).map_err(failed)?;
+        opened.rewind().map_err(failed)?;
+        Ok(match Compression::sniff(&magic[..n]) {
+            Compression::Plain => Stored::Plain(opened),
+            _ => Stored::Whole(Box::new(opened)),
+        })
+    }
+
     fn open(&mut self, file: &ReplayFile) -> Result<Opened> {
         let path = file.path.clone();
         let failed = |error| SourceError::reading(&file.path, error);
@@ -264,33 +288,21 @@ impl SetFiles {
                 pool: None,
             });
         }
-        if let Place::Objects(_) = &self.place {
-            let stored = self.place.open(&path, false)?;
-            let reader = Box::new(ThreadedReader::spawn(decompressed(stored).map_err(failed)?.0));
-            return Ok(Opened {
-                name,
-                reader,
-                finished: Box::new(empty_warning),
-                streaming: false,
-                pool,
-            });
-        }
-        let mut opened = super::open_for_replay(&path)?;
-        // By its magic bytes: a file known only by its name was not looked into yet.
-        let mut magic = [0u8; 4];
-        let n = opened.read(&mut magic).map_err(failed)?;
-        opened.rewind().map_err(failed)?;
-        if Compression::sniff(&magic[..n]) != Compression::Plain {
-            // Decompression on a thread of its own.
-            let reader = Box::new(ThreadedReader::spawn(decompressed(opened).map_err(failed)?.0));
-            return Ok(Opened {
-                name,
-                reader,
-                finished: Box::new(empty_warning),
-                streaming: false,
-                pool,
-            });
-        }
+        let mut opened = match self.stored(&path)? {
+            Stored::Plain(file) => file,
+            // Read whole, decompressed on a thread of its own.
+            Stored::Whole(stored) => {
+                let reader =
+                    Box::new(ThreadedReader::spawn(decompressed(stored).map_err(failed)?.0));
+                return Ok(Opened {
+                    name,
+                    reader,
+                    finished: Box::new(empty_warning),
+                    streaming: false,
+                    pool,
+                });
+            }
+        };
         let size = opened.metadata().map_err(failed)?.len();
         let start = match self.range.since_ms {
             Some(since) => start_offset(&mut opened, size, since, self.margin_ms, &mut self.parser)
