@@ -256,10 +256,12 @@ fn merge(
             return Ok(n_lines);
         }
         if pipeline.past_range(input) {
-            // The rest of this input is after --until: give its streams up.
+            // The rest of this input is after --until: give its streams up, those not open
+            // yet too (they are never opened).
             for head in heads.iter_mut().filter(|h| h.input == input) {
                 head.ended = true;
                 head.at = usize::MAX;
+                head.opens_at_ms = None;
             }
         }
     }

@@ -19,7 +19,6 @@ mod lint;
 mod live;
 mod live_sidecar;
 mod nginx;
-mod objects;
 mod operations;
 mod receivers;
 mod rehearsal;

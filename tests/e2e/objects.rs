@@ -114,7 +114,7 @@ fn an_alb_tree_in_s3_replays_as_the_same_files_on_disk() {
     let server = S3Server::start(dir.path());
     let scenario = Scenario { style: LogStyle::AwsAlb, rate_per_s: 20.0, ..skew_scenario() };
     let (whole, n_lines) = write_log(dir.path(), "whole.log", &scenario);
-    let (tree, files) = crate::inputs::alb_tree(dir.path(), &whole, 3);
+    let (tree, files) = crate::trees::alb_tree(dir.path(), &whole, 3);
     std::fs::remove_file(&whole).unwrap();
     server.upload("elb-logs", "AWSLogs", &tree);
 

@@ -205,3 +205,19 @@ pub fn assert_only_culprit_flagged(
     let share = alerts[0]["evidence"]["observed_share"].as_f64().unwrap();
     assert!((0.5..0.75).contains(&share), "5 of 8 expected, got {share}");
 }
+
+/// The summary and the alerts (state, kind, backend) of a replay of `log` in pool `api`, the
+/// format left to recognition.
+pub fn summary_and_alerts(log: &Path) -> (Value, Vec<(String, String, String)>) {
+    let output = skewtail().args(["replay", "--json", "--pool", "api"]).arg(log).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let objects = ndjson(&output);
+    let alerts = of_type(&objects, "alert")
+        .iter()
+        .map(|a| {
+            let field = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (field("state"), field("kind"), field("backend"))
+        })
+        .collect();
+    (summary(&objects).clone(), alerts)
+}
