@@ -20,6 +20,8 @@ use futures_util::StreamExt;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use super::error::{Result, SourceError};
+
 /// Where a replay's files are: on disk, or in one object store tree.
 #[derive(Debug, Clone, Default)]
 pub enum Place {
@@ -42,8 +44,6 @@ impl Place {
         }
     }
 }
-
-use super::error::{Result, SourceError};
 
 /// Bytes asked for in one request: large enough that request latency is small beside the
 /// parsing of what it brings.

@@ -59,11 +59,6 @@ fn docker(stream: &str, piece: &str, last: bool) -> String {
     )
 }
 
-fn replay(log: &Path) -> (Value, Vec<(String, String, String)>) {
-    // The format is left to recognition: through the wrapping, it must be ingress_nginx.
-    summary_and_alerts(log)
-}
-
 /// ingress-nginx lines wrapped by CRI and by Docker, with pieces and stderr: every access
 /// line counted once, stderr as `other` (never `unparsed`), the format recognised as it is
 /// without the wrapping, and the same backends and alerts as the bare log.
@@ -74,7 +69,7 @@ fn container_wrapped_ingress_lines_read_as_the_bare_log() {
         Scenario { style: LogStyle::IngressNginx, duration_s: 40 * 60, ..skew_scenario() };
     let (bare, n_lines) = write_log(dir.path(), "bare.log", &scenario);
     let raw = std::fs::read_to_string(&bare).unwrap();
-    let (expected, expected_alerts) = replay(&bare);
+    let (expected, expected_alerts) = summary_and_alerts(&bare);
     assert_eq!(expected["parsed"], n_lines);
     assert!(!expected_alerts.is_empty(), "the scenario's skew was not found in the bare log");
     for (name, wrapper) in
@@ -83,7 +78,7 @@ fn container_wrapped_ingress_lines_read_as_the_bare_log() {
         let (wrapped, n_stderr) = wrap(&raw, 7, 50, wrapper);
         let path = dir.path().join(name);
         std::fs::write(&path, wrapped).unwrap();
-        let (got, alerts) = replay(&path);
+        let (got, alerts) = summary_and_alerts(&path);
         assert_eq!(got["parsed"], expected["parsed"], "{name}: {got}");
         assert_eq!(got["unparsed"], 0, "{name}: {got}");
         assert_eq!(got["other"], n_stderr, "{name}: {got}");

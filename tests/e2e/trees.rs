@@ -9,10 +9,6 @@ use skewtail::synth::{LogStyle, Scenario};
 
 use crate::util::*;
 
-fn replay(log: &Path) -> (serde_json::Value, Vec<(String, String, String)>) {
-    summary_and_alerts(log)
-}
-
 /// An AWS ALB log tree as S3 holds it, from the lines of `whole`: `nodes` nodes (a line's
 /// node by its place), one gzip file per node every 5 minutes, in dated directories. Returns
 /// the tree's top directory and the files' names by (interval end, node).
@@ -66,9 +62,9 @@ fn an_alb_log_tree_replays_as_its_lines_in_time_order() {
     let (whole, n_lines) = write_log(dir.path(), "whole.log", &scenario);
     let (tree, files) = alb_tree(dir.path(), &whole, 2);
     assert!(files.len() > 140, "{} files", files.len());
-    let (expected, expected_alerts) = replay(&whole);
+    let (expected, expected_alerts) = summary_and_alerts(&whole);
     assert!(!expected_alerts.is_empty());
-    let (got, alerts) = replay(&tree);
+    let (got, alerts) = summary_and_alerts(&tree);
     assert_eq!(got["lines"], n_lines, "{got}");
     assert_eq!(got["parsed"], n_lines, "{got}");
     assert_eq!(got["late"], 0, "{got}");
@@ -85,8 +81,8 @@ fn forty_alb_nodes_merge_and_since_skips_files_by_their_names() {
     let scenario = Scenario { style: LogStyle::AwsAlb, rate_per_s: 40.0, ..skew_scenario() };
     let (whole, n_lines) = write_log(dir.path(), "whole.log", &scenario);
     let (tree, files) = alb_tree(dir.path(), &whole, 40);
-    let (expected, expected_alerts) = replay(&whole);
-    let (got, alerts) = replay(&tree);
+    let (expected, expected_alerts) = summary_and_alerts(&whole);
+    let (got, alerts) = summary_and_alerts(&tree);
     assert_eq!((&got["lines"], &got["late"]), (&n_lines.into(), &0.into()), "{got}");
     assert_eq!(got["backends"], expected["backends"]);
     assert_eq!(alerts, expected_alerts);
@@ -127,8 +123,8 @@ fn streams_that_follow_one_another_are_not_open_together() {
         std::fs::write(host.join("access.log"), chunk.join("\n") + "\n").unwrap();
     }
     assert!(std::fs::read_dir(&tree).unwrap().count() >= 290);
-    let (expected, expected_alerts) = replay(&whole);
-    let (got, alerts) = replay(&tree);
+    let (expected, expected_alerts) = summary_and_alerts(&whole);
+    let (got, alerts) = summary_and_alerts(&tree);
     assert_eq!((&got["lines"], &got["late"]), (&n_lines.into(), &0.into()), "{got}");
     assert_eq!(got["backends"], expected["backends"]);
     assert_eq!(alerts, expected_alerts);
